@@ -643,7 +643,7 @@ def read_cifar(
     is simple enough to read here.
     """
     directory = find_cifar(root, num_classes)
-    label_key = "labels" if num_classes == 10 else "coarse_labels"
+    label_key = "labels" if num_classes == 10 else "fine_labels"
     if num_classes == 10:
         train_files = [f"data_batch_{i}" for i in range(1, 6)]
         test_file, meta_file, names_key = "test_batch", "batches.meta", "label_names"

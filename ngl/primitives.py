@@ -223,15 +223,17 @@ def _check_names(kind: str, names: Iterable[str], known: Sequence[str]) -> tuple
         if name in out:
             raise ValueError(f"{kind} {name!r} is listed twice")
         out.append(name)
-    return tuple(out)
+    # Canonical (registry) order: the same selection is the same set, whatever the tick order.
+    return tuple(n for n in known if n in out)
 
 
 @dataclass(frozen=True)
 class PrimitiveSet:
     """The user's choice of operators, leaves and ephemeral-constant range for a search.
 
-    ``const_range=None`` means no random constants. Order is kept: it fixes how gplearn
-    numbers the leaves (``X0`` is the first leaf), which makes saved programs reproducible.
+    ``const_range=None`` means no random constants. Operators and leaves are kept in the
+    registry's order, whatever order they were given in: that order fixes how gplearn numbers
+    the leaves (``X0`` is the first leaf) and draws functions, so equal sets sample alike.
     """
 
     operators: tuple[str, ...] = ("add", "sub", "mul", "div", "exp", "log", "sqrt", "sin", "cos")

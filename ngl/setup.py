@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "setup", "quick_mode"]
+__all__ = ["seed_everything", "setup", "quick_mode", "runs_dir"]
 
 
 def quick_mode() -> bool:
     """True when ``NGL_QUICK=1``: notebooks and scripts pick laptop-sized settings."""
     return os.environ.get("NGL_QUICK", "0") == "1"
+
+
+def runs_dir() -> Path:
+    """Where searches and experiments keep their files: ``$NGL_RUNS_DIR`` or the repo's ``runs/``."""
+    from ngl.viz import _repo_root
+
+    env = os.environ.get("NGL_RUNS_DIR")
+    if env:
+        return Path(env)
+    root = _repo_root(Path.cwd().resolve())
+    return (root / "runs") if root is not None else Path.cwd() / "runs"
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

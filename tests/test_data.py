@@ -522,3 +522,44 @@ def test_real_fashion_mnist() -> None:
     assert ds.std[0] == pytest.approx(0.3530, abs=0.002)
     raw = raw_pixels(ds, "test", 255.0)
     assert raw.min() == pytest.approx(0, abs=1e-3) and raw.max() == pytest.approx(255, abs=1e-3)
+
+
+# ------------------------------------------------------------------------------------------
+# download=True goes through torchvision (faked here: no network in tests)
+# ------------------------------------------------------------------------------------------
+
+
+def test_download_uses_torchvision_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets as tvd
+
+    calls: list[tuple[str, str, bool]] = []
+
+    class FakeFashionMNIST:
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            calls.append(("fashion", root, download))
+            write_fake_fashion(Path(root) / "FashionMNIST" / "raw")
+
+    class FakeCIFAR10:
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            calls.append(("cifar10", root, download))
+            write_fake_cifar10(Path(root) / "cifar-10-batches-py")
+
+    monkeypatch.setattr(tvd, "FashionMNIST", FakeFashionMNIST)
+    monkeypatch.setattr(tvd, "CIFAR10", FakeCIFAR10)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    root = tmp_path / "dl"
+    with pytest.raises(FileNotFoundError):
+        load_dataset("fashion_mnist", root)  # no download unless asked
+    assert calls == []
+
+    ds = load_dataset("fashion_mnist", root, download=True, val_fraction=0.2, seed=1)
+    check_fake_fashion(ds)
+    assert calls and all(c == ("fashion", str(root), True) for c in calls)
+    calls.clear()
+    load_dataset("fashion_mnist", root)  # found now, nothing downloaded again
+    assert calls == []
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    ds = load_dataset("cifar10", download=True, val_fraction=0.2)  # no root: the cache dir
+    assert calls == [("cifar10", str(tmp_path / "xdg" / "ngl"), True)]
+    check_cifar_pixels(ds)

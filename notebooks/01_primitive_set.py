@@ -1,0 +1,135 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · The primitive set: what a GP loss is made of
+#
+# *Next Generation Loss Function for Image Classification* (Akhmedova & Körber, 2024) evolves
+# classification losses with genetic programming (GP). A candidate loss is a tree: inner nodes
+# are **operators** (+, −, ×, protected ÷, exp, log, sqrt, sin, cos, …), leaves are the
+# prediction `y_pred` (softmax probabilities), the target `y_real` (one-hot) and random
+# **constants**. The tree is applied element-wise to the `[batch, classes]` matrices and averaged,
+# exactly as the paper's winner, the Next Generation Loss (NGL), is:
+#
+# $$\mathrm{NGL} = \operatorname{mean}_{b,c}\; e^{2.4092 - \hat{y}(1+y)} - \cos(\cos(\sin \hat{y}))$$
+#
+# This notebook lets you choose the primitive set a search will use, samples random trees from it
+# (gplearn's ramped half-and-half initialisation, as the search's first generation does) and plots
+# what the losses look like against the true-class probability, with NGL and CE for reference.
+
+# %% tags=["parameters"]
+import os
+
+QUICK = os.environ.get("NGL_QUICK") == "1"
+PRESET = "paper"  # "paper", "gplearn" or "full": the starting selection of the picker
+N_SAMPLES = 4 if QUICK else 12  # random trees to sample
+MAX_DEPTH = 4  # ramped half-and-half depth range is (2, MAX_DEPTH)
+NUM_CLASSES = 10  # for the loss-shape plots
+SEED = 0
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Math, display
+
+import ngl
+from ngl import viz
+from ngl.primitives import LEAVES, OPERATORS
+from ngl.setup import runs_dir
+from ngl.widgets import primitive_set_picker
+
+ngl.setup(seed=SEED, style="paper")
+
+# %% [markdown]
+# ## The operators and leaves on offer
+# Every operator is defined once in `ngl.primitives`, with a torch form (training), a numpy form
+# (gplearn) and a sympy form (formulas). Protected operators never produce inf or NaN.
+
+# %%
+table = pd.DataFrame(
+    [{"name": p.name, "arity": p.arity, "kind": "operator", "meaning": p.description} for p in OPERATORS.values()]
+    + [{"name": leaf.name, "arity": 0, "kind": "leaf", "meaning": leaf.description} for leaf in LEAVES.values()]
+)
+table
+
+# %% [markdown]
+# ## Choose the primitive set
+# Tick operators and leaves; the preset `paper` holds what the paper names. The choice is saved to
+# `runs/primitive_set.json`, where notebook 02 picks it up. (Re-run the cells below after changing it.)
+
+# %%
+picker = primitive_set_picker(PRESET, n_samples=N_SAMPLES, seed=SEED)
+display(picker.widget)
+
+# %%
+pset = picker.value
+if pset is None:
+    raise ValueError("the picker holds an invalid selection; fix it above and re-run this cell")
+print(pset.describe())
+saved = pset.save(runs_dir() / "primitive_set.json")
+print("saved to", saved)
+
+# %% [markdown]
+# ## Random trees from this set
+# The search's first generation looks like this: mostly useless losses. Selection does the rest.
+
+# %%
+samples = ngl.sample_expressions(pset, N_SAMPLES, seed=SEED, init_depth=(2, MAX_DEPTH))
+for e in samples:
+    display(Math(e.latex()))
+    print(f"  {e}   size={e.size} depth={e.depth}")
+
+# %%
+ncols = min(4, len(samples))
+nrows = -(-len(samples) // ncols)
+fig, axes = plt.subplots(nrows, ncols, figsize=(viz.TEXT_WIDTH, 2.2 * nrows), squeeze=False)
+for ax, e in zip(axes.flat, samples, strict=False):
+    viz.draw_tree(e, ax=ax)
+for ax in axes.flat[len(samples):]:
+    ax.axis("off")
+viz.save_figure(fig, "random_trees", config={"preset": pset.name, "seed": SEED, "n": N_SAMPLES})
+plt.show()
+
+# %% [markdown]
+# ## NGL as a tree
+# The paper's winner, parsed from text. Its compiled module is exactly `ngl.get_loss("ngl")`.
+
+# %%
+ngl_expr = ngl.LossExpression.parse("exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))")
+fig = viz.draw_tree(ngl_expr)
+viz.save_figure(fig, "ngl_tree")
+plt.show()
+print(ngl_expr.source())
+
+# %% [markdown]
+# ## Loss shapes
+# Loss against the true-class probability $p_t$ (the other classes share $1-p_t$ equally), each
+# curve rescaled to [0, 1]: NGL's values sit near $e^{2.4} \approx 11$, so raw values must not share
+# an axis with CE's. Dots mark each loss's minimum. NGL's minimum is *inside* the interval
+# (about 0.39 for 10 classes): it does not push the model to full confidence.
+
+# %%
+losses = {"CE": ngl.get_loss("ce"), "NGL": ngl.get_loss("ngl"), "focal (γ=2)": ngl.get_loss("focal"),
+          "label smoothing (0.1)": ngl.get_loss("label_smoothing")}
+for i, e in enumerate(samples[:3]):
+    if "y_pred" in e.leaves:
+        losses[f"random #{i}"] = e.to_module()
+fig = viz.plot_loss_shapes(losses, num_classes=NUM_CLASSES)
+viz.save_figure(fig, "loss_shapes", config={"num_classes": NUM_CLASSES, "losses": list(losses)})
+plt.show()
+
+# %%
+shape = viz.loss_shape_data({"NGL": ngl.get_loss("ngl")}, num_classes=NUM_CLASSES)
+p_opt = shape.loc[shape["loss"].idxmin(), "p_true"]
+print(f"NGL's optimum true-class probability for C={NUM_CLASSES}: {p_opt:.3f}")
+assert 0.3 < p_opt < 0.5

@@ -1,0 +1,49 @@
+"""Widgets are driven like a user would, without a kernel."""
+
+from __future__ import annotations
+
+from ngl.primitives import PrimitiveSet, preset
+from ngl.widgets import primitive_set_picker
+
+
+def test_picker_starts_from_preset_and_follows_ticks():
+    picker = primitive_set_picker("paper")
+    assert picker.value == preset("paper")
+    seen = []
+    picker.on_change(seen.append)
+    picker.op_boxes["tanh"].value = True
+    assert "tanh" in picker.value.operators
+    assert picker.preset.value == "custom"
+    picker.op_boxes["sin"].value = False
+    assert "sin" not in picker.value.operators and len(seen) == 2
+    picker.use_constants.value = False
+    assert picker.value.const_range is None and picker.const_range.disabled
+
+
+def test_picker_preset_dropdown_sets_boxes():
+    picker = primitive_set_picker("paper")
+    picker.preset.value = "gplearn"
+    assert picker.value.operators == preset("gplearn").operators
+    assert not picker.op_boxes["exp"].value
+
+
+def test_invalid_selection_is_reported_not_raised():
+    picker = primitive_set_picker(PrimitiveSet(operators=("add",)))
+    picker.op_boxes["add"].value = False
+    assert picker.value is None
+    assert "at least one operator" in picker.status.value
+    picker.sample_button.click()  # error is shown in the Output widget, not lost
+    assert any("not a valid primitive set" in o.get("text", "") for o in picker.out.outputs)
+
+
+def test_sample_button_shows_formulas_and_changes_with_selection():
+    picker = primitive_set_picker("paper", n_samples=3, seed=1)
+    picker.sample_button.click()
+    first = [str(e) for e in picker.samples]
+    assert len(first) == 3
+    assert sum(o["output_type"] == "display_data" for o in picker.out.outputs) == 3
+    for name, box in picker.op_boxes.items():
+        box.value = name in ("mul", "tanh")
+    picker.sample_button.click()
+    assert all(set(e.operators) <= {"mul", "tanh"} for e in picker.samples)
+    assert [str(e) for e in picker.samples] != first

@@ -24,7 +24,7 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ngl tests benchmarks notebooks/*.py
-	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
+	$(VENV)/bin/nbstripout --keep-id --verify notebooks/*.ipynb
 
 test: lint
 	NGL_QUICK=1 MPLBACKEND=Agg TQDM_DISABLE=1 $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -279,7 +279,8 @@ class LossExpression:
                 raise ValueError(f"unsupported gplearn node {node!r}")
         return cls(tuple(out))
 
-    def to_program(self, pset: PrimitiveSet):
+    def to_program(self, pset: PrimitiveSet, init_depth: tuple[int, int] = (2, 4),
+                   p_point_replace: float = 0.05):
         """A gplearn ``_Program`` over ``pset`` (for crossover, mutation, ``export_graphviz``)."""
         from gplearn._program import _Program
         from gplearn.fitness import mean_absolute_error
@@ -300,9 +301,9 @@ class LossExpression:
         for f in functions.values():
             arities.setdefault(f.arity, []).append(f)
         return _Program(
-            function_set=list(functions.values()), arities=arities, init_depth=(2, 4),
+            function_set=list(functions.values()), arities=arities, init_depth=init_depth,
             init_method="half and half", n_features=len(pset.leaves), const_range=pset.const_range,
-            metric=mean_absolute_error, p_point_replace=0.05, parsimony_coefficient=0.0,
+            metric=mean_absolute_error, p_point_replace=p_point_replace, parsimony_coefficient=0.0,
             random_state=None, feature_names=list(pset.leaves), program=prog,
         )
 

@@ -1,0 +1,113 @@
+"""Cheap checks before a candidate loss costs a training run: rejection and equivalence.
+
+On a fixed probe batch of near-uniform logits (an untrained network's predictions) a
+candidate is rejected when its loss is non-finite, constant, not differentiable in the
+prediction, or when a small gradient step does not raise the true-class probability. The
+probe sits near uniform on purpose: NGL's optimum is an interior confidence (about 0.39 for
+10 classes), so a probe near confident predictions would reject the very loss the paper found.
+
+Candidates whose loss values and gradients agree on the probe are functionally equivalent for
+training; :func:`fingerprint` gives them the same hash so the search trains one of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ngl.expression import LossExpression
+
+__all__ = ["Probe", "SanityReport", "check_candidate", "make_probe"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A fixed batch of logits and integer targets used for every candidate."""
+
+    logits: torch.Tensor
+    target: torch.Tensor
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.logits.shape[1])
+
+
+def make_probe(num_classes: int, n: int = 64, scale: float = 0.5, seed: int = 1234) -> Probe:
+    """Near-uniform float64 logits (``scale * N(0, 1)``) and random targets, fixed by ``seed``."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes={num_classes!r} must be >= 2")
+    if n < 1:
+        raise ValueError(f"n={n!r} must be >= 1")
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, num_classes, generator=g, dtype=torch.float64) * scale
+    target = torch.randint(0, num_classes, (n,), generator=g)
+    return Probe(logits, target)
+
+
+@dataclass(frozen=True)
+class SanityReport:
+    """``status`` is ``ok`` or the rejection reason; ``fingerprint`` identifies equivalent losses."""
+
+    status: str
+    fingerprint: str | None = None
+    detail: str = ""
+    true_class_gain: float = float("nan")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+REASONS = ("no_prediction", "nonfinite", "constant", "wrong_direction")
+
+
+def _round_relative(x: np.ndarray, digits: int = 5) -> np.ndarray:
+    """Round to ``digits`` significant decimal digits (so float noise does not split classes)."""
+    mant, expo = np.frexp(x)
+    return np.ldexp(np.round(mant, digits), expo)
+
+
+def fingerprint_arrays(values: np.ndarray, grads: np.ndarray, mode: str) -> str:
+    h = hashlib.sha256()
+    if mode == "value_and_gradient":
+        h.update(_round_relative(values).tobytes())
+    elif mode != "gradient":
+        raise ValueError(f"equivalence mode {mode!r} unknown; expected 'value_and_gradient' or 'gradient'")
+    grads = np.where(np.abs(grads) < 1e-12, 0.0, grads)
+    h.update(_round_relative(grads).tobytes())
+    return h.hexdigest()[:20]
+
+
+def check_candidate(expr: LossExpression, probe: Probe, step: float = 0.05,
+                    equivalence: str = "value_and_gradient") -> SanityReport:
+    """Run the rejection checks on ``probe`` and fingerprint a candidate that passes."""
+    if not ({"y_pred", "logits", "log_pred"} & set(expr.leaves)):
+        return SanityReport("no_prediction", detail="the expression does not depend on the prediction")
+    loss = expr.to_module(reduction="none", validate=False)
+    z = probe.logits.clone().requires_grad_(True)
+    with torch.enable_grad():
+        values = loss(z, probe.target)
+        if not torch.all(torch.isfinite(values)):
+            return SanityReport("nonfinite", detail="loss value is not finite on the probe batch")
+        (grad,) = torch.autograd.grad(values.sum(), z, allow_unused=True)
+    if grad is None or not torch.all(torch.isfinite(grad)):
+        return SanityReport("nonfinite" if grad is not None else "constant",
+                            detail="gradient is not finite" if grad is not None else "no gradient")
+    gnorm = grad.norm(dim=1, keepdim=True)
+    if float(gnorm.max()) < 1e-10:
+        return SanityReport("constant", detail="gradient with respect to the logits is zero")
+    # One normalised descent step per sample: does the true-class probability go up on average?
+    direction = -grad / gnorm.clamp_min(1e-30)
+    with torch.no_grad():
+        idx = probe.target.unsqueeze(1)
+        before = torch.softmax(probe.logits, 1).gather(1, idx)
+        after = torch.softmax(probe.logits + step * direction, 1).gather(1, idx)
+        gain = float((after - before).mean())
+    if not gain > 0:
+        return SanityReport("wrong_direction", detail=f"a descent step changes p_true by {gain:.3g}",
+                            true_class_gain=gain)
+    fp = fingerprint_arrays(values.detach().numpy(), grad.numpy(), equivalence)
+    return SanityReport("ok", fingerprint=fp, true_class_gain=gain)

@@ -1,0 +1,566 @@
+"""The GP loss search: gplearn trees, tournament selection, batched fitness, checkpoint/resume.
+
+One generation: sanity-filter every candidate on a probe batch (rejects are never trained),
+look each up in the equivalence cache (functionally equal losses are trained once), train
+the rest population-batched (``ngl.population``) through any ``concurrent.futures.Executor``,
+append one history row per candidate as soon as its chunk finishes, then select and vary
+(gplearn's crossover and subtree/hoist/point mutation) and checkpoint population + RNG.
+
+All candidates of the whole search start from the same initial weights and see the same
+batches (common random numbers), so fitness differences come from the loss alone and cached
+results stay valid across generations. A killed run resumes from its last checkpoint and,
+chunk by chunk, reuses what the history already holds: it reaches the same result as an
+uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ngl.expression import LossExpression
+from ngl.parallel import InProcessExecutor
+from ngl.population import TrainBudget
+from ngl.primitives import PrimitiveSet, preset
+from ngl.records import append_rows, read_json, read_rows, write_json_atomic
+from ngl.sanity import check_candidate, make_probe
+
+__all__ = ["SearchConfig", "SearchResult", "GPSearch", "run_search", "resume", "load_result",
+           "evaluate_chunk"]
+
+_ORIGINS = ("init", "seed", "elite", "crossover", "subtree_mutation", "hoist_mutation",
+            "point_mutation", "reproduction")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that determines a search; saved with the run, hashed to name its directory."""
+
+    primitive_set: PrimitiveSet = field(default_factory=lambda: preset("paper"))
+    population_size: int = 16
+    generations: int = 5
+    seed: int = 0
+    # variation (the rest of the probability mass is plain reproduction)
+    p_crossover: float = 0.7
+    p_subtree_mutation: float = 0.1
+    p_hoist_mutation: float = 0.05
+    p_point_mutation: float = 0.1
+    p_point_replace: float = 0.05
+    tournament_size: int = 3
+    elitism: int = 1
+    parsimony_coefficient: float = 0.001
+    init_depth: tuple[int, int] = (2, 4)
+    max_depth: int = 8
+    max_size: int = 40
+    seed_expressions: tuple[str, ...] = ()
+    # fitness
+    dataset: str = "digits"
+    data_root: str | None = None
+    n_train: int | None = None
+    n_val: int | None = None
+    model: str = "small_cnn"
+    budget: TrainBudget = field(default_factory=lambda: TrainBudget(steps=100, batch_size=128))
+    device: str = "auto"
+    chunk_size: int = 16
+    # sanity filter and equivalence cache
+    probe_size: int = 64
+    equivalence: str = "value_and_gradient"
+    hall_of_fame_size: int = 10
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ValueError(f"SearchConfig.{name}={getattr(self, name)!r}: expected {what}")
+
+        ints = {"population_size": 2, "generations": 1, "tournament_size": 1, "max_depth": 1,
+                "max_size": 1, "chunk_size": 1, "probe_size": 1, "hall_of_fame_size": 1}
+        for name, lo in ints.items():
+            v = getattr(self, name)
+            check(isinstance(v, int) and not isinstance(v, bool) and v >= lo, name, f"an int >= {lo}")
+        check(isinstance(self.seed, int) and self.seed >= 0, "seed", "an int >= 0")
+        check(0 <= self.elitism < self.population_size, "elitism", "0 <= elitism < population_size")
+        probs = [self.p_crossover, self.p_subtree_mutation, self.p_hoist_mutation, self.p_point_mutation]
+        for name in ("p_crossover", "p_subtree_mutation", "p_hoist_mutation", "p_point_mutation",
+                     "p_point_replace"):
+            v = getattr(self, name)
+            check(isinstance(v, int | float) and 0 <= v <= 1, name, "a probability in [0, 1]")
+        if sum(probs) > 1 + 1e-9:
+            raise ValueError(f"variation probabilities sum to {sum(probs):.3f}; expected <= 1")
+        check(self.parsimony_coefficient >= 0, "parsimony_coefficient", "a number >= 0")
+        lo, hi = self.init_depth
+        check(1 <= lo <= hi <= self.max_depth, "init_depth", "1 <= low <= high <= max_depth")
+        check(self.equivalence in ("value_and_gradient", "gradient", "none"), "equivalence",
+              "'value_and_gradient', 'gradient' or 'none'")
+        if not isinstance(self.primitive_set, PrimitiveSet):
+            raise ValueError(f"SearchConfig.primitive_set must be a PrimitiveSet, got {self.primitive_set!r}")
+        if not isinstance(self.budget, TrainBudget):
+            raise ValueError(f"SearchConfig.budget must be a TrainBudget, got {self.budget!r}")
+        from ngl.data import available_datasets
+        from ngl.models import available_models
+
+        if self.dataset not in available_datasets():
+            raise ValueError(f"SearchConfig.dataset={self.dataset!r}: expected one of {available_datasets()}")
+        if self.model not in available_models():
+            raise ValueError(f"SearchConfig.model={self.model!r}: expected one of {available_models()[:8]}...")
+        for text in self.seed_expressions:
+            LossExpression.parse(text, self.primitive_set)  # raises with the position of the problem
+        object.__setattr__(self, "init_depth", (int(lo), int(hi)))
+        object.__setattr__(self, "seed_expressions", tuple(self.seed_expressions))
+
+    # -- persistence -----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["primitive_set"] = self.primitive_set.to_dict()
+        d["budget"] = dataclasses.asdict(self.budget)
+        d["init_depth"] = list(self.init_depth)
+        d["seed_expressions"] = list(self.seed_expressions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown SearchConfig field(s) {unknown}; known: {sorted(known)}")
+        d = dict(d)
+        if "primitive_set" in d:
+            ps = d["primitive_set"]
+            d["primitive_set"] = preset(ps) if isinstance(ps, str) else PrimitiveSet.from_dict(ps)
+        if "budget" in d:
+            d["budget"] = TrainBudget(**d["budget"])
+        for name in ("init_depth", "seed_expressions"):
+            if name in d:
+                d[name] = tuple(d[name])
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchConfig:
+        return cls.from_dict(json.loads(text))
+
+    @property
+    def key(self) -> str:
+        """Stable hash of the configuration: the run directory's name."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# -- fitness evaluation (runs in a worker; everything it needs travels in plain arguments) ---
+@functools.lru_cache(maxsize=4)
+def _load_data(dataset: str, root: str | None, n_train: int | None, n_val: int | None,
+               seed: int, device: str):
+    from ngl.data import load_dataset
+
+    data = load_dataset(dataset, root=root, seed=seed)
+    if n_train is not None or n_val is not None:
+        data = data.subset(n_train=n_train, n_val=n_val, seed=seed)
+    return data.to(device)
+
+
+def evaluate_chunk(config: dict, texts: Sequence[str]) -> list[dict]:
+    """Train the candidate losses ``texts`` together; a plain, picklable function for executors."""
+    from ngl.models import build_model
+    from ngl.population import train_population
+
+    cfg = SearchConfig.from_dict(config)
+    device = cfg.resolved_device()
+    data = _load_data(cfg.dataset, cfg.data_root, cfg.n_train, cfg.n_val, cfg.seed, device)
+    c, h, _w = data.input_shape
+    model_fn = functools.partial(build_model, cfg.model, c, data.num_classes, h)
+    losses = [LossExpression.parse(t).to_module(validate=False) for t in texts]
+    results = train_population(model_fn, losses, data, cfg.budget, seed=cfg.seed, device=device)
+    return [r.to_dict() for r in results]
+
+
+# -- results ---------------------------------------------------------------------------------
+@dataclass
+class SearchResult:
+    """What a search produced: the tidy history, per-generation summary and hall of fame."""
+
+    config: SearchConfig
+    run_dir: Path
+    history: pd.DataFrame
+    complete: bool
+
+    @property
+    def evaluated(self) -> pd.DataFrame:
+        """Rows whose loss was trained or taken from the cache (not rejected)."""
+        h = self.history
+        return h[h["status"].isin(["ok", "nonfinite"])] if len(h) else h
+
+    def hall_of_fame(self, n: int | None = None) -> pd.DataFrame:
+        """Best distinct losses by validation accuracy (ties: smaller tree first)."""
+        ok = self.evaluated
+        if not len(ok):
+            return ok
+        ok = ok[ok["status"] == "ok"].sort_values(["val_accuracy", "size", "generation"],
+                                                  ascending=[False, True, True])
+        ok = ok.drop_duplicates("fingerprint").drop_duplicates("key")
+        return ok.head(n or self.config.hall_of_fame_size).reset_index(drop=True)
+
+    @property
+    def best(self) -> LossExpression:
+        hof = self.hall_of_fame(1)
+        if not len(hof):
+            raise ValueError(f"no candidate of {self.run_dir} trained successfully yet")
+        return LossExpression.parse(hof.iloc[0]["expression"])
+
+    def generation_summary(self) -> pd.DataFrame:
+        return summarise_generations(self.history)
+
+
+def summarise_generations(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per generation: fitness quantiles, diversity, tree size, rejected/cached counts."""
+    if not len(history):
+        return pd.DataFrame()
+    rows = []
+    for gen, part in history.groupby("generation"):
+        acc = part.loc[part["status"] == "ok", "val_accuracy"].astype(float)
+        rows.append({
+            "generation": int(gen),
+            "candidates": len(part),
+            "best": acc.max() if len(acc) else math.nan,
+            "q75": acc.quantile(0.75) if len(acc) else math.nan,
+            "median": acc.median() if len(acc) else math.nan,
+            "q25": acc.quantile(0.25) if len(acc) else math.nan,
+            "distinct_functions": part["fingerprint"].nunique(),
+            "distinct_expressions": part["key"].nunique(),
+            "mean_size": part["size"].mean(),
+            "rejected": int(part["status"].str.startswith("rejected").sum()),
+            "nonfinite": int((part["status"] == "nonfinite").sum()),
+            "cache_hits": int(part["cache_hit"].sum()),
+            "trained": int((~part["cache_hit"] & part["status"].isin(["ok", "nonfinite"])).sum()),
+            "train_time_s": float(part.loc[~part["cache_hit"], "train_time_s"].fillna(0).sum()),
+        })
+    return pd.DataFrame(rows)
+
+
+# -- the search ------------------------------------------------------------------------------
+def _rng_to_json(rng: np.random.RandomState) -> list:
+    name, keys, pos, has_gauss, cached = rng.get_state()
+    return [name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
+
+
+def _rng_from_json(state: list) -> np.random.RandomState:
+    rng = np.random.RandomState()
+    name, keys, pos, has_gauss, cached = state
+    rng.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    return rng
+
+
+class GPSearch:
+    """A resumable search in ``run_dir`` (default ``runs/search/<config key>``).
+
+    ``callback(summary_row, search)`` is called after each generation (live plots);
+    ``executor`` is any ``concurrent.futures.Executor`` (default: in-process).
+    """
+
+    HISTORY = "history.jsonl"
+    CHECKPOINT = "checkpoint.json"
+    CONFIG = "config.json"
+
+    def __init__(self, config: SearchConfig, run_dir: str | os.PathLike | None = None,
+                 executor: Executor | None = None, progress: bool = True,
+                 callback: Callable[[dict, GPSearch], None] | None = None):
+        if not isinstance(config, SearchConfig):
+            raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
+        from ngl.setup import runs_dir
+
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "search" / config.key
+        self.executor = executor or InProcessExecutor()
+        self.progress = progress
+        self.callback = callback
+        self.pset = config.primitive_set
+        self._stop = False
+        self.probe = None
+
+    # paths
+    @property
+    def history_path(self) -> Path:
+        return self.run_dir / self.HISTORY
+
+    def _check_run_dir(self) -> None:
+        cfg_path = self.run_dir / self.CONFIG
+        if cfg_path.exists():
+            saved = SearchConfig.from_dict(read_json(cfg_path))
+            if saved != self.config:
+                raise ValueError(
+                    f"{self.run_dir} holds a search with another configuration (key {saved.key}, "
+                    f"this one {self.config.key}); use a new run_dir or resume(run_dir)"
+                )
+        else:
+            write_json_atomic(cfg_path, self.config.to_dict())
+
+    def request_stop(self) -> None:
+        """Stop after the current chunk (the checkpoint keeps everything done so far)."""
+        self._stop = True
+
+    # -- population helpers ------------------------------------------------------------------
+    def _initial_population(self, rng: np.random.RandomState) -> list[tuple[str, str, list[str]]]:
+        pop: list[tuple[str, str, list[str]]] = []
+        for text in self.config.seed_expressions[: self.config.population_size]:
+            pop.append((str(LossExpression.parse(text, self.pset)), "seed", []))
+        while len(pop) < self.config.population_size:
+            prog = self.pset.random_program(rng, self.config.init_depth)
+            expr = LossExpression.from_program(prog, self.pset)
+            pop.append((str(expr), "init", []))
+        return pop
+
+    def _programs(self, texts: Sequence[str]) -> list:
+        cfg = self.config
+        return [LossExpression.parse(t).to_program(self.pset, init_depth=cfg.init_depth,
+                                                   p_point_replace=cfg.p_point_replace)
+                for t in texts]
+
+    def _tournament(self, scores: np.ndarray, rng: np.random.RandomState) -> int:
+        contenders = rng.randint(0, len(scores), self.config.tournament_size)
+        return int(contenders[np.argmax(scores[contenders])])
+
+    def _next_population(self, texts: list[str], scores: np.ndarray,
+                         rng: np.random.RandomState) -> list[tuple[str, str, list[str]]]:
+        cfg = self.config
+        programs = self._programs(texts)
+        keys = [LossExpression.parse(t).key for t in texts]
+        new: list[tuple[str, str, list[str]]] = []
+        seen: set[str] = set()
+        for i in np.argsort(-scores, kind="stable"):
+            if len(new) >= cfg.elitism:
+                break
+            if keys[i] not in seen and np.isfinite(scores[i]) and scores[i] > -1:
+                new.append((texts[i], "elite", [keys[i]]))
+                seen.add(keys[i])
+        cuts = np.cumsum([cfg.p_crossover, cfg.p_subtree_mutation, cfg.p_hoist_mutation,
+                          cfg.p_point_mutation])
+        while len(new) < cfg.population_size:
+            parent = self._tournament(scores, rng)
+            prog = programs[parent]
+            parents = [keys[parent]]
+            method = rng.uniform()
+            if method < cuts[0]:
+                donor = self._tournament(scores, rng)
+                child, _, _ = prog.crossover(programs[donor].program, rng)
+                origin = "crossover"
+                parents.append(keys[donor])
+            elif method < cuts[1]:
+                child, _, _ = prog.subtree_mutation(rng)
+                origin = "subtree_mutation"
+            elif method < cuts[2]:
+                child, _ = prog.hoist_mutation(rng)
+                origin = "hoist_mutation"
+            elif method < cuts[3]:
+                child, _ = prog.point_mutation(rng)
+                origin = "point_mutation"
+            else:
+                child, origin = prog.reproduce(), "reproduction"
+            expr = LossExpression.from_program(child, self.pset)
+            if expr.depth > cfg.max_depth or expr.size > cfg.max_size:
+                expr, origin = LossExpression.from_program(prog, self.pset), "reproduction"
+            new.append((str(expr), origin, parents))
+        return new
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def _evaluate_generation(self, gen: int, population: list[tuple[str, str, list[str]]],
+                             cache: dict[str, dict], done_rows: dict[int, dict]) -> list[dict]:
+        """Rows for every candidate of ``gen``; rows in ``done_rows`` (by index) are reused."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        rows: dict[int, dict] = dict(done_rows)
+        to_train: dict[str, list[int]] = {}  # fingerprint -> candidate indices (trained once)
+        for i, (text, origin, parents) in enumerate(population):
+            if i in rows:
+                continue
+            expr = LossExpression.parse(text)
+            report = check_candidate(expr, self.probe,
+                                     equivalence="value_and_gradient" if cfg.equivalence == "none"
+                                     else cfg.equivalence)
+            fp = report.fingerprint if cfg.equivalence != "none" or not report.ok else expr.key
+            base = {"run": cfg.key, "generation": gen, "index": i, "key": expr.key, "expression": text,
+                    "size": expr.size, "depth": expr.depth, "origin": origin, "parents": parents,
+                    "fingerprint": fp, "reason": report.detail, "cache_hit": False, "cache_of": None,
+                    "val_accuracy": None, "val_ce": None, "train_time_s": None, "steps_done": None,
+                    "final_train_loss": None}
+            if not report.ok:
+                rows[i] = {**base, "status": f"rejected_{report.status}", "fitness": -1.0}
+            elif fp in cache:
+                hit = cache[fp]
+                rows[i] = {**base, **{k: hit[k] for k in ("val_accuracy", "val_ce", "status",
+                                                          "final_train_loss", "steps_done")},
+                           "train_time_s": 0.0, "cache_hit": True, "cache_of": hit["key"]}
+            else:
+                rows[i] = base
+                to_train.setdefault(fp, []).append(i)
+        # rows decided without training go to disk now
+        fresh = [rows[i] for i in sorted(rows) if i not in done_rows and "status" in rows[i]]
+        for r in fresh:
+            r["fitness"] = self._fitness(r)
+        append_rows(self.history_path, fresh)
+
+        # one representative per fingerprint, in fixed chunks: a chunk is the unit of resume
+        reps = [idx[0] for idx in to_train.values()]
+        chunks = [reps[k:k + cfg.chunk_size] for k in range(0, len(reps), cfg.chunk_size)]
+        bar = tqdm(total=len(population), desc=f"generation {gen}", leave=False,
+                   disable=not self.progress)
+        bar.update(len(population) - sum(len(v) for v in to_train.values()))
+        texts = [[population[i][0] for i in ch] for ch in chunks]
+        for chunk, results in zip(chunks, self._run_chunks(texts), strict=False):
+            chunk_rows = []
+            for i, res in zip(chunk, results, strict=True):
+                fp = rows[i]["fingerprint"]
+                rows[i].update(res)
+                rows[i]["fitness"] = self._fitness(rows[i])
+                chunk_rows.append(rows[i])
+                cache[fp] = rows[i]
+                for j in to_train[fp][1:]:  # equivalent candidates of the same generation
+                    rows[j].update({k: res[k] for k in ("val_accuracy", "val_ce", "status",
+                                                        "final_train_loss", "steps_done")},
+                                   train_time_s=0.0, cache_hit=True, cache_of=rows[i]["key"])
+                    rows[j]["fitness"] = self._fitness(rows[j])
+                    chunk_rows.append(rows[j])
+            append_rows(self.history_path, chunk_rows)
+            bar.update(sum(len(to_train[rows[i]["fingerprint"]]) for i in chunk))
+            if self._stop:
+                break
+        bar.close()
+        if self._stop and any("status" not in rows[i] for i in rows):
+            raise KeyboardInterrupt("search stopped on request; resume continues from here")
+        return [rows[i] for i in range(len(population))]
+
+    def _run_chunks(self, chunks: list[list[str]]):
+        """Yield each chunk's results in order. In-process: one chunk at a time, so every finished
+        chunk reaches the history before the next starts; other executors get all at once."""
+        cfg_dict = self.config.to_dict()
+        if isinstance(self.executor, InProcessExecutor):
+            for texts in chunks:
+                yield evaluate_chunk(cfg_dict, texts)
+            return
+        futures = [self.executor.submit(evaluate_chunk, cfg_dict, texts) for texts in chunks]
+        pending = {f: k for k, f in enumerate(futures)}
+        ready: dict[int, list[dict]] = {}
+        nxt = 0
+        for fut in as_completed(futures):
+            ready[pending[fut]] = fut.result()
+            while nxt in ready:  # hand results over in chunk order: the history stays ordered
+                yield ready.pop(nxt)
+                nxt += 1
+
+    def _fitness(self, row: dict) -> float:
+        if row["status"] != "ok" or row.get("val_accuracy") is None:
+            return -1.0
+        return float(row["val_accuracy"]) - self.config.parsimony_coefficient * row["size"]
+
+    # -- main loop ------------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        """Run (or continue) the search to ``config.generations``; safe to call again after a kill."""
+        import torch
+
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._check_run_dir()
+        # the number of classes fixes the probe batch of the sanity filter
+        num_classes = _load_data(cfg.dataset, cfg.data_root, cfg.n_train, cfg.n_val, cfg.seed,
+                                 "cpu").num_classes
+        self.probe = make_probe(num_classes, n=cfg.probe_size)
+        ckpt_path = self.run_dir / self.CHECKPOINT
+        history = read_rows(self.history_path)
+        cache: dict[str, dict] = {}
+        if ckpt_path.exists():
+            ckpt = read_json(ckpt_path)
+            gen, rng = ckpt["generation"], _rng_from_json(ckpt["rng_state"])
+            population = [tuple(p) for p in ckpt["population"]]
+        else:
+            rng = np.random.RandomState(cfg.seed)
+            gen, population = 0, self._initial_population(rng)
+            self._checkpoint(gen, population, rng)
+        # the cache and the rows already done are rebuilt from the history
+        done_rows: dict[int, dict] = {}
+        for r in history:
+            if r["generation"] < gen and r["status"] in ("ok", "nonfinite") and not r["cache_hit"]:
+                cache[r["fingerprint"]] = r
+            elif r["generation"] == gen:
+                done_rows[r["index"]] = r
+        for r in done_rows.values():
+            if r["status"] in ("ok", "nonfinite") and not r["cache_hit"]:
+                cache[r["fingerprint"]] = r
+
+        torch_threads = torch.get_num_threads()
+        try:
+            while gen < cfg.generations:
+                start = time.perf_counter()
+                rows = self._evaluate_generation(gen, population, cache, done_rows)
+                done_rows = {}
+                scores = np.array([r["fitness"] for r in rows], dtype=float)
+                next_pop = (self._next_population([r["expression"] for r in rows], scores, rng)
+                            if gen + 1 < cfg.generations else [])
+                gen += 1
+                self._checkpoint(gen, next_pop, rng)
+                population = next_pop
+                if self.callback is not None:
+                    summary = summarise_generations(pd.DataFrame(rows)).iloc[0].to_dict()
+                    summary["wall_time_s"] = time.perf_counter() - start
+                    self.callback(summary, self)
+                if self._stop:
+                    break
+        finally:
+            torch.set_num_threads(torch_threads)
+        return load_result(self.run_dir)
+
+    def _checkpoint(self, gen: int, population: list, rng: np.random.RandomState) -> None:
+        write_json_atomic(self.run_dir / self.CHECKPOINT, {
+            "generation": gen, "population": [list(p) for p in population],
+            "rng_state": _rng_to_json(rng), "config_key": self.config.key,
+        })
+
+
+def run_search(config: SearchConfig, run_dir: str | os.PathLike | None = None,
+               executor: Executor | None = None, progress: bool = True,
+               callback: Callable[[dict, GPSearch], None] | None = None) -> SearchResult:
+    """Run a search (continuing it if ``run_dir`` already holds the same configuration)."""
+    return GPSearch(config, run_dir, executor=executor, progress=progress, callback=callback).run()
+
+
+def resume(run_dir: str | os.PathLike, executor: Executor | None = None, progress: bool = True,
+           callback: Callable[[dict, GPSearch], None] | None = None) -> SearchResult:
+    """Continue the search saved in ``run_dir`` from its last checkpoint."""
+    cfg_path = Path(run_dir) / GPSearch.CONFIG
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"no search in {run_dir}: {cfg_path.name} is missing")
+    config = SearchConfig.from_dict(read_json(cfg_path))
+    return run_search(config, run_dir, executor=executor, progress=progress, callback=callback)
+
+
+def load_result(run_dir: str | os.PathLike) -> SearchResult:
+    """Read a (finished or partial) search from disk."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / GPSearch.CONFIG
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"no search in {run_dir}: {cfg_path.name} is missing")
+    config = SearchConfig.from_dict(read_json(cfg_path))
+    history = pd.DataFrame(read_rows(run_dir / GPSearch.HISTORY))
+    if len(history):
+        history = history.sort_values(["generation", "index"]).reset_index(drop=True)
+    ckpt = run_dir / GPSearch.CHECKPOINT
+    complete = ckpt.exists() and read_json(ckpt)["generation"] >= config.generations
+    return SearchResult(config=config, run_dir=run_dir, history=history, complete=complete)
+

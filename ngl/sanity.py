@@ -36,13 +36,16 @@ class Probe:
 
 
 def make_probe(num_classes: int, n: int = 64, scale: float = 0.5, seed: int = 1234) -> Probe:
-    """Near-uniform float64 logits (``scale * N(0, 1)``) and random targets, fixed by ``seed``."""
+    """Near-uniform float32 logits (``scale * N(0, 1)``) and random targets, fixed by ``seed``.
+
+    float32 like training, so a loss that overflows in training is caught here too.
+    """
     if num_classes < 2:
         raise ValueError(f"num_classes={num_classes!r} must be >= 2")
     if n < 1:
         raise ValueError(f"n={n!r} must be >= 1")
     g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(n, num_classes, generator=g, dtype=torch.float64) * scale
+    logits = torch.randn(n, num_classes, generator=g, dtype=torch.float32) * scale
     target = torch.randint(0, num_classes, (n,), generator=g)
     return Probe(logits, target)
 
@@ -64,20 +67,23 @@ class SanityReport:
 REASONS = ("no_prediction", "nonfinite", "constant", "wrong_direction")
 
 
-def _round_relative(x: np.ndarray, digits: int = 5) -> np.ndarray:
-    """Round to ``digits`` significant decimal digits (so float noise does not split classes)."""
-    mant, expo = np.frexp(x)
-    return np.ldexp(np.round(mant, digits), expo)
+def _quantise(x: np.ndarray, rel: float = 1e-7) -> np.ndarray:
+    """Snap float64 values to a grid of ``rel * max|x|``: rounding noise of differently written
+    but equal formulas (~1e-15) almost never straddles a grid line, real differences do."""
+    scale = float(np.max(np.abs(x))) if x.size else 0.0
+    if scale == 0.0 or not np.isfinite(scale):
+        return np.zeros_like(x, dtype=np.int64)
+    return np.round(x / (rel * scale)).astype(np.int64)
 
 
 def fingerprint_arrays(values: np.ndarray, grads: np.ndarray, mode: str) -> str:
+    """Hash of float64 loss values and gradients on the probe (``mode`` picks what must agree)."""
     h = hashlib.sha256()
     if mode == "value_and_gradient":
-        h.update(_round_relative(values).tobytes())
+        h.update(_quantise(values).tobytes())
     elif mode != "gradient":
         raise ValueError(f"equivalence mode {mode!r} unknown; expected 'value_and_gradient' or 'gradient'")
-    grads = np.where(np.abs(grads) < 1e-12, 0.0, grads)
-    h.update(_round_relative(grads).tobytes())
+    h.update(_quantise(grads).tobytes())
     return h.hexdigest()[:20]
 
 
@@ -109,5 +115,10 @@ def check_candidate(expr: LossExpression, probe: Probe, step: float = 0.05,
     if not gain > 0:
         return SanityReport("wrong_direction", detail=f"a descent step changes p_true by {gain:.3g}",
                             true_class_gain=gain)
-    fp = fingerprint_arrays(values.detach().numpy(), grad.numpy(), equivalence)
+    # The fingerprint is taken in float64, where equal formulas agree to ~1e-15.
+    z64 = probe.logits.double().requires_grad_(True)
+    with torch.enable_grad():
+        v64 = loss(z64, probe.target)
+        (g64,) = torch.autograd.grad(v64.sum(), z64)
+    fp = fingerprint_arrays(v64.detach().numpy(), g64.numpy(), equivalence)
     return SanityReport("ok", fingerprint=fp, true_class_gain=gain)

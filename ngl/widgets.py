@@ -15,7 +15,8 @@ import ipywidgets as W
 
 from ngl.primitives import LEAVES, OPERATORS, PrimitiveSet, preset, sample_expressions
 
-__all__ = ["PrimitiveSetPicker", "primitive_set_picker", "show_errors"]
+__all__ = ["PrimitiveSetPicker", "SearchConfigForm", "primitive_set_picker", "search_config_form",
+           "show_errors"]
 
 
 def show_errors(out: W.Output) -> Callable:
@@ -161,3 +162,57 @@ def primitive_set_picker(initial: PrimitiveSet | str = "paper", n_samples: int =
                          seed: int = 0) -> PrimitiveSetPicker:
     """Build the primitive-set picker; display ``picker.widget``, read ``picker.value``."""
     return PrimitiveSetPicker(initial, n_samples=n_samples, seed=seed)
+
+
+class SearchConfigForm:
+    """Widgets for the main search settings; ``.value`` builds a validated ``SearchConfig``."""
+
+    def __init__(self, config=None, primitive_set: PrimitiveSet | None = None):
+        from ngl.data import available_datasets
+        from ngl.search import SearchConfig
+
+        cfg = config or SearchConfig()
+        self.base = cfg
+        self.primitive_set = primitive_set or cfg.primitive_set
+        self.population = W.IntSlider(value=cfg.population_size, min=2, max=256, description="population")
+        self.generations = W.IntSlider(value=cfg.generations, min=1, max=100, description="generations")
+        self.steps = W.IntSlider(value=cfg.budget.steps, min=1, max=5000, description="train steps")
+        self.dataset = W.Dropdown(options=available_datasets(), value=cfg.dataset, description="dataset")
+        self.model = W.Dropdown(options=["small_cnn", "small_inception", "resnet_cifar"],
+                                value=cfg.model if cfg.model in ("small_cnn", "small_inception", "resnet_cifar")
+                                else "small_cnn", description="model")
+        self.device = W.Dropdown(options=["auto", "cpu", "cuda"], value=cfg.device, description="device")
+        self.seed = W.IntText(value=cfg.seed, description="seed")
+        self.status = W.HTML()
+        self.widget = W.VBox([W.HBox([self.population, self.generations]),
+                              W.HBox([self.steps, self.seed]),
+                              W.HBox([self.dataset, self.model, self.device]), self.status])
+        for w in (self.population, self.generations, self.steps, self.dataset, self.model,
+                  self.device, self.seed):
+            w.observe(lambda _c: self._validate(), names="value")
+        self._validate()
+
+    @property
+    def value(self):
+        import dataclasses
+
+        return dataclasses.replace(
+            self.base, primitive_set=self.primitive_set, population_size=self.population.value,
+            generations=self.generations.value, dataset=self.dataset.value, model=self.model.value,
+            device=self.device.value, seed=self.seed.value,
+            budget=dataclasses.replace(self.base.budget, steps=self.steps.value),
+            elitism=min(self.base.elitism, self.population.value - 1),
+        )
+
+    def _validate(self) -> None:
+        try:
+            cfg = self.value
+        except ValueError as exc:
+            self.status.value = f"<span style='color:#b00'>{exc}</span>"
+        else:
+            self.status.value = f"run key <code>{cfg.key}</code>"
+
+
+def search_config_form(config=None, primitive_set: PrimitiveSet | None = None) -> SearchConfigForm:
+    """Build the search-configuration form; read ``form.value`` for the ``SearchConfig``."""
+    return SearchConfigForm(config, primitive_set)

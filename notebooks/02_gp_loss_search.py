@@ -1,0 +1,151 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · The GP loss search
+#
+# The paper scores a candidate loss by training a network with it and measuring validation
+# accuracy, then breeds the better losses (tournament selection, subtree crossover, mutation).
+# Here every candidate of the search starts from the **same initial weights** and sees the **same
+# batches**, so differences in fitness come from the loss alone. Before any training, a sanity
+# filter rejects losses that cannot train (constant, non-finite, independent of the prediction,
+# or pushing the true class *down* near an uninformed prediction) and an equivalence cache trains
+# functionally identical losses once. The candidates of a generation are trained together as one
+# batched network.
+#
+# The search writes one row per candidate to `runs/search/<key>/history.jsonl` as it goes and
+# checkpoints after every generation: interrupt the kernel at any time and re-run the search cell
+# to continue where it stopped. The same seed gives the same history.
+#
+# Quick mode: a small population on the embedded digits data, a few minutes on a laptop CPU.
+# Full mode (`NGL_QUICK=0`, a GPU): larger population and budget on Fashion-MNIST; the paper
+# searched on CIFAR-10/100 and Fashion-MNIST with InceptionV3. Long runs are better started from
+# a terminal: `python -m ngl search --config run.json` (same engine, same run directory).
+
+# %% tags=["parameters"]
+import os
+
+QUICK = os.environ.get("NGL_QUICK") == "1"
+DATASET = "digits" if QUICK else "fashion_mnist"
+MODEL = "small_cnn"
+POPULATION = 8 if QUICK else 64
+GENERATIONS = 3 if QUICK else 20
+TRAIN_STEPS = 40 if QUICK else 400
+N_TRAIN = None if QUICK else 12000  # None: the whole training split
+N_VAL = None if QUICK else 3000
+DEVICE = "auto"
+SEED = 0
+SEED_WITH_NGL = True  # put the paper's NGL into generation 0, as a yardstick
+FRESH = False  # True: delete an earlier run of the same configuration first
+
+# %%
+import dataclasses
+import shutil
+
+import matplotlib.pyplot as plt
+from IPython.display import Math, display
+
+import ngl
+from ngl import viz
+from ngl.population import TrainBudget
+from ngl.primitives import PrimitiveSet
+from ngl.search import GPSearch, SearchConfig
+from ngl.setup import runs_dir
+from ngl.widgets import search_config_form
+
+ngl.setup(seed=SEED, style="paper")
+
+# %% [markdown]
+# ## Configuration
+# The primitive set comes from notebook 01 (`runs/primitive_set.json`) when it was run, else the
+# `paper` preset. The form below starts from the parameters cell; change it and re-run the cells
+# after it.
+
+# %%
+pset_file = runs_dir() / "primitive_set.json"
+pset = PrimitiveSet.load(pset_file) if pset_file.exists() else ngl.preset("paper")
+print(pset.describe(), "(from notebook 01)" if pset_file.exists() else "(preset)")
+
+ngl_text = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+seeds = (ngl_text,) if SEED_WITH_NGL and {"exp", "sub", "mul", "add", "cos", "sin"} <= set(pset.operators) else ()
+base = SearchConfig(primitive_set=pset, population_size=POPULATION, generations=GENERATIONS,
+                    dataset=DATASET, model=MODEL, n_train=N_TRAIN, n_val=N_VAL, device=DEVICE,
+                    seed=SEED, seed_expressions=seeds,
+                    budget=TrainBudget(steps=TRAIN_STEPS, batch_size=128, lr=1e-3, optimizer="adam"),
+                    elitism=1, chunk_size=max(POPULATION, 1))
+form = search_config_form(base)
+display(form.widget)
+
+# %%
+config = form.value
+print(config.to_json()[:600], "...")
+search_dir = runs_dir() / "search" / config.key
+if FRESH and search_dir.exists():
+    shutil.rmtree(search_dir)
+
+# %% [markdown]
+# ## Run (or continue) the search
+# A progress bar per generation and a live fitness plot. Interrupt the kernel to stop; re-run this
+# cell to resume from the last finished chunk.
+
+# %%
+live = viz.LivePlot(every=1.0)
+search = GPSearch(config, search_dir, callback=live)
+result = search.run()
+live.close()
+print(f"{len(result.history)} candidates evaluated; complete: {result.complete}")
+
+# %% [markdown]
+# ## What happened per generation
+
+# %%
+summary = result.generation_summary()
+summary
+
+# %%
+fig = viz.plot_search_progress(summary)
+viz.save_figure(fig, "fitness_curve", config={"key": config.key, "dataset": config.dataset,
+                                               "population": config.population_size})
+plt.show()
+
+# %% [markdown]
+# ## Hall of fame
+# The best distinct losses (equivalent losses count once), with how they were born.
+
+# %%
+hof = result.hall_of_fame()
+hof[["val_accuracy", "val_ce", "size", "generation", "origin", "expression"]]
+
+# %%
+best = result.best
+display(Math(best.latex()))
+print("best:", best)
+fig = viz.draw_tree(best)
+viz.save_figure(fig, "best_tree", config={"key": config.key, "expression": str(best)})
+plt.show()
+
+# %% [markdown]
+# ## Rejections and the cache
+# How much training the sanity filter and the equivalence cache saved.
+
+# %%
+counts = result.history.groupby("status").size().rename("candidates").to_frame()
+counts.loc["cache hits"] = int(result.history["cache_hit"].sum())
+counts
+
+# %%
+ngl_rows = result.history[result.history["expression"] == str(ngl.LossExpression.parse(ngl_text))]
+if len(ngl_rows):
+    print(f"NGL (seeded) reached validation accuracy {ngl_rows['val_accuracy'].iloc[0]:.4f}; "
+          f"the best found loss {hof['val_accuracy'].iloc[0]:.4f}")
+dataclasses.asdict(config.budget)

@@ -314,3 +314,266 @@ class LivePlot:
     def close(self) -> None:
         if self.fig is not None:
             plt.close(self.fig)
+
+
+# -- training curves and downstream comparison ------------------------------------------------
+def _mean_sd(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    g = df.groupby(by, sort=False)[value]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def plot_training_curves(metrics: pd.DataFrame, columns: Sequence[str] | None = None,
+                         hue: str | None = "loss", x: str = "epoch", axes=None) -> plt.Figure:
+    """One panel per metric against ``x`` (epoch); one line per ``hue`` value (e.g. loss).
+
+    ``metrics`` is tidy, one row per (run, epoch): ``epoch``, metric columns such as
+    ``train_loss``, ``val_accuracy``, and optional ``loss`` / ``seed``. Several seeds of the same
+    ``hue`` are averaged (line) with a band of +-1 standard deviation. Training-loss values of
+    different losses are not comparable in scale (NGL sits near 11), so the ``train_loss`` panel
+    normalises each curve by its first epoch.
+    """
+    if metrics is None or not len(metrics):
+        raise ValueError("no metrics: expected a DataFrame with one row per (run, epoch)")
+    if x not in metrics:
+        raise ValueError(f"metrics has no {x!r} column; columns are {list(metrics.columns)}")
+    if hue is not None and hue not in metrics:
+        hue = None
+    skip = {x, hue, "seed", "run", "dataset", "model"}
+    if columns is None:  # the usual ones of ngl.train's per-epoch history, else every numeric column
+        columns = [c for c in ("train_loss", "val_accuracy", "test_accuracy") if c in metrics] or [
+            c for c in metrics.columns if c not in skip and pd.api.types.is_numeric_dtype(metrics[c])]
+    missing = [c for c in columns if c not in metrics]
+    if missing or not columns:
+        raise ValueError(f"metric columns {missing or columns} not found; columns are {list(metrics.columns)}")
+    if axes is None:
+        fig, axes = plt.subplots(1, len(columns), figsize=(min(TEXT_WIDTH, 2.4 * len(columns)), 2.2),
+                                 squeeze=False)
+        axes = axes[0]
+    else:
+        axes = np.atleast_1d(axes)
+        fig = axes[0].figure
+    groups = metrics.groupby(hue, sort=False) if hue is not None else [(None, metrics)]
+    for name, part in groups:
+        for ax, col in zip(axes, columns, strict=False):
+            cur = part.dropna(subset=[col]).sort_values(x)  # epochs without evaluation have NaN
+            if col == "train_loss":
+                first = (cur.groupby("seed")[col].transform("first") if "seed" in cur
+                         else pd.Series(cur[col].iloc[0], index=cur.index))
+                cur = cur.assign(**{col: cur[col] / first.where(first != 0, 1.0)})
+            s = _mean_sd(cur, [x], col).sort_values(x)
+            (line,) = ax.plot(s[x], s["mean"], marker=".", label=None if name is None else str(name))
+            if (s["count"] > 1).any():
+                ax.fill_between(s[x], s["mean"] - s["std"], s["mean"] + s["std"], alpha=0.2, lw=0,
+                                color=line.get_color())
+    for ax, col in zip(axes, columns, strict=False):
+        label = "train loss / first epoch" if col == "train_loss" else col.replace("_", " ")
+        ax.set(xlabel=x, ylabel=label)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if hue is not None:
+        axes[-1].legend(frameon=False, fontsize="small")
+    return fig
+
+
+def plot_downstream_comparison(results: pd.DataFrame, metric: str = "test_accuracy",
+                               reference: str | None = None, band: float = 0.5, ax=None,
+                               order: Sequence[str] | None = None) -> plt.Figure:
+    """Mean +- standard deviation over seeds of ``metric`` per dataset (x) and loss (points).
+
+    ``results`` is tidy: columns ``dataset``, ``loss``, ``seed``, ``metric``. With
+    ``reference="ce"`` each loss is shown as the difference to that loss on the same dataset in
+    percentage points (accuracies in [0, 1] are scaled by 100), and the paper's "same as CE"
+    band of +-``band`` points is shaded, as in the paper's table.
+    """
+    need = {"dataset", "loss", metric}
+    if results is None or not len(results) or not need <= set(results.columns):
+        raise ValueError(f"results must be a non-empty DataFrame with columns {sorted(need)} (+ seed)")
+    df = results.copy()
+    scale = 100.0 if df[metric].between(0, 1).all() else 1.0
+    df[metric] = df[metric].astype(float) * scale
+    datasets = list(dict.fromkeys(df["dataset"]))
+    losses = list(order) if order is not None else list(dict.fromkeys(df["loss"]))
+    stats = _mean_sd(df, ["dataset", "loss"], metric)
+    if reference is not None:
+        if reference not in set(df["loss"]):
+            raise ValueError(f"reference loss {reference!r} not in results; losses are {losses}")
+        ref = stats[stats["loss"] == reference].set_index("dataset")["mean"]
+        stats["mean"] = stats["mean"] - stats["dataset"].map(ref)
+        losses = [name for name in losses if name != reference]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(min(TEXT_WIDTH, 1.2 + 0.9 * len(datasets)), 2.4))
+    else:
+        fig = ax.figure
+    width = 0.8 / max(len(losses), 1)
+    for k, name in enumerate(losses):
+        s = stats[stats["loss"] == name].set_index("dataset").reindex(datasets)
+        xs = np.arange(len(datasets)) - 0.4 + width * (k + 0.5)
+        ax.errorbar(xs, s["mean"].to_numpy(), yerr=s["std"].to_numpy(), fmt="o", ms=3.5, capsize=2,
+                    lw=0.8, label=name)
+    ax.set_xticks(np.arange(len(datasets)), datasets, rotation=20 if len(datasets) > 4 else 0)
+    unit = " (%)" if scale == 100.0 else ""
+    if reference is not None:
+        ax.axhspan(-band, band, color="0.85", lw=0, zorder=0, label=f"±{band:g} of {reference}")
+        ax.axhline(0, color="0.5", lw=0.6, zorder=0)
+        ax.set_ylabel(f"{metric.replace('_', ' ')} − {reference}" + (" (points)" if scale == 100.0 else ""))
+    else:
+        ax.set_ylabel(metric.replace("_", " ") + unit)
+    ax.legend(frameon=False, fontsize="small", ncols=min(len(losses) + 1, 4))
+    return fig
+
+
+__all__ += ["plot_search_progress", "LivePlot", "plot_training_curves", "plot_downstream_comparison"]
+
+
+# -- tables next to the figures ----------------------------------------------------------------
+def save_table(text: str, name: str, notebook: str | None = None, ext: str = "tex",
+               directory: str | os.PathLike | None = None) -> Path:
+    """Write a table (LaTeX, markdown, CSV text) to ``figures/<notebook>/<name>.<ext>`` atomically.
+
+    Same place and naming rules as :func:`save_figure`, so ``\\input{figures/04_.../table.tex}``
+    sits next to the figures it goes with.
+    """
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise ValueError(f"table name {name!r} must be a plain file stem such as 'downstream'")
+    if ext not in ("tex", "md", "csv", "txt"):
+        raise ValueError(f"ext={ext!r}; expected 'tex', 'md', 'csv' or 'txt'")
+    notebook = notebook or os.environ.get("NGL_NOTEBOOK") or "misc"
+    out_dir = Path(directory) if directory is not None else figures_dir() / notebook
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.{ext}"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text if text.endswith("\n") else text + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+__all__ += ["save_table"]
+
+
+# -- why NGL works (notebook 05, data from ngl.analysis) ----------------------------------------
+def plot_reliability_diagram(diagrams: Mapping[str, pd.DataFrame], axes=None,
+                             min_count: int = 1) -> plt.Figure:
+    """One panel per entry of ``diagrams`` (name -> :func:`ngl.analysis.reliability_diagram_data`).
+
+    Bars: accuracy per confidence bin; the diagonal is perfect calibration; the title gives the
+    ECE. Bins with fewer than ``min_count`` samples are left out.
+    """
+    if not diagrams:
+        raise ValueError("no reliability diagrams given")
+    n = len(diagrams)
+    if axes is None:
+        fig, axes = plt.subplots(1, n, figsize=(min(TEXT_WIDTH, 1.9 * n), 2.0), sharey=True,
+                                 squeeze=False)
+        axes = axes[0]
+    else:
+        axes = np.atleast_1d(axes)
+        fig = axes[0].figure
+    for ax, (name, d) in zip(axes, diagrams.items(), strict=False):
+        d = d[d["count"] >= min_count]
+        width = (d["bin_upper"] - d["bin_lower"]).to_numpy()
+        ax.bar(d["bin_lower"], d["accuracy"], width=width, align="edge", color="C0",
+               edgecolor="white", lw=0.3, label="accuracy")
+        ax.bar(d["bin_lower"], d["confidence"] - d["accuracy"], bottom=d["accuracy"], width=width,
+               align="edge", color="C3", alpha=0.35, lw=0, label="gap")
+        ax.plot([0, 1], [0, 1], color="0.4", lw=0.8, ls="--")
+        ece = float((d["fraction"] * d["gap"].abs()).sum())
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=f"{name}\nECE {ece:.3f}")
+    axes[0].set_ylabel("accuracy")
+    return fig
+
+
+def plot_optimum_confidence(table: pd.DataFrame, ax=None) -> plt.Figure:
+    """Optimum true-class probability against the number of classes (log x), one line per loss.
+
+    ``table`` is :func:`ngl.analysis.optimum_table`; the dotted line is the uniform ``1/C``.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.3))
+    else:
+        fig = ax.figure
+    for name, part in table.groupby("loss", sort=False):
+        part = part.sort_values("num_classes")
+        ax.plot(part["num_classes"], part["p_true"], marker="o", ms=3, label=str(name))
+    u = table.drop_duplicates("num_classes").sort_values("num_classes")
+    ax.plot(u["num_classes"], u["uniform"], color="0.5", ls=":", lw=0.8, label="uniform 1/C")
+    ax.set(xscale="log", ylim=(0, 1.05), xlabel="number of classes C",
+           ylabel=r"optimum $p_{\mathrm{true}}$")
+    ax.legend(frameon=False, fontsize="small")
+    return fig
+
+
+def plot_gradient_scale(table: pd.DataFrame, ax=None, reference_power: float | None = 2.0) -> plt.Figure:
+    """Gradient norm relative to CE against the number of classes (log-log), per loss and point.
+
+    ``table`` is :func:`ngl.analysis.gradient_scale_table`. ``reference_power`` draws a
+    ``C^-k`` guide through the first NGL-like point (None: no guide).
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.3))
+    else:
+        fig = ax.figure
+    styles = {"uniform": "-", "trained": "--"}
+    k = 0
+    colors: dict[str, str] = {}
+    for (name, at), part in table.groupby(["loss", "at"], sort=False):
+        if name not in colors:
+            colors[name] = f"C{k}"
+            k += 1
+        part = part.sort_values("num_classes")
+        ax.plot(part["num_classes"], part["ratio"], marker="o", ms=3, color=colors[name],
+                ls=styles.get(str(at), ":"), label=f"{name} ({at})")
+    if reference_power is not None and len(table):
+        c = np.array(sorted(table["num_classes"].unique()), dtype=float)
+        ax.plot(c, (c[0] / c) ** reference_power, color="0.6", lw=0.8, ls=":",
+                label=rf"$\propto C^{{-{reference_power:g}}}$")
+    ax.set(xscale="log", yscale="log", xlabel="number of classes C",
+           ylabel=r"$\|\partial L/\partial z\|$ / CE's")
+    ax.legend(frameon=False, fontsize="x-small")
+    return fig
+
+
+def plot_sensitivity(results: pd.DataFrame, x: str, y: str = "test_accuracy", hue: str | None = None,
+                     ax=None, reference: float | None = None, categorical: bool | None = None,
+                     ylabel: str | None = None) -> plt.Figure:
+    """Mean +- standard deviation over seeds of ``y`` against ``x`` (one line/points per ``hue``).
+
+    Numeric ``x`` draws lines; categorical ``x`` (e.g. optimizer names) draws offset points.
+    ``reference`` draws a vertical line at that x (e.g. the paper's alpha).
+    """
+    if results is None or not len(results) or x not in results or y not in results:
+        raise ValueError(f"results must be a non-empty DataFrame with columns {x!r} and {y!r}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.3))
+    else:
+        fig = ax.figure
+    if categorical is None:
+        categorical = not pd.api.types.is_numeric_dtype(results[x])
+    groups = results.groupby(hue, sort=False) if hue is not None else [(None, results)]
+    cats = list(dict.fromkeys(results[x])) if categorical else []
+    n = len(groups) if hue is not None else 1
+    for k, (name, part) in enumerate(groups):
+        s = _mean_sd(part, [x], y)
+        label = None if name is None else str(name)
+        if categorical:
+            s = s.set_index(x).reindex(cats)
+            xs = np.arange(len(cats)) + (k - (n - 1) / 2) * 0.15
+            ax.errorbar(xs, s["mean"], yerr=s["std"], fmt="o", ms=3.5, capsize=2, lw=0.8, label=label)
+        else:
+            s = s.sort_values(x)
+            (line,) = ax.plot(s[x], s["mean"], marker="o", ms=3, label=label)
+            if (s["count"] > 1).any():
+                ax.fill_between(s[x], s["mean"] - s["std"], s["mean"] + s["std"], alpha=0.2, lw=0,
+                                color=line.get_color())
+    if categorical:
+        ax.set_xticks(np.arange(len(cats)), [str(c) for c in cats])
+    if reference is not None:
+        ax.axvline(reference, color="0.5", lw=0.7, ls="--")
+    ax.set(xlabel=x.replace("_", " "), ylabel=ylabel or y.replace("_", " "))
+    if hue is not None:
+        ax.legend(frameon=False, fontsize="small")
+    return fig
+
+
+__all__ += ["plot_reliability_diagram", "plot_optimum_confidence", "plot_gradient_scale",
+            "plot_sensitivity"]

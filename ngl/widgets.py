@@ -8,8 +8,10 @@ in the widget's ``Output`` (JupyterLab would otherwise swallow them).
 from __future__ import annotations
 
 import functools
+import threading
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import ipywidgets as W
 
@@ -216,3 +218,480 @@ class SearchConfigForm:
 def search_config_form(config=None, primitive_set: PrimitiveSet | None = None) -> SearchConfigForm:
     """Build the search-configuration form; read ``form.value`` for the ``SearchConfig``."""
     return SearchConfigForm(config, primitive_set)
+
+
+# -- search runner, hall-of-fame browser, loss explorer ---------------------------------------
+def _figure_png(fig, dpi: int = 100) -> bytes:
+    """PNG bytes of a matplotlib figure (no pyplot state involved: safe in a worker thread)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _new_figure(figsize):
+    """A figure outside pyplot (nothing to close, nothing drawn twice by the inline backend)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize, layout="constrained")
+
+
+class SearchRunner:
+    """Start, stop and resume a GP loss search from a notebook, with a live progress figure.
+
+    The search runs in a background thread (``.thread``) so the kernel stays responsive and
+    **Stop** works: it calls :meth:`GPSearch.request_stop`, the search stops after the chunk in
+    progress, and the checkpoint keeps what was done; **Resume** continues from it
+    (:func:`ngl.search.resume`). ``.state`` is ``idle``, ``running``, ``stopping``, ``stopped``,
+    ``finished`` or ``error``; ``.result`` the last :class:`SearchResult`; ``.rows`` the
+    per-generation summaries; ``.image`` the live figure (PNG); errors land in ``.out``.
+    """
+
+    def __init__(self, config, run_dir=None, executor=None, plot_every: float = 1.0):
+        from ngl.search import SearchConfig
+        from ngl.setup import runs_dir
+
+        if not isinstance(config, SearchConfig):
+            raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "search" / config.key
+        self.executor = executor
+        self.plot_every = plot_every
+        self.search = None
+        self.thread: threading.Thread | None = None
+        self.result = None
+        self.error: BaseException | None = None
+        self.state = "idle"
+        self.rows: list[dict] = []
+        self._last_plot = 0.0
+        self.start_button = W.Button(description="start", icon="play", button_style="success")
+        self.stop_button = W.Button(description="stop", icon="stop", button_style="danger", disabled=True)
+        self.resume_button = W.Button(description="resume", icon="forward")
+        self.status = W.HTML()
+        self.image = W.Image(format="png", layout=W.Layout(max_width="900px"))
+        self.out = W.Output()
+        self.start_button.on_click(show_errors(self.out)(lambda _b: self.start()))
+        self.stop_button.on_click(show_errors(self.out)(lambda _b: self.stop()))
+        self.resume_button.on_click(show_errors(self.out)(lambda _b: self.resume()))
+        self.widget = W.VBox([
+            W.HBox([self.start_button, self.stop_button, self.resume_button]),
+            self.status, self.image, self.out,
+        ])
+        self._show_existing()
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        self.state = state
+        busy = state in ("running", "stopping")
+        self.start_button.disabled = busy
+        self.resume_button.disabled = busy or not (self.run_dir / "checkpoint.json").exists()
+        self.stop_button.disabled = state != "running"
+        colour = {"error": "#b00", "finished": "#070", "stopped": "#a60"}.get(state, "#333")
+        self.status.value = (f"<b style='color:{colour}'>{state}</b> &nbsp; {detail} "
+                             f"<br><code>{self.run_dir}</code>")
+
+    def _show_existing(self) -> None:
+        from ngl.search import load_result
+
+        if (self.run_dir / "config.json").exists():
+            try:
+                res = load_result(self.run_dir)
+            except (OSError, ValueError) as exc:
+                self._set_state("idle", f"cannot read the existing run: {exc}")
+                return
+            self.result = res
+            summary = res.generation_summary()
+            self.rows = summary.to_dict("records") if len(summary) else []
+            if self.rows:
+                self.redraw()
+            done = "complete" if res.complete else "partial: resume continues it"
+            self._set_state("idle", f"existing run, {len(res.history)} candidates ({done})")
+        else:
+            self._set_state("idle", "no run yet")
+
+    # -- actions -------------------------------------------------------------------------------
+    def start(self) -> threading.Thread:
+        """Run (or continue) the search for ``config`` in ``run_dir`` in a background thread."""
+        from ngl.search import GPSearch
+
+        return self._launch(lambda: GPSearch(self.config, self.run_dir, executor=self.executor,
+                                             progress=False, callback=self._on_generation))
+
+    def resume(self) -> threading.Thread:
+        """Continue the search saved in ``run_dir`` (its own saved configuration) from its checkpoint."""
+        from ngl.records import read_json
+        from ngl.search import GPSearch, SearchConfig
+
+        cfg_path = self.run_dir / GPSearch.CONFIG
+        if not cfg_path.exists():
+            raise FileNotFoundError(f"nothing to resume: no search in {self.run_dir} yet; press start")
+        config = SearchConfig.from_dict(read_json(cfg_path))
+        return self._launch(lambda: GPSearch(config, self.run_dir, executor=self.executor,
+                                             progress=False, callback=self._on_generation))
+
+    def stop(self) -> None:
+        """Ask the search to stop after the chunk in progress (the checkpoint keeps the rest)."""
+        if not self.running or self.search is None:
+            raise RuntimeError("no search is running")
+        self.search.request_stop()
+        self._set_state("stopping", "stops after the chunk in progress")
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the background search (tests, scripts)."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def _launch(self, make_search) -> threading.Thread:
+        if self.running:
+            raise RuntimeError("a search is already running; stop it first")
+        self.search = make_search()
+        self.error = None
+        self.rows = []
+        self._set_state("running", "generation 1 ...")
+        self.thread = threading.Thread(target=self._work, name="ngl-search", daemon=True)
+        self.thread.start()
+        return self.thread
+
+    def _work(self) -> None:
+        from ngl.search import load_result
+
+        try:
+            self.result = self.search.run()
+        except KeyboardInterrupt:  # raised by the search when stopped inside a generation
+            self.result = load_result(self.run_dir)
+        except Exception as exc:  # noqa: BLE001 - shown in the widget, the thread must not die silently
+            self.error = exc
+            self.out.append_stderr(f"{type(exc).__name__}: {exc}\n")
+            self.out.append_stderr("".join(traceback.format_exception(exc)[-3:]))
+            self._set_state("error", "see the message below")
+            return
+        if self.rows:
+            self.redraw()
+        n = len(self.result.history)
+        if self.result.complete:
+            self._set_state("finished", f"{n} candidates; best {self._best_text()}")
+        else:
+            self._set_state("stopped", f"{n} candidates so far; resume continues from the checkpoint")
+
+    def _best_text(self) -> str:
+        hof = self.result.hall_of_fame(1)
+        if not len(hof):
+            return "(none trained)"
+        return f"val. accuracy {hof['val_accuracy'].iloc[0]:.4f}: <code>{hof['expression'].iloc[0]}</code>"
+
+    def _on_generation(self, summary: dict, _search=None) -> None:
+        import time
+
+        self.rows.append(dict(summary))
+        if self.state == "running":
+            self._set_state("running", f"{len(self.rows)} of {self.search.config.generations} generations done")
+        now = time.monotonic()
+        if now - self._last_plot >= self.plot_every:
+            self._last_plot = now
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Redraw the progress figure from ``.rows`` into ``.image``."""
+        import pandas as pd
+
+        from ngl.viz import TEXT_WIDTH, plot_search_progress
+
+        fig = _new_figure((TEXT_WIDTH, 2.2))
+        plot_search_progress(pd.DataFrame(self.rows), axes=fig.subplots(1, 3))
+        self.image.value = _figure_png(fig)
+
+
+def search_runner(config, run_dir=None, executor=None, plot_every: float = 1.0) -> SearchRunner:
+    """Build the start/stop/resume panel for a search; display ``runner.widget``."""
+    return SearchRunner(config, run_dir, executor=executor, plot_every=plot_every)
+
+
+class HallOfFameBrowser:
+    """Pick a hall-of-fame loss and see its tree, its formula and its shape next to NGL and CE.
+
+    ``.dropdown`` chooses the rank; ``.selected`` is the chosen :class:`LossExpression`;
+    ``.shape_data`` the tidy data of the loss-shape figure (``viz.loss_shape_data``);
+    ``.tree_image`` / ``.shape_image`` the figures as PNG; the formula and errors go to ``.out``.
+    """
+
+    def __init__(self, result, n: int | None = None, num_classes: int = 10,
+                 references: tuple[str, ...] = ("ngl", "ce")):
+        self.result = result
+        self.hof = result.hall_of_fame(n)
+        self.num_classes = num_classes
+        self.references = references
+        self.selected = None
+        self.shape_data = None
+        options = [(f"#{i + 1}  acc {row.val_accuracy:.4f}  size {row.size}:  {self._short(row.expression)}", i)
+                   for i, row in enumerate(self.hof.itertuples())]
+        self.dropdown = W.Dropdown(options=options or [("(no trained candidate yet)", -1)],
+                                   description="candidate", layout=W.Layout(width="95%"))
+        self.info = W.HTML()
+        self.tree_image = W.Image(format="png", layout=W.Layout(max_width="480px"))
+        self.shape_image = W.Image(format="png", layout=W.Layout(max_width="900px"))
+        self.out = W.Output()
+        self.dropdown.observe(show_errors(self.out)(lambda _c: self.show()), names="value")
+        self.widget = W.VBox([self.dropdown, self.info, self.out, self.tree_image, self.shape_image])
+        show_errors(self.out)(self.show)()
+
+    @staticmethod
+    def _short(text: str, n: int = 70) -> str:
+        return text if len(text) <= n else text[: n - 1] + "…"
+
+    def show(self) -> None:
+        from IPython.display import Math
+
+        from ngl.expression import LossExpression
+        from ngl.losses import get_loss
+        from ngl.viz import TEXT_WIDTH, draw_tree, loss_shape_data, plot_loss_shapes, tree_layout
+
+        self.out.outputs = ()
+        i = self.dropdown.value
+        if i is None or i < 0:
+            self.info.value = "no candidate of this search trained successfully yet"
+            return
+        row = self.hof.iloc[i]
+        expr = LossExpression.parse(row["expression"])
+        self.selected = expr
+        self.info.value = (f"rank {i + 1}: validation accuracy <b>{row['val_accuracy']:.4f}</b>, "
+                           f"size {expr.size}, depth {expr.depth}, generation {int(row['generation'])}, "
+                           f"born by {row['origin']}")
+        self.out.append_display_data(Math(expr.latex()))
+        self.out.append_stdout(f"{expr}\n")
+        nodes, _ = tree_layout(expr)
+        width = max(x for x, _, _ in nodes) + 1
+        height = -min(y for _, y, _ in nodes) + 1
+        fig = _new_figure((min(TEXT_WIDTH, 0.6 + 0.55 * width), 0.5 + 0.55 * height))
+        draw_tree(expr, ax=fig.subplots(), formula=False)
+        self.tree_image.value = _figure_png(fig)
+        losses = {"candidate": expr.to_module(validate=False)}
+        losses.update({name.upper(): get_loss(name) for name in self.references})
+        self.shape_data = loss_shape_data(losses, num_classes=self.num_classes)
+        fig = _new_figure((TEXT_WIDTH, 2.4))
+        plot_loss_shapes(losses, num_classes=self.num_classes, axes=fig.subplots(1, 2))
+        self.shape_image.value = _figure_png(fig)
+
+
+def hall_of_fame_browser(result, n: int | None = None, num_classes: int = 10) -> HallOfFameBrowser:
+    """Build the hall-of-fame browser for a :class:`SearchResult`; display ``browser.widget``."""
+    return HallOfFameBrowser(result, n=n, num_classes=num_classes)
+
+
+class LossExplorer:
+    """Sliders for the constants of NGL (alpha), focal loss (gamma), label smoothing (epsilon) and
+    the number of classes; every change redraws the loss shapes.
+
+    ``.data`` is the tidy data of the last drawn figure (``viz.loss_shape_data``), ``.losses``
+    the loss modules drawn, ``.image`` the figure (PNG); an optional expression box adds a loss
+    of your own (e.g. a hall-of-fame formula).
+    """
+
+    def __init__(self, num_classes: int = 10, alpha: float | None = None, gamma: float = 2.0,
+                 epsilon: float = 0.1, expression: str = ""):
+        from ngl.losses import NGL_ALPHA
+
+        style = {"description_width": "110px"}
+        self.alpha = W.FloatSlider(value=NGL_ALPHA if alpha is None else alpha, min=0.0, max=5.0, step=0.01,
+                                   description="NGL alpha", continuous_update=False, style=style,
+                                   readout_format=".4f")
+        self.gamma = W.FloatSlider(value=gamma, min=0.0, max=5.0, step=0.1, description="focal gamma",
+                                   continuous_update=False, style=style)
+        self.epsilon = W.FloatSlider(value=epsilon, min=0.0, max=0.5, step=0.01, description="smoothing eps",
+                                     continuous_update=False, style=style)
+        self.num_classes = W.IntSlider(value=num_classes, min=2, max=100, description="classes C",
+                                       continuous_update=False, style=style)
+        self.show = {name: W.Checkbox(value=True, description=name, indent=False,
+                                      layout=W.Layout(width="150px"))
+                     for name in ("CE", "NGL", "focal", "label smoothing")}
+        self.expression = W.Text(value=expression, placeholder="own loss, e.g. exp(2 - y_pred*(1 + y_real))",
+                                 description="expression", style=style, continuous_update=False,
+                                 layout=W.Layout(width="95%"))
+        self.info = W.HTML()
+        self.image = W.Image(format="png", layout=W.Layout(max_width="900px"))
+        self.out = W.Output()
+        self.data = None
+        self.losses: dict = {}
+        for w in (self.alpha, self.gamma, self.epsilon, self.num_classes, self.expression,
+                  *self.show.values()):
+            w.observe(show_errors(self.out)(lambda _c: self.redraw()), names="value")
+        self.widget = W.VBox([
+            W.HBox([W.VBox([self.alpha, self.gamma]), W.VBox([self.epsilon, self.num_classes])]),
+            W.HBox(list(self.show.values())), self.expression, self.info, self.image, self.out,
+        ])
+        show_errors(self.out)(self.redraw)()
+
+    def current_losses(self) -> dict:
+        """The loss modules for the current slider values (the ticked ones)."""
+        from ngl.losses import get_loss
+
+        made = {
+            "CE": lambda: get_loss("ce"),
+            "NGL": lambda: get_loss("ngl", alpha=self.alpha.value),
+            "focal": lambda: get_loss("focal", gamma=self.gamma.value),
+            "label smoothing": lambda: get_loss("label_smoothing", epsilon=self.epsilon.value),
+        }
+        losses = {f"{name} ({self._param(name)})" if self._param(name) else name: make()
+                  for name, make in made.items() if self.show[name].value}
+        text = self.expression.value.strip()
+        if text:
+            from ngl.expression import LossExpression
+
+            losses[text if len(text) <= 30 else text[:29] + "…"] = LossExpression.parse(text).to_module(validate=False)
+        if not losses:
+            raise ValueError("tick at least one loss (or type an expression) to draw")
+        return losses
+
+    def _param(self, name: str) -> str:
+        return {"NGL": f"α={self.alpha.value:.4g}", "focal": f"γ={self.gamma.value:.3g}",
+                "label smoothing": f"ε={self.epsilon.value:.3g}"}.get(name, "")
+
+    def redraw(self) -> None:
+        from ngl.viz import TEXT_WIDTH, loss_shape_data, plot_loss_shapes
+
+        self.out.outputs = ()
+        losses = self.current_losses()
+        c = self.num_classes.value
+        self.data = loss_shape_data(losses, num_classes=c)
+        self.losses = losses
+        fig = _new_figure((TEXT_WIDTH, 2.4))
+        plot_loss_shapes(losses, num_classes=c, axes=fig.subplots(1, 2))
+        self.image.value = _figure_png(fig)
+        opt = self.data.loc[self.data.groupby("loss_name", sort=False)["loss"].idxmin()]
+        self.info.value = "optimum p<sub>t</sub>: " + ", ".join(
+            f"{r.loss_name} {r.p_true:.2f}" for r in opt.itertuples())
+
+
+def loss_explorer(num_classes: int = 10, alpha: float | None = None, gamma: float = 2.0,
+                  epsilon: float = 0.1, expression: str = "") -> LossExplorer:
+    """Build the loss-shape explorer; display ``explorer.widget``, read ``explorer.data``."""
+    return LossExplorer(num_classes, alpha=alpha, gamma=gamma, epsilon=epsilon, expression=expression)
+
+
+__all__ += ["HallOfFameBrowser", "LossExplorer", "SearchRunner", "hall_of_fame_browser",
+            "loss_explorer", "search_runner"]
+
+
+# -- downstream table builder ---------------------------------------------------------------------
+class TableBuilder:
+    """Pick datasets, models, losses and seeds, run the grid, watch the table grow.
+
+    ``.value`` is the :class:`ngl.experiments.GridConfig` of the current selection (``base``
+    supplies everything not on the form: training settings, subset sizes, device). The Run
+    button calls :func:`ngl.experiments.run_grid` (finished cells in ``results_path`` are
+    skipped) and after every finished cell redraws ``table_out`` with
+    :func:`ngl.tables.format_table`; ``.results`` and ``.table`` hold the latest DataFrames.
+    Errors are shown in ``out``.
+    """
+
+    def __init__(self, results_path, datasets=None, models=("small_cnn", "small_inception",
+                 "resnet_cifar"), losses=("ce", "ngl", "focal", "label_smoothing", "sce", "poly"),
+                 base=None, executor=None):
+        import dataclasses
+
+        from ngl.data import available_datasets
+        from ngl.experiments import GridConfig
+
+        self.results_path = results_path
+        self.executor = executor
+        self.base = base or GridConfig()
+        datasets = tuple(datasets or available_datasets())
+        losses = tuple(dict.fromkeys([*losses, *[s for s in self.base.losses if isinstance(s, str)]]))
+
+        def pick(options, chosen, desc):
+            options = tuple(dict.fromkeys(options))
+            value = tuple(v for v in chosen if v in options) or options[:1]
+            return W.SelectMultiple(options=options, value=value, description=desc,
+                                    rows=min(len(options), 6))
+
+        self.datasets = pick(datasets, self.base.datasets, "datasets")
+        self.models = pick(models, self.base.models, "models")
+        self.losses = pick(losses, [s for s in self.base.losses if isinstance(s, str)], "losses")
+        self.n_seeds = W.IntSlider(value=len(self.base.seeds), min=1, max=10, description="seeds")
+        self.epochs = W.IntSlider(value=self.base.train.epochs, min=1, max=200, description="epochs")
+        self.run_button = W.Button(description="Run grid", button_style="primary", icon="play")
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="cells")
+        self.status = W.HTML()
+        self.out = W.Output()
+        self.table_out = W.Output()
+        self.results = None
+        self.table = None
+        self._replace = dataclasses.replace
+        self.widget = W.VBox([W.HBox([self.datasets, self.models, self.losses]),
+                              W.HBox([self.n_seeds, self.epochs]),
+                              W.HBox([self.run_button, self.progress, self.status]),
+                              self.table_out, self.out])
+        self.run_button.on_click(show_errors(self.out)(lambda _b: self.run()))
+        for w in (self.datasets, self.models, self.losses, self.n_seeds, self.epochs):
+            w.observe(show_errors(self.out)(lambda _c: self._describe()), names="value")
+        self._describe()
+
+    @property
+    def value(self):
+        if not self.losses.value:
+            raise ValueError("select at least one of the losses")
+        if not self.datasets.value or not self.models.value:
+            raise ValueError("select at least one dataset and one model")
+        first = self.base.seeds[0] if self.base.seeds else 0
+        return self._replace(self.base, datasets=tuple(self.datasets.value),
+                             models=tuple(self.models.value), losses=tuple(self.losses.value),
+                             seeds=tuple(range(first, first + self.n_seeds.value)),
+                             train=self._replace(self.base.train, epochs=self.epochs.value))
+
+    def _describe(self) -> None:
+        try:
+            cfg = self.value
+        except ValueError as exc:
+            self.status.value = f"<span style='color:#b00'>{exc}</span>"
+        else:
+            self.status.value = f"{cfg.n_cells} runs"
+
+    def show_table(self, results) -> None:
+        """Recompute the summary and replace what ``table_out`` shows."""
+        from ngl.tables import format_table, summarise
+
+        self.results = results
+        ok = results[results["status"] == "ok"] if "status" in results else results
+        if ok.empty:
+            return
+        baseline = "ce" if "ce" in set(ok["loss"]) else None
+        self.table = format_table(summarise(results, baseline=baseline), bold=("<b>", "</b>"))
+        self.table_out.outputs = ()
+        self.table_out.append_display_data(W.HTML(self.table.to_html(escape=False)))
+
+    def run(self):
+        """Run (or continue) the selected grid; return the results DataFrame."""
+        from ngl.experiments import run_grid
+
+        cfg = self.value
+        self.progress.max, self.progress.value = cfg.n_cells, 0
+        self.run_button.disabled = True
+
+        def on_row(row, results):
+            self.progress.value = len(results)
+            self.show_table(results)
+
+        try:
+            results = run_grid(cfg, self.results_path, executor=self.executor, progress=False,
+                               callback=on_row)
+        finally:
+            self.run_button.disabled = False
+        self.progress.value = len(results)
+        self.show_table(results)
+        self.status.value = f"{len(results)} runs done; results in <code>{self.results_path}</code>"
+        return results
+
+
+def table_builder(results_path, datasets=None, models=("small_cnn", "small_inception", "resnet_cifar"),
+                  losses=("ce", "ngl", "focal", "label_smoothing", "sce", "poly"), base=None,
+                  executor=None) -> TableBuilder:
+    """Build the downstream table builder; display ``tb.widget``, read ``tb.value``."""
+    return TableBuilder(results_path, datasets=datasets, models=models, losses=losses, base=base,
+                        executor=executor)
+
+
+__all__ += ["TableBuilder", "table_builder"]

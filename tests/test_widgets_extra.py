@@ -1,0 +1,174 @@
+"""Search runner, hall-of-fame browser, loss explorer and the new figures, driven without a kernel."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from ngl import viz
+from ngl.losses import NGL_ALPHA
+from ngl.population import TrainBudget
+from ngl.search import SearchConfig, load_result
+from ngl.widgets import hall_of_fame_browser, loss_explorer, search_runner
+
+PNG = b"\x89PNG"
+
+
+def tiny_config(**kw) -> SearchConfig:
+    base = dict(population_size=4, generations=1, budget=TrainBudget(steps=3, batch_size=16),
+                n_train=100, n_val=50, device="cpu", dataset="digits", chunk_size=2,
+                seed_expressions=("exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))",))
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("search") / "run"
+    runner = search_runner(tiny_config(), run_dir, plot_every=0.0)
+    assert runner.state == "idle" and runner.resume_button.disabled
+    runner.start_button.click()
+    assert runner.thread is not None
+    runner.join(120)
+    return runner
+
+
+def test_search_runner_start_runs_in_a_thread_to_the_end(finished_run):
+    runner = finished_run
+    assert not runner.running
+    assert runner.state == "finished", (runner.status.value, runner.out.outputs)
+    assert not runner.out.outputs  # no error shown
+    assert runner.result.complete and len(runner.result.history) == 4
+    assert len(runner.rows) == 1 and runner.image.value.tobytes().startswith(PNG)
+    assert "finished" in runner.status.value
+    assert not runner.start_button.disabled and runner.stop_button.disabled
+
+
+def test_search_runner_shows_an_existing_run_and_reports_errors(finished_run, tmp_path):
+    again = search_runner(tiny_config(), finished_run.run_dir)
+    assert "existing run" in again.status.value and again.image.value.tobytes().startswith(PNG)
+    assert not again.resume_button.disabled
+    fresh = search_runner(tiny_config(), tmp_path / "empty")
+    fresh.resume_button.click()  # nothing to resume: message in the Output, no exception
+    assert any("nothing to resume" in o.get("text", "") for o in fresh.out.outputs)
+    fresh.stop_button.disabled = False
+    fresh.stop_button.click()
+    assert any("no search is running" in o.get("text", "") for o in fresh.out.outputs)
+
+
+def test_search_runner_stop_then_resume_completes(tmp_path):
+    cfg = tiny_config(generations=3)
+    runner = search_runner(cfg, tmp_path / "run", plot_every=0.0)
+    stopped = []
+
+    def stop_after_first(summary, search):  # deterministic: stop once generation 0 is done
+        runner._on_generation(summary, search)
+        if not stopped:
+            stopped.append(True)
+            runner.stop_button.click()
+
+    runner.start()
+    runner.search.callback = stop_after_first
+    runner.join(120)
+    assert runner.state == "stopped", runner.out.outputs
+    part = load_result(runner.run_dir)
+    assert not part.complete and part.history["generation"].max() == 0
+    runner.resume_button.click()
+    runner.join(120)
+    assert runner.state == "finished", runner.out.outputs
+    assert sorted(runner.result.history["generation"].unique()) == [0, 1, 2]
+
+
+def test_hall_of_fame_browser_switches_candidates(finished_run):
+    result = finished_run.result
+    browser = hall_of_fame_browser(result)
+    hof = result.hall_of_fame()
+    assert len(browser.dropdown.options) == len(hof) >= 1
+    assert str(browser.selected) == hof["expression"].iloc[0]
+    assert browser.tree_image.value.tobytes().startswith(PNG) and browser.shape_image.value.tobytes().startswith(PNG)
+    assert set(browser.shape_data["loss_name"]) == {"candidate", "NGL", "CE"}
+    kinds = [o["output_type"] for o in browser.out.outputs]
+    assert "display_data" in kinds and "text/latex" in browser.out.outputs[kinds.index("display_data")]["data"]
+    if len(hof) > 1:
+        browser.dropdown.value = 1
+        assert str(browser.selected) == hof["expression"].iloc[1]
+
+
+def test_hall_of_fame_browser_without_trained_candidates(finished_run):
+    empty = load_result(finished_run.run_dir)
+    empty.history = empty.history.iloc[0:0]
+    browser = hall_of_fame_browser(empty)
+    assert browser.selected is None and "no candidate" in browser.info.value
+
+
+def test_loss_explorer_redraws_on_sliders():
+    ex = loss_explorer(num_classes=10)
+    d0 = ex.data
+    assert set(d0["loss_name"]) == {"CE", f"NGL (α={NGL_ALPHA:.4g})", "focal (γ=2)", "label smoothing (ε=0.1)"}
+    ngl0 = d0[d0["loss_name"].str.startswith("NGL")]
+    p_opt = ngl0["p_true"].iloc[int(ngl0["loss"].argmin())]
+    assert 0.3 < p_opt < 0.5  # NGL's interior optimum near 0.39 for C = 10
+    ex.alpha.value = 1.0
+    ngl1 = ex.data[ex.data["loss_name"].str.startswith("NGL")]
+    assert ngl1["loss_name"].iloc[0] == "NGL (α=1)"
+    assert not np.allclose(ngl0["loss"].to_numpy(), ngl1["loss"].to_numpy())
+    ex.num_classes.value = 2
+    assert "C = 2" not in ex.info.value and ex.image.value.tobytes().startswith(PNG)
+    ex.show["focal"].value = False
+    assert not any(n.startswith("focal") for n in ex.data["loss_name"])
+    ex.expression.value = "1 - y_pred*y_real"
+    assert "1 - y_pred*y_real" in set(ex.data["loss_name"])
+    ex.expression.value = "y_pred +"  # a typo is reported in the Output, the last figure stays
+    assert any(o.get("name") == "stderr" for o in ex.out.outputs)
+    assert "1 - y_pred*y_real" in set(ex.data["loss_name"])
+
+
+# -- figures --------------------------------------------------------------------------------
+def test_training_curves_average_seeds_and_normalise_loss():
+    rows = [{"epoch": e, "loss": loss, "seed": s, "train_loss": base * (1 + s) / (e + 1),
+             "val_accuracy": acc + 0.01 * e + 0.002 * s}
+            for loss, base, acc in (("ce", 2.0, 0.8), ("ngl", 11.0, 0.82)) for s in (0, 1) for e in range(3)]
+    fig = viz.plot_training_curves(pd.DataFrame(rows))
+    ax_loss, ax_acc = fig.axes
+    assert ax_loss.get_ylabel() == "train loss / first epoch"
+    np.testing.assert_allclose(ax_loss.lines[0].get_ydata(), [1, 1 / 2, 1 / 3])
+    np.testing.assert_allclose(ax_acc.lines[1].get_ydata(), [0.821, 0.831, 0.841])
+    assert [t.get_text() for t in ax_acc.get_legend().get_texts()] == ["ce", "ngl"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="epoch"):
+        viz.plot_training_curves(pd.DataFrame({"step": [1]}))
+
+
+def test_downstream_comparison_means_errorbars_and_delta():
+    df = pd.DataFrame([{"dataset": d, "loss": loss, "seed": s, "test_accuracy": acc + 0.01 * s}
+                       for d, off in (("cifar10", 0.0), ("fashion_mnist", 0.05))
+                       for loss, acc in (("ce", 0.80 + off), ("ngl", 0.82 + off)) for s in (0, 1, 2)])
+    fig = viz.plot_downstream_comparison(df)
+    ax = fig.axes[0]
+    ce, ngl = ax.containers  # one ErrorbarContainer per loss: (data line, caps, bars)
+    np.testing.assert_allclose(ce.lines[0].get_ydata(), [81.0, 86.0])
+    np.testing.assert_allclose(ngl.lines[0].get_ydata(), [83.0, 88.0])
+    assert ce.has_yerr and ax.lines[0].get_ydata()[0] == pytest.approx(81.0)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cifar10", "fashion_mnist"]
+    plt.close(fig)
+    fig = viz.plot_downstream_comparison(df, reference="ce")
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [2.0, 2.0])
+    assert "ce" in ax.get_ylabel()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="reference"):
+        viz.plot_downstream_comparison(df, reference="focal")
+
+
+def test_new_figures_export(tmp_path):
+    df = pd.DataFrame({"epoch": [0, 1], "val_accuracy": [0.5, 0.6]})
+    fig = viz.plot_training_curves(df, hue=None)
+    paths = viz.save_figure(fig, "curves", notebook="test", directory=tmp_path)
+    assert [p.suffix for p in paths] == [".pdf", ".png", ".json"]
+    plt.close(fig)

@@ -456,8 +456,8 @@ def plot_reliability_diagram(diagrams: Mapping[str, pd.DataFrame], axes=None,
                              min_count: int = 1) -> plt.Figure:
     """One panel per entry of ``diagrams`` (name -> :func:`ngl.analysis.reliability_diagram_data`).
 
-    Bars: accuracy per confidence bin; the diagonal is perfect calibration; the title gives the
-    ECE. Bins with fewer than ``min_count`` samples are left out.
+    Filled bars: accuracy per confidence bin; red outlines: the bin's mean confidence; the
+    diagonal is perfect calibration; the title gives the ECE. Bins with fewer than ``min_count`` samples are left out.
     """
     if not diagrams:
         raise ValueError("no reliability diagrams given")
@@ -474,8 +474,8 @@ def plot_reliability_diagram(diagrams: Mapping[str, pd.DataFrame], axes=None,
         width = (d["bin_upper"] - d["bin_lower"]).to_numpy()
         ax.bar(d["bin_lower"], d["accuracy"], width=width, align="edge", color="C0",
                edgecolor="white", lw=0.3, label="accuracy")
-        ax.bar(d["bin_lower"], d["confidence"] - d["accuracy"], bottom=d["accuracy"], width=width,
-               align="edge", color="C3", alpha=0.35, lw=0, label="gap")
+        ax.bar(d["bin_lower"], d["confidence"], width=width, align="edge", fill=False,
+               edgecolor="C3", lw=0.8, label="mean confidence")
         ax.plot([0, 1], [0, 1], color="0.4", lw=0.8, ls="--")
         ece = float((d["fraction"] * d["gap"].abs()).sum())
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=f"{name}\nECE {ece:.3f}")

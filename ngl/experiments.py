@@ -1,0 +1,338 @@
+"""Downstream evaluation grids: every (dataset, model, loss, seed) cell trained once, resumable.
+
+    from ngl.experiments import GridConfig, run_grid
+    from ngl.train import TrainConfig
+
+    cfg = GridConfig(datasets=("fashion_mnist",), models=("small_cnn",),
+                     losses=("ce", "ngl", {"name": "focal", "gamma": 2}, "label_smoothing"),
+                     seeds=(0, 1, 2), train=TrainConfig(epochs=2, batch_size=128))
+    df = run_grid(cfg, "runs/downstream/results.jsonl")
+
+Each finished cell appends one row to a JSON-lines file (:mod:`ngl.records`): the cell's
+settings, final and per-epoch metrics, time, torch/ngl versions and ``status`` (``ok``,
+``nonfinite`` or ``error``). Re-running the same grid skips every cell that already has an
+``ok``/``nonfinite`` row (a cell is identified by a hash of everything that defines it), and a
+cell that was interrupted mid-training continues from its per-epoch checkpoint. Cells run
+through any ``concurrent.futures.Executor`` (``distributed.Client(...).get_executor()`` for a
+Dask cluster); :func:`run_cell` is the plain, picklable function each executor task calls.
+
+Losses are given as a registered name (``"ce"``, ``"ngl"``, ``"focal"``...), a dict with a
+``name`` and keyword arguments (``{"name": "focal", "gamma": 2}``; an optional ``label`` names
+the table row), or loss-expression text (``"exp(2.4092 - y_pred*(1 + y_real)) - ..."``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import platform
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ngl.records import append_rows, read_rows
+from ngl.train import TrainConfig
+
+__all__ = ["GridConfig", "run_grid", "run_cell", "grid_cells", "loss_label", "load_results",
+           "DONE_STATUSES"]
+
+DONE_STATUSES = ("ok", "nonfinite")
+
+
+def _normalise_loss(spec: str | Mapping) -> str | dict:
+    if isinstance(spec, str):
+        if not spec.strip():
+            raise ValueError("empty loss name")
+        return spec
+    if isinstance(spec, Mapping):
+        if "name" not in spec or not isinstance(spec["name"], str):
+            raise ValueError(f"loss spec {dict(spec)!r} needs a 'name' (str)")
+        return {k: spec[k] for k in sorted(spec)}
+    raise TypeError(f"a loss is a name, an expression or a dict with 'name', got {spec!r}")
+
+
+def loss_label(spec: str | Mapping) -> str:
+    """Row label of a loss spec: ``"focal"``, ``"focal(gamma=2)"``, the dict's ``label``, or the text."""
+    if isinstance(spec, str):
+        return spec
+    if "label" in spec:
+        return str(spec["label"])
+    kw = {k: v for k, v in spec.items() if k not in ("name", "label")}
+    if not kw:
+        return spec["name"]
+    return spec["name"] + "(" + ", ".join(f"{k}={v}" for k, v in sorted(kw.items())) + ")"
+
+
+def build_loss(spec: str | Mapping):
+    """``get_loss`` for a loss spec (name, dict with ``name`` + kwargs, or expression text)."""
+    from ngl.losses import get_loss
+
+    if isinstance(spec, str):
+        return get_loss(spec)
+    kw = {k: v for k, v in spec.items() if k not in ("name", "label")}
+    return get_loss(spec["name"], **kw)
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """A downstream grid: datasets x models x losses x seeds, all trained with ``train``.
+
+    ``n_train``/``n_val``/``n_test`` take stratified subsets (``None``: whole split) for quick
+    runs; the split itself is drawn once with ``data_seed`` and shared by every seed and loss,
+    so the seeds vary initial weights, batch order and augmentation only (and pair across
+    losses: seed s of CE and seed s of NGL start from the same weights).
+    ``device="auto"`` picks CUDA when available. ``head="paper"`` uses the authors' dense head.
+    """
+
+    datasets: tuple[str, ...] = ("digits",)
+    models: tuple[str, ...] = ("small_cnn",)
+    losses: tuple = ("ce", "ngl")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    data_seed: int = 0
+    data_root: str | None = None
+    head: str = "linear"
+    device: str = "auto"
+    model_kwargs: tuple = ()
+
+    def __post_init__(self) -> None:
+        for name in ("datasets", "models", "seeds"):
+            value = getattr(self, name)
+            if isinstance(value, str | int):
+                value = (value,)
+            object.__setattr__(self, name, tuple(value))
+            if not getattr(self, name):
+                raise ValueError(f"{name} must not be empty")
+        losses = self.losses
+        if isinstance(losses, str | Mapping):
+            losses = (losses,)
+        object.__setattr__(self, "losses", tuple(_normalise_loss(s) for s in losses))
+        if not self.losses:
+            raise ValueError("losses must not be empty")
+        labels = [loss_label(s) for s in self.losses]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"loss labels must be unique, got {labels}; add a 'label' to a dict spec")
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise ValueError(f"seeds must be non-negative ints, got {self.seeds}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be unique, got {self.seeds}")
+        if isinstance(self.train, Mapping):
+            object.__setattr__(self, "train", TrainConfig.from_dict(dict(self.train)))
+        if isinstance(self.model_kwargs, Mapping):
+            object.__setattr__(self, "model_kwargs", tuple(sorted(self.model_kwargs.items())))
+        else:
+            object.__setattr__(self, "model_kwargs", tuple(tuple(kv) for kv in self.model_kwargs))
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device={self.device!r}; expected 'auto', 'cpu' or 'cuda[:N]'")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["datasets"], d["models"], d["seeds"] = list(self.datasets), list(self.models), list(self.seeds)
+        d["losses"] = [dict(s) if isinstance(s, Mapping) else s for s in self.losses]
+        d["model_kwargs"] = dict(self.model_kwargs)
+        d["train"] = self.train.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> GridConfig:
+        d = dict(d)
+        d["train"] = TrainConfig.from_dict(d.get("train", {}))
+        return cls(**d)
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.datasets) * len(self.models) * len(self.losses) * len(self.seeds)
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _cell_key(cell: Mapping) -> str:
+    ident = {k: cell[k] for k in ("dataset", "model", "loss_spec", "seed", "train", "n_train",
+                                  "n_val", "n_test", "data_seed", "head", "model_kwargs")}
+    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def grid_cells(config: GridConfig) -> list[dict]:
+    """The cells of a grid as plain dicts (what :func:`run_cell` gets), in a stable order.
+
+    Order: dataset, then seed, then model, then loss, so a partially finished grid already
+    holds complete, paired comparisons for its first seeds.
+    """
+    cells = []
+    for dataset in config.datasets:
+        for seed in config.seeds:
+            for model in config.models:
+                for spec in config.losses:
+                    cell = {
+                        "dataset": dataset, "model": model, "loss": loss_label(spec),
+                        "loss_spec": spec, "seed": seed, "train": config.train.to_dict(),
+                        "n_train": config.n_train, "n_val": config.n_val, "n_test": config.n_test,
+                        "data_seed": config.data_seed, "data_root": config.data_root,
+                        "head": config.head, "model_kwargs": dict(config.model_kwargs),
+                        "device": config.device,
+                    }
+                    cell["cell_key"] = _cell_key(cell)
+                    cells.append(cell)
+    return cells
+
+
+@functools.lru_cache(maxsize=4)
+def _load_data(dataset: str, root: str | None, n_train: int | None, n_val: int | None,
+               n_test: int | None, seed: int):
+    from ngl.data import load_dataset
+
+    data = load_dataset(dataset, root=root, seed=seed)
+    if n_train is not None or n_val is not None or n_test is not None:
+        data = data.subset(n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+    return data
+
+
+def _versions() -> dict:
+    import torch
+
+    import ngl
+
+    return {"torch_version": torch.__version__, "ngl_version": ngl.__version__,
+            "python_version": platform.python_version(), "host": platform.node()}
+
+
+def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = False) -> dict:
+    """Train one cell and return its result row (a plain, picklable function for executors).
+
+    Exceptions become a row with ``status="error"`` and the message, so one broken loss does not
+    sink a grid; such cells are retried when the grid is run again.
+    """
+    import torch
+
+    from ngl.models import build_model
+    from ngl.train import train_model
+
+    cell = dict(cell)
+    device = cell.get("device", "auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    row = {k: cell[k] for k in ("cell_key", "dataset", "model", "loss", "loss_spec", "seed",
+                                "n_train", "n_val", "n_test", "data_seed", "head")}
+    row["train"] = cell["train"]
+    row.update(_versions())
+    row["device"] = device
+    t0 = time.perf_counter()
+    try:
+        data = _load_data(cell["dataset"], cell.get("data_root"), cell["n_train"], cell["n_val"],
+                          cell["n_test"], cell["data_seed"])
+        c, h, _w = data.input_shape
+        torch.manual_seed(cell["seed"])  # initial weights: same for every loss at this seed
+        model = build_model(cell["model"], c, data.num_classes, h, head=cell["head"],
+                            **cell.get("model_kwargs", {}))
+        loss = build_loss(cell["loss_spec"])
+        ckpt = (Path(checkpoint_dir) / f"{cell['cell_key']}.pt") if checkpoint_dir else None
+        result = train_model(model, loss, data, TrainConfig.from_dict(cell["train"]),
+                             seed=cell["seed"], device=device, checkpoint_path=ckpt,
+                             progress=progress)
+        row.update(result)
+        row["num_classes"] = data.num_classes
+        row["sizes"] = {s: len(getattr(data, f"y_{s}")) for s in ("train", "val", "test")}
+    except Exception as exc:  # noqa: BLE001 - recorded in the row, retried on the next run
+        row["status"] = "error"
+        row["error"] = f"{type(exc).__name__}: {exc}"
+        row["traceback"] = traceback.format_exc()[-2000:]
+    row["wall_s"] = time.perf_counter() - t0
+    return row
+
+
+def load_results(path: str | os.PathLike, config: GridConfig | None = None,
+                 latest: bool = True) -> pd.DataFrame:
+    """The results file as a DataFrame (one row per run; ``latest`` keeps the last row per cell).
+
+    With ``config``, only the cells of that grid are returned.
+    """
+    rows = read_rows(path)
+    if config is not None:
+        keys = {c["cell_key"] for c in grid_cells(config)}
+        rows = [r for r in rows if r.get("cell_key") in keys]
+    df = pd.DataFrame(rows)
+    if latest and not df.empty:
+        df = df.drop_duplicates("cell_key", keep="last").reset_index(drop=True)
+    return df
+
+
+def run_grid(config: GridConfig, results_path: str | os.PathLike,
+             executor: Executor | None = None, progress: bool = True,
+             callback: Callable[[dict, pd.DataFrame], None] | None = None,
+             checkpoint_dir: str | os.PathLike | None = None, retry_errors: bool = True,
+             ) -> pd.DataFrame:
+    """Train every cell of ``config`` not yet in ``results_path``; return the grid's results.
+
+    Rows are appended as cells finish. ``callback(row, results)`` is called after each (e.g. to
+    redraw a table); ``results`` is the grid's DataFrame so far. Per-epoch checkpoints live in
+    ``checkpoint_dir`` (default: ``<results stem>_checkpoints/`` next to the results file) and are
+    removed once a cell's row is written. ``retry_errors=False`` also skips cells whose last row
+    is an ``error``.
+    """
+    from tqdm.auto import tqdm
+
+    results_path = Path(results_path)
+    if checkpoint_dir is None:
+        checkpoint_dir = results_path.with_name(results_path.stem + "_checkpoints")
+    checkpoint_dir = str(checkpoint_dir)
+    cells = grid_cells(config)
+    done_statuses = DONE_STATUSES if retry_errors else (*DONE_STATUSES, "error")
+    done = {r.get("cell_key") for r in read_rows(results_path) if r.get("status") in done_statuses}
+    todo = [c for c in cells if c["cell_key"] not in done]
+
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not progress,
+               desc="grid cells")
+
+    def finish(row: dict) -> None:
+        append_rows(results_path, [row])
+        if row["status"] in DONE_STATUSES:
+            Path(checkpoint_dir, f"{row['cell_key']}.pt").unlink(missing_ok=True)
+        bar.update(1)
+        acc = row.get("test_accuracy")
+        bar.set_postfix_str(f"{row['dataset']}/{row['model']}/{row['loss']}/s{row['seed']}: "
+                            f"{row['status']}" + (f" {acc:.4f}" if acc is not None else ""))
+        if callback is not None:
+            callback(row, load_results(results_path, config))
+
+    try:
+        if executor is None:
+            for cell in todo:
+                finish(run_cell(cell, checkpoint_dir))
+        else:
+            futures = [executor.submit(run_cell, cell, checkpoint_dir) for cell in todo]
+            for fut in as_completed(futures):
+                finish(fut.result())
+    finally:
+        bar.close()
+    return load_results(results_path, config)
+
+
+def cells_summary(cells: Sequence[Mapping]) -> pd.DataFrame:
+    """The cells of a grid as a small table (dataset, model, loss, seed, key)."""
+    return pd.DataFrame([{k: c[k] for k in ("dataset", "model", "loss", "seed", "cell_key")}
+                         for c in cells])
+
+
+def quick_grid(datasets: Sequence[str] = ("digits",), epochs: int = 2, **kw: Any) -> GridConfig:
+    """A small grid for trying things out: digits, small_cnn, CE vs NGL vs focal vs LS, 2 seeds."""
+    kw.setdefault("losses", ("ce", "ngl", "focal", "label_smoothing"))
+    kw.setdefault("seeds", (0, 1))
+    kw.setdefault("train", TrainConfig(epochs=epochs, batch_size=64))
+    return GridConfig(datasets=tuple(datasets), **kw)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import time
 from pathlib import Path
@@ -22,18 +21,8 @@ import torch
 import ngl
 from ngl import tables
 from ngl.experiments import GridConfig, run_grid
+from ngl.records import json_safe
 from ngl.train import TrainConfig
-
-
-def _finite(value):
-    """JSON has no NaN: undefined p-values become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def main() -> None:
@@ -75,7 +64,7 @@ def main() -> None:
     ok = results[results.status == "ok"]
     per_run = ok.groupby("loss")["time_s"].mean()
     print("\nmean training time per run (s):", per_run.round(1).to_dict())
-    print(json.dumps(_finite({
+    print(json.dumps(json_safe({
         "benchmark": "downstream_fashion_mnist", "dataset": args.dataset, "model": args.model,
         "epochs": args.epochs, "seeds": list(cfg.seeds), "batch_size": args.batch_size,
         "lr": args.lr, "optimizer": "adam", "n_train": int(ok["sizes"].iloc[0]["train"]) if len(ok) else None,

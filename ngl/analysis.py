@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ngl.losses import per_sample_losses
+
 __all__ = [
     "optimum_confidence",
     "optimum_table",
@@ -63,18 +65,6 @@ __all__ = [
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _per_sample(loss: nn.Module, logits: Tensor, target: Tensor) -> Tensor:
-    """``loss`` with ``reduction="none"`` (restored afterwards); one value per sample."""
-    old = getattr(loss, "reduction", None)
-    if old is None:
-        raise ValueError(f"loss {loss!r} has no 'reduction' attribute; use an ngl loss module")
-    loss.reduction = "none"
-    try:
-        return loss(logits, target)
-    finally:
-        loss.reduction = old
-
-
 def _check_classes(num_classes: int) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes={num_classes!r} must be an int >= 2")
@@ -121,7 +111,7 @@ def optimum_confidence(loss: nn.Module, num_classes: int, *, margin_range: tuple
         a_t = torch.as_tensor(np.atleast_1d(a), dtype=torch.float64)
         z = _symmetric_logits(a_t, num_classes)
         with torch.no_grad():
-            v = _per_sample(loss, z, target.expand(len(a_t)))
+            v = per_sample_losses(loss, z, target.expand(len(a_t)))
         return v.numpy()
 
     xs = np.linspace(lo, hi, grid)
@@ -158,7 +148,7 @@ def optimum_confidence(loss: nn.Module, num_classes: int, *, margin_range: tuple
 
         def closure():
             opt.zero_grad()
-            v = _per_sample(loss, z, target).sum()
+            v = per_sample_losses(loss, z, target).sum()
             v.backward()
             return v
 
@@ -166,7 +156,7 @@ def optimum_confidence(loss: nn.Module, num_classes: int, *, margin_range: tuple
             opt.step(closure)
         with torch.no_grad():
             zc = z.detach().clamp(-1e4, 1e4)
-            loss_free = float(_per_sample(loss, zc, target)[0])
+            loss_free = float(per_sample_losses(loss, zc, target)[0])
             p_free = float(torch.softmax(zc, -1)[0, 0])
         out.update(p_free=p_free, loss_free=loss_free)
         if math.isfinite(loss_free) and loss_free < loss_sym - 1e-9 * max(1.0, abs(loss_sym)):
@@ -194,7 +184,7 @@ def optimum_table(losses: Mapping[str, nn.Module], classes: Sequence[int] = (2, 
 # -- gradient scale ---------------------------------------------------------------------------------
 def _grad_norm(loss: nn.Module, logits: Tensor, target: Tensor) -> float:
     z = logits.clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(_per_sample(loss, z, target).sum(), z)
+    (g,) = torch.autograd.grad(per_sample_losses(loss, z, target).sum(), z)
     return float(g.norm())
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "available_losses",
     "register_loss",
     "NGL_ALPHA",
+    "per_sample_losses",
 ]
 
 NGL_ALPHA = 2.4092
@@ -319,6 +320,18 @@ _ALIASES = {
     "glo": "baikal",
     "symmetric_ce": "sce",
 }
+
+
+def per_sample_losses(loss: nn.Module, logits: Tensor, target: Tensor) -> Tensor:
+    """``loss`` evaluated with ``reduction="none"`` (its own setting restored afterwards)."""
+    old = getattr(loss, "reduction", None)
+    if old is None:
+        raise ValueError(f"loss {loss!r} has no 'reduction' attribute; use an ngl loss module")
+    loss.reduction = "none"
+    try:
+        return loss(logits, target)
+    finally:
+        loss.reduction = old
 
 
 def register_loss(name: str, factory: Callable[..., nn.Module]) -> None:

@@ -17,17 +17,17 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["append_rows", "read_rows", "read_table", "write_json_atomic", "read_json"]
+__all__ = ["json_safe", "append_rows", "read_rows", "read_table", "write_json_atomic", "read_json"]
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN/inf: store them as None so every reader can parse the file."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -49,7 +49,7 @@ def append_rows(path: str | os.PathLike, rows: Iterable[Mapping]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _repair_tail(path)
-    text = "".join(json.dumps(_clean(dict(r)), sort_keys=True) + "\n" for r in rows)
+    text = "".join(json.dumps(json_safe(dict(r)), sort_keys=True) + "\n" for r in rows)
     if not text:
         return
     with open(path, "a") as fh:
@@ -88,7 +88,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(_clean(obj), fh, indent=2, sort_keys=True)
+            json.dump(json_safe(obj), fh, indent=2, sort_keys=True)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -20,6 +20,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ngl.losses import per_sample_losses
+
 __all__ = [
     "COLUMN_WIDTH",
     "TEXT_WIDTH",
@@ -144,7 +146,7 @@ def loss_shape_data(losses: Mapping[str, nn.Module], num_classes: int = 10,
     rows = []
     for name, loss in losses.items():
         p.grad = None
-        vals = _per_sample(loss, logits, target)
+        vals = per_sample_losses(loss, logits, target)
         (grad,) = torch.autograd.grad(vals.sum(), p, retain_graph=True)
         v = vals.detach().numpy()
         span = float(v.max() - v.min())
@@ -152,17 +154,6 @@ def loss_shape_data(losses: Mapping[str, nn.Module], num_classes: int = 10,
         rows.append(pd.DataFrame({"loss_name": name, "p_true": p.detach().numpy(), "loss": v,
                                   "dloss_dp": grad.numpy(), "normalised": norm}))
     return pd.concat(rows, ignore_index=True)
-
-
-def _per_sample(loss: nn.Module, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    old = getattr(loss, "reduction", None)
-    if old is None:
-        raise ValueError(f"loss {loss!r} has no 'reduction' attribute; use an ngl loss module")
-    loss.reduction = "none"
-    try:
-        return loss(logits, target)
-    finally:
-        loss.reduction = old
 
 
 def plot_loss_shapes(losses: Mapping[str, nn.Module], num_classes: int = 10, axes=None,

@@ -20,6 +20,7 @@ statistic leaks from validation or test data.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 import pathlib
@@ -701,3 +702,17 @@ def _load_cifar(
         f"cifar{num_classes}", num_classes, classes, x_tr, y_tr, x_te, y_te,
         val_fraction, seed, scale=255.0,
     )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4)
+def load_cached(name: str, root: str | None = None, n_train: int | None = None,
+                n_val: int | None = None, n_test: int | None = None, seed: int = 0) -> DataSplits:
+    """``load_dataset`` + stratified ``subset``, cached per process (CPU tensors).
+
+    Searches and grids call it once per worker for every chunk or cell; do not modify the
+    returned tensors in place.
+    """
+    data = load_dataset(name, root=root, seed=seed)
+    if n_train is not None or n_val is not None or n_test is not None:
+        data = data.subset(n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+    return data

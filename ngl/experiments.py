@@ -24,7 +24,6 @@ the table row), or loss-expression text (``"exp(2.4092 - y_pred*(1 + y_real)) - 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -193,15 +192,11 @@ def grid_cells(config: GridConfig) -> list[dict]:
     return cells
 
 
-@functools.lru_cache(maxsize=4)
 def _load_data(dataset: str, root: str | None, n_train: int | None, n_val: int | None,
                n_test: int | None, seed: int):
-    from ngl.data import load_dataset
+    from ngl.data import load_cached
 
-    data = load_dataset(dataset, root=root, seed=seed)
-    if n_train is not None or n_val is not None or n_test is not None:
-        data = data.subset(n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
-    return data
+    return load_cached(dataset, root, n_train, n_val, n_test, seed)
 
 
 def _versions() -> dict:

@@ -166,15 +166,13 @@ class SearchConfig:
 
 
 # -- fitness evaluation (runs in a worker; everything it needs travels in plain arguments) ---
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)
 def _load_data(dataset: str, root: str | None, n_train: int | None, n_val: int | None,
                seed: int, device: str):
-    from ngl.data import load_dataset
+    """The search's data on its device, once per worker process."""
+    from ngl.data import load_cached
 
-    data = load_dataset(dataset, root=root, seed=seed)
-    if n_train is not None or n_val is not None:
-        data = data.subset(n_train=n_train, n_val=n_val, seed=seed)
-    return data.to(device)
+    return load_cached(dataset, root, n_train, n_val, None, seed).to(device)
 
 
 def evaluate_chunk(config: dict, texts: Sequence[str]) -> list[dict]:

@@ -13,13 +13,7 @@ from ngl.parallel import InProcessExecutor
 from ngl.records import read_rows
 from ngl.train import TrainConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw) -> GridConfig:

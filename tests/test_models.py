@@ -21,13 +21,7 @@ SHAPES = [(1, 8), (1, 28), (3, 32)]  # digits, (Fashion-)MNIST, CIFAR
 TORCHVISION = ["resnet18", "mobilenet_v3_small", "googlenet", "squeezenet1_1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small forward passes: one intra-op thread is faster, and immune to a busy second core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _logits(model: nn.Module, c: int, s: int, num_classes: int, batch: int = 4) -> None:

@@ -24,13 +24,7 @@ BUDGET = TrainBudget(steps=6, batch_size=32, lr=1e-2)
 METHODS = ["folded", "vmap"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread is faster, and immune to a busy second core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

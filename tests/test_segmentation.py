@@ -17,13 +17,7 @@ from ngl.segmentation import (
     train_segmentation,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_shapes_have_all_classes_and_void_borders():

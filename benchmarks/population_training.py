@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="torch.set_num_threads for both sides (default: torch's default)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cuda-graph", action="store_true",
+                    help="batched side: replay the training step as a CUDA graph (CUDA only)")
     ap.add_argument("--tf32", action="store_true",
                     help="allow TF32 on CUDA (off by default: the agreement check then compares "
                          "true float32 runs; TF32 rounding, amplified over many steps, can make "
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     warm = TrainBudget(steps=2, batch_size=args.batch_size)
     train_sequential(model_fn, losses[:2], data, warm, args.seed, device=device)
     train_population(model_fn, losses[:2], data, warm, args.seed, device=device,
-                     method=args.method)
+                     method=args.method, cuda_graph=args.cuda_graph)
 
     seq_times, pop_times = [], []
     seq = pop = None
@@ -160,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
         seq_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         pop = train_population(model_fn, losses, data, budget, args.seed, device=device,
-                               max_population_per_pass=chunk, method=args.method)
+                               max_population_per_pass=chunk, method=args.method,
+                               cuda_graph=args.cuda_graph)
         pop_times.append(time.perf_counter() - t0)
     assert seq is not None and pop is not None
 
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"population": args.population, "sequential_s": round(s_best, 3),
                "batched_s": round(p_best, 3), "speedup": round(s_best / p_best, 2),
                "agree": ok, "device": str(device), "threads": threads, "chunk": chunk,
-               "steps": args.steps}
+               "steps": args.steps, "cuda_graph": args.cuda_graph}
     print(json.dumps(summary))
     return summary
 

@@ -185,11 +185,14 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def _make_optimizer(params: Sequence[Tensor], budget: TrainBudget) -> torch.optim.Optimizer:
+def _make_optimizer(params: Sequence[Tensor], budget: TrainBudget,
+                    capturable: bool = False) -> torch.optim.Optimizer:
     if budget.optimizer == "adam":
-        return torch.optim.Adam(params, lr=budget.lr, weight_decay=budget.weight_decay)
+        return torch.optim.Adam(params, lr=budget.lr, weight_decay=budget.weight_decay,
+                                capturable=capturable)
     if budget.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
+        return torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay,
+                                 capturable=capturable)
     return torch.optim.SGD(params, lr=budget.lr, momentum=budget.momentum,
                            weight_decay=budget.weight_decay)
 
@@ -527,8 +530,13 @@ def _resolve_method(method: str, model: nn.Module, probe: Tensor) -> str:
 def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn], data: Any,
                      budget: TrainBudget, seed: int, device: str | torch.device = "cpu",
                      max_population_per_pass: int | None = None,
-                     method: str = "auto") -> list[FitnessResult]:
+                     method: str = "auto", cuda_graph: bool = False) -> list[FitnessResult]:
     """Train all candidates together; same results as `train_sequential` up to float rounding.
+
+    `cuda_graph=True` (CUDA only) records one whole training step -- forward, the P candidate
+    losses, backward, masking and the optimizer step -- as a CUDA graph after a few eager
+    warm-up steps and replays it: with many candidates the step is thousands of small kernel
+    launches, which the replay issues at once.
 
     `method` picks how the P networks run as one:
 
@@ -569,7 +577,8 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
     for start in range(0, len(losses), chunk):
         part = list(losses[start:start + chunk])
         results += _train_pass(model_fn, part, start, x_tr, y_tr, x_val, y_val, batches,
-                               budget, seed, device, method)
+                               budget, seed, device, method,
+                               cuda_graph=cuda_graph and device.type == "cuda")
     return results
 
 
@@ -581,46 +590,69 @@ def _blocks(t: Tensor, pop: int) -> Tensor:
 def _train_pass(model_fn: Callable[[], nn.Module], losses: list[LossFn], offset: int,
                 x_tr: Tensor, y_tr: Tensor, x_val: Tensor, y_val: Tensor, batches: Tensor,
                 budget: TrainBudget, seed: int, device: torch.device,
-                method: str) -> list[FitnessResult]:
+                method: str, cuda_graph: bool = False) -> list[FitnessResult]:
     pop = len(losses)
     model = _initial_model(model_fn, seed, device)
     engine: _Engine = _FoldedEngine(model, pop) if method == "folded" else _VmapEngine(model, pop)
     plist = engine.params
-    opt = _make_optimizer(plist, budget)
+    opt = _make_optimizer(plist, budget, capturable=cuda_graph)
 
     alive = torch.ones(pop, dtype=torch.bool, device=device)
     steps_done = torch.zeros(pop, dtype=torch.long, device=device)
     last_loss = torch.full((pop,), math.nan, device=device)
+    static_idx = batches[0].clone() if len(batches) else None
+
+    def step(idx: Tensor) -> None:
+        """One training step for all candidates; device work only (no host sync), so it can
+        be recorded as a CUDA graph."""
+        nonlocal last_loss
+        xb, yb = x_tr[idx], y_tr[idx]
+        logits = engine(xb)  # [P, B, C]
+        values = torch.stack([
+            _scalar_loss(fn, logits[i], yb, offset + i) for i, fn in enumerate(losses)
+        ])
+        for p in plist:
+            p.grad = None
+        if values.requires_grad:
+            values.sum().backward()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.contiguous() for p in plist]
+        finite = torch.isfinite(values.detach())
+        for gr in grads:
+            finite &= torch.isfinite(_blocks(gr, pop)).all(1)
+        last_loss.copy_(torch.where(alive, values.detach(), last_loss))
+        alive.copy_(alive & finite)
+        keep = alive.view(pop, 1)
+        before = []
+        for p, gr in zip(plist, grads, strict=True):
+            p.grad = _blocks(gr, pop).masked_fill_(~keep, 0.0).view_as(p)
+            before.append(p.detach().clone())
+        opt.step()
+        with torch.no_grad():
+            for p, old in zip(plist, before, strict=True):
+                _blocks(p, pop).copy_(torch.where(keep, _blocks(p, pop), _blocks(old, pop)))
+        steps_done.add_(alive)
+
     _sync(device)
     start = time.perf_counter()
     with _seeded(seed, device):
         engine.train(True)
-        for idx in batches:
-            xb, yb = x_tr[idx], y_tr[idx]
-            logits = engine(xb)  # [P, B, C]
-            values = torch.stack([
-                _scalar_loss(fn, logits[i], yb, offset + i) for i, fn in enumerate(losses)
-            ])
-            for p in plist:
-                p.grad = None
-            if values.requires_grad:
-                values.sum().backward()
-            grads = [torch.zeros_like(p) if p.grad is None else p.grad.contiguous() for p in plist]
-            finite = torch.isfinite(values.detach())
-            for gr in grads:
-                finite &= torch.isfinite(_blocks(gr, pop)).all(1)
-            last_loss = torch.where(alive, values.detach(), last_loss)
-            alive &= finite
-            keep = alive.view(pop, 1)
-            before = []
-            for p, gr in zip(plist, grads, strict=True):
-                p.grad = _blocks(gr, pop).masked_fill_(~keep, 0.0).view_as(p)
-                before.append(p.detach().clone())
-            opt.step()
-            with torch.no_grad():
-                for p, old in zip(plist, before, strict=True):
-                    _blocks(p, pop).copy_(torch.where(keep, _blocks(p, pop), _blocks(old, pop)))
-            steps_done += alive
+        warmup = min(3, len(batches)) if cuda_graph else len(batches)
+        if cuda_graph and warmup < len(batches):
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for idx in batches[:warmup]:
+                    step(idx)
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                step(static_idx)
+            for idx in batches[warmup:]:
+                static_idx.copy_(idx)
+                graph.replay()
+        else:
+            for idx in batches:
+                step(idx)
     _sync(device)
     elapsed = (time.perf_counter() - start) / max(pop, 1)
 

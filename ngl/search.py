@@ -74,6 +74,7 @@ class SearchConfig:
     budget: TrainBudget = field(default_factory=lambda: TrainBudget(steps=100, batch_size=128))
     device: str = "auto"
     chunk_size: int = 16
+    cuda_graph: bool = False  # replay each training step as a CUDA graph (CUDA only; ~21x at P=64)
     # sanity filter and equivalence cache
     probe_size: int = 64
     equivalence: str = "value_and_gradient"
@@ -186,7 +187,8 @@ def evaluate_chunk(config: dict, texts: Sequence[str]) -> list[dict]:
     c, h, _w = data.input_shape
     model_fn = functools.partial(build_model, cfg.model, c, data.num_classes, h)
     losses = [LossExpression.parse(t).to_module(validate=False) for t in texts]
-    results = train_population(model_fn, losses, data, cfg.budget, seed=cfg.seed, device=device)
+    results = train_population(model_fn, losses, data, cfg.budget, seed=cfg.seed, device=device,
+                               cuda_graph=cfg.cuda_graph)
     return [r.to_dict() for r in results]
 
 

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -44,6 +46,7 @@ TRAIN_STEPS = 40 if QUICK else 400
 N_TRAIN = None if QUICK else 12000  # None: the whole training split
 N_VAL = None if QUICK else 3000
 DEVICE = "auto"
+CUDA_GRAPH = not QUICK  # on a GPU, replay each training step as a CUDA graph (much faster)
 SEED = 0
 SEED_WITH_NGL = True  # put the paper's NGL into generation 0, as a yardstick
 FRESH = False  # True: delete an earlier run of the same configuration first
@@ -82,7 +85,7 @@ base = SearchConfig(primitive_set=pset, population_size=POPULATION, generations=
                     dataset=DATASET, model=MODEL, n_train=N_TRAIN, n_val=N_VAL, device=DEVICE,
                     seed=SEED, seed_expressions=seeds,
                     budget=TrainBudget(steps=TRAIN_STEPS, batch_size=128, lr=1e-3, optimizer="adam"),
-                    elitism=1, chunk_size=max(POPULATION, 1))
+                    elitism=1, chunk_size=max(POPULATION, 1), cuda_graph=CUDA_GRAPH)
 form = search_config_form(base)
 display(form.widget)
 

@@ -279,3 +279,19 @@ def test_cuda_matches_cpu(data):
     cpu = train_population(tiny_cnn, losses(), data, budget, seed=0)
     gpu = train_population(tiny_cnn, losses(), data, budget, seed=0, device="cuda")
     assert_close(cpu, gpu, rtol=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_replay_matches_eager(data):
+    budget = TrainBudget(steps=8, batch_size=32, lr=1e-2)
+    eager = train_population(tiny_cnn, losses(), data, budget, seed=0, device="cuda")
+    graph = train_population(tiny_cnn, losses(), data, budget, seed=0, device="cuda",
+                             cuda_graph=True)
+    assert_close(eager, graph, rtol=1e-4)
+
+
+def test_cuda_graph_flag_is_ignored_on_cpu(data):
+    budget = TrainBudget(steps=3, batch_size=32)
+    a = train_population(tiny_cnn, losses()[:2], data, budget, seed=0)
+    b = train_population(tiny_cnn, losses()[:2], data, budget, seed=0, cuda_graph=True)
+    assert [r.val_accuracy for r in a] == [r.val_accuracy for r in b]

@@ -19,13 +19,9 @@ def quick_mode() -> bool:
 
 def runs_dir() -> Path:
     """Where searches and experiments keep their files: ``$NGL_RUNS_DIR`` or the repo's ``runs/``."""
-    from ngl.viz import _repo_root
+    from ngl.viz import project_dir
 
-    env = os.environ.get("NGL_RUNS_DIR")
-    if env:
-        return Path(env)
-    root = _repo_root(Path.cwd().resolve())
-    return (root / "runs") if root is not None else Path.cwd() / "runs"
+    return project_dir("NGL_RUNS_DIR", "runs")
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -65,13 +65,18 @@ def _repo_root(start: Path) -> Path | None:
     return None
 
 
-def figures_dir() -> Path:
-    """Where figures go: ``$NGL_FIGURES_DIR``, else the repository's ``figures/``, else ``./figures``."""
-    env = os.environ.get("NGL_FIGURES_DIR")
+def project_dir(env_var: str, name: str) -> Path:
+    """``$env_var`` if set, else ``<repository>/<name>`` (found from the cwd), else ``./<name>``."""
+    env = os.environ.get(env_var)
     if env:
         return Path(env)
     root = _repo_root(Path.cwd().resolve())
-    return (root / "figures") if root is not None else Path.cwd() / "figures"
+    return (root if root is not None else Path.cwd()) / name
+
+
+def figures_dir() -> Path:
+    """Where figures go: ``$NGL_FIGURES_DIR``, else the repository's ``figures/``, else ``./figures``."""
+    return project_dir("NGL_FIGURES_DIR", "figures")
 
 
 def _git_commit() -> str | None:

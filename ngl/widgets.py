@@ -18,7 +18,17 @@ import ipywidgets as W
 from ngl.primitives import LEAVES, OPERATORS, PrimitiveSet, preset, sample_expressions
 
 __all__ = ["PrimitiveSetPicker", "SearchConfigForm", "primitive_set_picker", "search_config_form",
-           "show_errors"]
+           "show_errors", "show_validation"]
+
+
+def show_validation(status: W.HTML, build: Callable[[], object], describe: Callable[[object], str]) -> None:
+    """Put ``describe(build())`` into ``status``, or the ValueError that ``build`` raised, in red."""
+    try:
+        value = build()
+    except ValueError as exc:
+        status.value = f"<span style='color:#b00'>{exc}</span>"
+    else:
+        status.value = describe(value)
 
 
 def show_errors(out: W.Output) -> Callable:
@@ -207,12 +217,7 @@ class SearchConfigForm:
         )
 
     def _validate(self) -> None:
-        try:
-            cfg = self.value
-        except ValueError as exc:
-            self.status.value = f"<span style='color:#b00'>{exc}</span>"
-        else:
-            self.status.value = f"run key <code>{cfg.key}</code>"
+        show_validation(self.status, lambda: self.value, lambda cfg: f"run key <code>{cfg.key}</code>")
 
 
 def search_config_form(config=None, primitive_set: PrimitiveSet | None = None) -> SearchConfigForm:
@@ -643,12 +648,7 @@ class TableBuilder:
                              train=self._replace(self.base.train, epochs=self.epochs.value))
 
     def _describe(self) -> None:
-        try:
-            cfg = self.value
-        except ValueError as exc:
-            self.status.value = f"<span style='color:#b00'>{exc}</span>"
-        else:
-            self.status.value = f"{cfg.n_cells} runs"
+        show_validation(self.status, lambda: self.value, lambda cfg: f"{cfg.n_cells} runs")
 
     def show_table(self, results) -> None:
         """Recompute the summary and replace what ``table_out`` shows."""

@@ -6,6 +6,11 @@ both give the same fitness, and prints the speedup as the last line, in JSON.
 
     python benchmarks/population_training.py --population 16 --steps 100 --device cpu
 
+The run also prints the arithmetic ceiling (`ngl.profiling`): the FLOPs of one candidate's
+training step, this machine's measured matmul throughput, and so the largest speedup that any
+batched run of the same arithmetic could reach. Where one candidate's step is already bound by
+its convolutions, that ceiling -- not the batching -- limits the speedup.
+
 Both sides run with the same `torch.set_num_threads` (and, on CUDA, the same TF32 setting). With `--repeats N` the two sides are
 timed alternately N times and the fastest run of each is kept (the machine may be shared).
 """
@@ -23,7 +28,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ngl.models import build_model
-from ngl.population import FitnessResult, TrainBudget, train_population, train_sequential
+from ngl.population import (
+    CPU_PASS_SIZE,
+    FitnessResult,
+    TrainBudget,
+    train_population,
+    train_sequential,
+)
+from ngl.profiling import matmul_gflops, speed_ceiling, training_step_flops
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -105,6 +117,29 @@ def _agree(a: list[FitnessResult], b: list[FitnessResult], n_val: int) -> tuple[
                 "same_status": same_status}
 
 
+def _arithmetic(model_fn: Callable[[], nn.Module], data: object, args: argparse.Namespace,
+                device: torch.device, seq_s: float, pop_s: float) -> dict:
+    """FLOPs per candidate step, matmul peak, achieved rates and the same-arithmetic ceiling."""
+    x = data.x_train[: args.batch_size].to(device)  # type: ignore[attr-defined]
+    y = data.y_train[: args.batch_size].to(device)  # type: ignore[attr-defined]
+    flops = training_step_flops(model_fn().to(device), x, y, F.cross_entropy)
+    peak = matmul_gflops(device, repeats=20)
+    work = args.population * args.steps * flops / 1e9
+    ceiling = speed_ceiling(seq_s, flops, args.steps, args.population, peak)
+    needed = args.goal * work / seq_s
+    print(f"arithmetic: {flops / 1e6:.1f} MFLOP per candidate step (convolutions and matmuls, "
+          f"forward+backward); matmul peak here {peak:.1f} GFLOP/s; sequential ran at "
+          f"{work / seq_s:.1f} GFLOP/s, batched at {work / pop_s:.1f} GFLOP/s; no batched run of "
+          f"this arithmetic can beat sequential by more than {ceiling:.2f}x here; "
+          f"{args.goal:g}x needs the whole batched run at {needed:.1f} GFLOP/s "
+          f"({100 * needed / peak:.0f}% of the matmul peak)")
+    return {"mflop_per_candidate_step": round(flops / 1e6, 1),
+            "matmul_peak_gflops": round(peak, 1),
+            "sequential_gflops": round(work / seq_s, 1), "batched_gflops": round(work / pop_s, 1),
+            "ceiling_same_arithmetic": round(ceiling, 2),
+            "goal": args.goal, "goal_needs_fraction_of_peak": round(needed / peak, 2)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--population", type=int, default=16)
@@ -115,11 +150,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--width", type=int, default=None, help="SmallCNN/SmallInception width")
     ap.add_argument("--method", default="auto", choices=["auto", "folded", "vmap"])
     ap.add_argument("--chunk", type=int, default=0,
-                    help="max_population_per_pass; 0 = 4 on CPU (cache-sized), all on GPU")
+                    help=f"max_population_per_pass; 0 = train_population's 'auto' "
+                         f"({CPU_PASS_SIZE} on CPU, all on GPU)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch.set_num_threads for both sides (default: torch's default)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--goal", type=float, default=3.0,
+                    help="speedup goal whose arithmetic cost is reported (the issue's CPU goal)")
     ap.add_argument("--cuda-graph", action="store_true",
                     help="batched side: replay the training step as a CUDA graph (CUDA only)")
     ap.add_argument("--tf32", action="store_true",
@@ -135,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda":
         torch.backends.cudnn.allow_tf32 = args.tf32
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
-    chunk = args.chunk or (4 if device.type == "cpu" else None)
+    chunk = args.chunk or (CPU_PASS_SIZE if device.type == "cpu" else None)
     data = _digits(args.device)
     c, h, _ = data.input_shape
     kw = {} if args.width is None else {"width": args.width}
@@ -177,10 +215,11 @@ def main(argv: list[str] | None = None) -> dict:
           f"chunk={chunk} steps={args.steps} batch={args.batch_size} "
           f"seq runs={[round(t, 2) for t in seq_times]} pop runs={[round(t, 2) for t in pop_times]}")
     s_best, p_best = min(seq_times), min(pop_times)
+    roof = _arithmetic(model_fn, data, args, device, s_best, p_best)
     summary = {"population": args.population, "sequential_s": round(s_best, 3),
                "batched_s": round(p_best, 3), "speedup": round(s_best / p_best, 2),
                "agree": ok, "device": str(device), "threads": threads, "chunk": chunk,
-               "steps": args.steps, "cuda_graph": args.cuda_graph}
+               "steps": args.steps, "cuda_graph": args.cuda_graph, **roof}
     print(json.dumps(summary))
     return summary
 

@@ -30,11 +30,14 @@ Two ways to run P networks as one (``method=``; ``"auto"`` picks):
   (``randomness="same"``: one mask for all candidates); more dispatch overhead per op.
 
 Where it pays (measured, see benchmarks/population_training.py): on a GPU the small fitness
-networks are launch-bound, and the batched pass is 5-8x faster than the sequential reference
-(H200, P = 16-64). On a 2-core CPU the convolutions are compute- and cache-bound: batching
-saves only the per-op overhead, and a 16-candidate pass spills activations out of cache, so
-chunks of a few candidates (``max_population_per_pass=4``) are best there; the gain is
-largest for small networks and close to nothing for a width-32 SmallCNN.
+networks are launch-bound: the eager batched pass is 4-6x faster than the sequential reference
+and the CUDA-graph replay (``cuda_graph=True``) 16-21x (H200, P = 16-64). On a 2-core CPU the
+gain is small (about 1.0-1.2x for the width-32 SmallCNN on digits) because there is little
+overhead to remove: one candidate's step is 916 MFLOP of convolutions, which the sequential
+reference already runs at ~46 GFLOP/s against a ~157 GFLOP/s hardware peak, with BatchNorm,
+ReLU and Adam (not counted) taking most of the rest. The benchmark prints that arithmetic
+ceiling (`ngl.profiling`). A 16-candidate pass also spills activations out of cache, so CPU
+passes hold `CPU_PASS_SIZE` candidates (``max_population_per_pass="auto"``).
 
 Non-finite candidates: a candidate whose loss or any gradient is NaN/inf at some step is
 masked out from that step on: its gradients are zeroed and its parameters restored after every
@@ -65,12 +68,20 @@ __all__ = [
     "FitnessResult",
     "train_sequential",
     "train_population",
+    "CPU_PASS_SIZE",
 ]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """A candidate loss: ``loss(logits[B, C], target[B] int64) -> scalar tensor``."""
 
 _OPTIMIZERS = ("adam", "adamw", "sgd")
+
+CPU_PASS_SIZE = 4
+"""Candidates per batched pass on CPU (``max_population_per_pass="auto"``).
+
+Measured with ``benchmarks/population_training.py --chunk N`` (width-32 SmallCNN, digits, 2
+cores): passes of 2-8 candidates ran 1.0-1.2x faster than sequential training, one pass of
+all 16 about 0.8x, because its activations no longer fit in cache."""
 
 
 @dataclass(frozen=True)
@@ -529,7 +540,7 @@ def _resolve_method(method: str, model: nn.Module, probe: Tensor) -> str:
 
 def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn], data: Any,
                      budget: TrainBudget, seed: int, device: str | torch.device = "cpu",
-                     max_population_per_pass: int | None = None,
+                     max_population_per_pass: int | str | None = "auto",
                      method: str = "auto", cuda_graph: bool = False) -> list[FitnessResult]:
     """Train all candidates together; same results as `train_sequential` up to float rounding.
 
@@ -553,20 +564,25 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
 
     `max_population_per_pass` bounds memory: candidates are trained in chunks of at most that
     many, each chunk from the same initial weights and batches, so chunking does not change
-    the results (on CPU, chunks of a few candidates also stay in cache and can be faster).
+    the results beyond float rounding. ``None``: all at once. ``"auto"`` (default):
+    `CPU_PASS_SIZE` on CPU, where chunks of a few candidates stay in cache and a 16-candidate
+    pass is slower than training them one by one; all at once on accelerators.
     """
     _check_common(losses, budget)
+    device = torch.device(device)
+    if max_population_per_pass == "auto":
+        max_population_per_pass = CPU_PASS_SIZE if device.type == "cpu" else None
     if max_population_per_pass is not None and (
         isinstance(max_population_per_pass, bool)
         or not isinstance(max_population_per_pass, int)
         or max_population_per_pass < 1
     ):
         raise ValueError(
-            f"max_population_per_pass must be a positive int or None, got {max_population_per_pass!r}"
+            "max_population_per_pass must be a positive int, None or 'auto', "
+            f"got {max_population_per_pass!r}"
         )
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    device = torch.device(device)
     x_tr, y_tr, x_val, y_val = _split(data, device)
     batches = _batch_indices(len(x_tr), budget, seed, device)
     if losses:  # decide once, not per chunk

@@ -295,3 +295,25 @@ def test_cuda_graph_flag_is_ignored_on_cpu(data):
     a = train_population(tiny_cnn, losses()[:2], data, budget, seed=0)
     b = train_population(tiny_cnn, losses()[:2], data, budget, seed=0, cuda_graph=True)
     assert [r.val_accuracy for r in a] == [r.val_accuracy for r in b]
+
+
+def test_auto_pass_size_is_cache_sized_on_cpu(data, monkeypatch):
+    import ngl.population as population
+
+    seen: list[int] = []
+    original = population._train_pass
+
+    def spy(model_fn, losses, *args, **kwargs):
+        seen.append(len(losses))
+        return original(model_fn, losses, *args, **kwargs)
+
+    monkeypatch.setattr(population, "_train_pass", spy)
+    n = population.CPU_PASS_SIZE + 1
+    train_population(tiny_cnn, (losses() * n)[:n], data, BUDGET, seed=0)
+    assert seen == [population.CPU_PASS_SIZE, 1]
+    seen.clear()
+    train_population(tiny_cnn, (losses() * n)[:n], data, BUDGET, seed=0,
+                     max_population_per_pass=None)
+    assert seen == [n]
+    with pytest.raises(ValueError, match="'auto'"):
+        train_population(tiny_cnn, losses(), data, BUDGET, seed=0, max_population_per_pass="all")

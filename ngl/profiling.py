@@ -30,9 +30,11 @@ def training_step_flops(model: nn.Module, x: Tensor, y: Tensor,
 
     Counted by torch's `FlopCounterMode` (2 FLOPs per multiply-add; elementwise work such as
     BatchNorm, activations and the optimizer is not counted, so the ceiling derived from it
-    is optimistic). The model's parameters and gradients are left as they were.
+    is optimistic). The model is left as it was: gradients, buffers (BatchNorm running
+    statistics) and train/eval mode are restored.
     """
     grads = {p: None if p.grad is None else p.grad.clone() for p in model.parameters()}
+    buffers = [(b, b.clone()) for b in model.buffers()]
     was_training = model.training
     model.train()
     try:
@@ -43,6 +45,9 @@ def training_step_flops(model: nn.Module, x: Tensor, y: Tensor,
     finally:
         for p, g in grads.items():
             p.grad = g
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
         model.train(was_training)
     return int(counter.get_total_flops())
 

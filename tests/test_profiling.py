@@ -26,12 +26,15 @@ def test_training_step_flops_matches_closed_form():
 
 
 def test_training_step_flops_leaves_model_as_it_was():
-    net = _net().eval()
+    net = nn.Sequential(nn.BatchNorm2d(1), _net()).eval()
     x, y = torch.randn(3, 1, 8, 8), torch.tensor([0, 1, 2])
     F.cross_entropy(net(x), y).backward()
     before = [p.grad.clone() for p in net.parameters()]
+    stats = [b.clone() for b in net.buffers()]
     training_step_flops(net, x, y, F.cross_entropy)
     assert not net.training
+    for b, s in zip(net.buffers(), stats, strict=True):
+        assert torch.equal(b, s)
     for p, g in zip(net.parameters(), before, strict=True):
         assert torch.equal(p.grad, g)
 

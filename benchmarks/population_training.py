@@ -32,6 +32,7 @@ from ngl.population import (
     CPU_PASS_SIZE,
     FitnessResult,
     TrainBudget,
+    default_pass_size,
     train_population,
     train_sequential,
 )
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda":
         torch.backends.cudnn.allow_tf32 = args.tf32
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
-    chunk = args.chunk or (CPU_PASS_SIZE if device.type == "cpu" else None)
+    chunk = args.chunk or default_pass_size(device)
     data = _digits(args.device)
     c, h, _ = data.input_shape
     kw = {} if args.width is None else {"width": args.width}

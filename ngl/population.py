@@ -69,6 +69,7 @@ __all__ = [
     "train_sequential",
     "train_population",
     "CPU_PASS_SIZE",
+    "default_pass_size",
 ]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -79,9 +80,16 @@ _OPTIMIZERS = ("adam", "adamw", "sgd")
 CPU_PASS_SIZE = 4
 """Candidates per batched pass on CPU (``max_population_per_pass="auto"``).
 
-Measured with ``benchmarks/population_training.py --chunk N`` (width-32 SmallCNN, digits, 2
-cores): passes of 2-8 candidates ran 1.0-1.2x faster than sequential training, one pass of
-all 16 about 0.8x, because its activations no longer fit in cache."""
+Measured on 2 cores (width-32 SmallCNN, digits, 16 candidates, 50 steps; the same comparison
+as ``benchmarks/population_training.py --chunk N``): passes of 2-8 candidates ran 1.0-1.2x
+faster than sequential training, one pass of all 16 about 0.8x, because its activations no
+longer fit in cache."""
+
+
+def default_pass_size(device: str | torch.device) -> int | None:
+    """What ``max_population_per_pass="auto"`` means on `device`: `CPU_PASS_SIZE` on CPU, all
+    candidates in one pass (None) on accelerators, where one big pass amortises launches."""
+    return CPU_PASS_SIZE if torch.device(device).type == "cpu" else None
 
 
 @dataclass(frozen=True)
@@ -571,7 +579,7 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
     _check_common(losses, budget)
     device = torch.device(device)
     if max_population_per_pass == "auto":
-        max_population_per_pass = CPU_PASS_SIZE if device.type == "cpu" else None
+        max_population_per_pass = default_pass_size(device)
     if max_population_per_pass is not None and (
         isinstance(max_population_per_pass, bool)
         or not isinstance(max_population_per_pass, int)

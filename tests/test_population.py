@@ -311,6 +311,7 @@ def test_auto_pass_size_is_cache_sized_on_cpu(data, monkeypatch):
     n = population.CPU_PASS_SIZE + 1
     train_population(tiny_cnn, (losses() * n)[:n], data, BUDGET, seed=0)
     assert seen == [population.CPU_PASS_SIZE, 1]
+    assert population.default_pass_size("cuda") is None
     seen.clear()
     train_population(tiny_cnn, (losses() * n)[:n], data, BUDGET, seed=0,
                      max_population_per_pass=None)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+
+from ngl.config import ConfigError, load_config_file, require_available
+from ngl.search import RunDirError, SearchConfig, load_result, resume, run_search
 
 
 def _executor(address: str | None):
@@ -59,21 +61,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("example-config", help="print an example configuration")
     args = ap.parse_args(argv)
 
-    from ngl.search import SearchConfig, load_result, resume, run_search
+    try:
+        return _run(args)
+    except (ConfigError, RunDirError, FileNotFoundError) as exc:
+        # a user error: one line naming the file/field, no traceback, nothing written
+        print(f"ngl {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
 
+
+def _run(args: argparse.Namespace) -> int:
     if args.cmd == "example-config":
         print(SearchConfig().to_json())
         return 0
     if args.cmd == "show":
         _show(load_result(args.run_dir))
         return 0
+    if args.cmd == "search":
+        config = load_config_file(SearchConfig, args.config)
+        try:
+            require_available(config.resolved_device())
+        except ConfigError as exc:
+            raise ConfigError(f"{args.config}: {exc}") from None
+    else:
+        config = load_result(args.run_dir).config
+        require_available(config.resolved_device())
     client, executor = _executor(args.dask_scheduler)
     try:
         if args.cmd == "search":
-            path = Path(args.config)
-            if not path.exists():
-                ap.error(f"config file {path} does not exist (see `python -m ngl example-config`)")
-            config = SearchConfig.from_json(path.read_text())
             result = run_search(config, args.run_dir, executor=executor, progress=not args.quiet,
                                 callback=_print_summary)
         else:

@@ -22,9 +22,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gzip
+import math
 import os
 import pathlib
 import pickle
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -94,6 +96,10 @@ class DataSplits:
     ``x_*`` are float32 ``[N, C, H, W]`` normalised with ``mean``/``std`` (per channel, from
     the training split); ``y_*`` are int64 class indices. ``mean``/``std`` are kept so that
     notebooks can show images in pixel units: ``x * std + mean`` gives values in [0, 1].
+
+    ``source`` records where the data was read from (the absolute folder of the files, or
+    ``"sklearn"`` for the digits bundled with scikit-learn), so a result can be traced to
+    the exact copy it was computed on; subsets and ``.to(device)`` keep it.
     """
 
     name: str
@@ -107,6 +113,7 @@ class DataSplits:
     classes: tuple[str, ...] = ()
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    source: str = ""
 
     def __post_init__(self) -> None:
         # Catch shape mismatches here rather than as a confusing error deep inside training.
@@ -133,7 +140,8 @@ class DataSplits:
         return (
             f"DataSplits(name={self.name!r}, num_classes={self.num_classes}, "
             f"input_shape={self.input_shape}, train={len(self.y_train)}, "
-            f"val={len(self.y_val)}, test={len(self.y_test)}, device={self.device})"
+            f"val={len(self.y_val)}, test={len(self.y_test)}, device={self.device}, "
+            f"source={self.source!r})"
         )
 
     @property
@@ -190,6 +198,7 @@ class DataSplits:
         """Sizes, shapes and class counts as plain Python values (prints well, JSON-safe)."""
         return {
             "name": self.name,
+            "source": self.source,
             "num_classes": self.num_classes,
             "input_shape": list(self.input_shape),
             "sizes": {s: len(getattr(self, f"y_{s}")) for s in ("train", "val", "test")},
@@ -251,14 +260,22 @@ def load_dataset(
     """Load ``name`` as normalised train/validation/test tensors on ``device``.
 
     ``val_fraction`` is the stratified share of the *training* data held out for
-    validation (seeded by ``seed``). ``None`` means the dataset's default: 0.1 of the
-    official training set for Fashion-MNIST and CIFAR (the authors' hold-out), and for
-    ``digits`` 0.25 of the non-test data, i.e. a 60/20/20 train/val/test split (digits has
-    no official test set; its test split is a fixed, seeded, stratified 20 %).
+    validation. ``None`` means the dataset's default: 0.1 of the official training set for
+    Fashion-MNIST and CIFAR (the authors' hold-out), and for ``digits`` 0.25 of the
+    non-test data, i.e. a 60/20/20 train/val/test split (digits has no official test set;
+    its test split is a fixed, seeded, stratified 20 %).
 
-    ``root`` is searched first for file-based datasets (see :func:`find_fashion_mnist`,
-    :func:`find_cifar`); with ``download=True`` missing data is fetched with torchvision
-    into ``root`` or ``~/.cache/ngl``.
+    ``seed`` is the *data* seed: it only decides which examples are held out (the
+    validation split and, for ``digits``, the test split). Nothing else is drawn here, so
+    pass a data seed that is separate from the model-initialisation or search seed if the
+    split is to stay fixed while those vary.
+
+    ``root`` is, when given, the only place searched for file-based datasets: a ``root``
+    that does not hold the files is a ``FileNotFoundError`` naming it, never a silent
+    fallback to another copy. Without ``root``, ``$NGL_DATA_DIR`` and the default places are
+    searched (see :func:`find_fashion_mnist`, :func:`find_cifar`). With ``download=True``
+    missing data is fetched with torchvision into ``root`` or ``~/.cache/ngl``. The folder
+    the data came from is recorded in ``DataSplits.source``.
     """
     key = name.lower().replace("-", "_")
     if key not in _DATASETS:
@@ -338,6 +355,7 @@ def _build_splits(
     val_fraction: float,
     seed: int,
     scale: float,
+    source: str,
 ) -> DataSplits:
     """Hold out validation data, scale pixels to [0, 1], normalise on the train split."""
     tr, va = _stratified_split(y_train_all, val_fraction, seed, "validation split")
@@ -362,6 +380,7 @@ def _build_splits(
         classes=tuple(classes),
         mean=mean,
         std=std,
+        source=source,
     )
 
 
@@ -377,9 +396,37 @@ def _cache_dir() -> pathlib.Path:
     return pathlib.Path(base) / "ngl"
 
 
-def _env_dir() -> pathlib.Path | None:
+def _env_dir(holding: str) -> pathlib.Path | None:
+    """``$NGL_DATA_DIR`` as a path; set to a file is an error, not a silently skipped place.
+
+    ``holding`` says what the directory should contain, for the error message.
+    """
     value = os.environ.get(DATA_DIR_ENV)
-    return pathlib.Path(value).expanduser() if value else None
+    if not value:
+        return None
+    path = pathlib.Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        kind = "a file" if path.is_file() else "not a directory"
+        raise NotADirectoryError(
+            f"{DATA_DIR_ENV}={value} is {kind}, expected a directory holding {holding}"
+        )
+    return path
+
+
+def _explicit_root(root: str | os.PathLike[str], holding: str) -> pathlib.Path:
+    """``root`` as a path; a file there is reported as such (a download could not go there)."""
+    path = pathlib.Path(root).expanduser()
+    if path.exists() and not path.is_dir():
+        kind = "a file" if path.is_file() else "not a directory"
+        raise NotADirectoryError(
+            f"root={str(root)!r} is {kind}, expected a directory holding {holding}"
+        )
+    return path
+
+
+def _source(directory: pathlib.Path) -> str:
+    """The absolute folder the files were read from (symlinks kept: it is what was asked)."""
+    return os.path.abspath(directory)
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,7 +444,7 @@ def _load_digits(val_fraction: float, seed: int) -> DataSplits:
     rest, test = _stratified_split(y, 0.2, seed, "test split")
     return _build_splits(
         "digits", 10, [str(c) for c in range(10)],
-        x[rest], y[rest], x[test], y[test], val_fraction, seed, scale=16.0,
+        x[rest], y[rest], x[test], y[test], val_fraction, seed, scale=16.0, source="sklearn",
     )  # fmt: skip
 
 
@@ -424,25 +471,38 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """
     path = pathlib.Path(path)
     raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
+    gzipped = raw[:2] == b"\x1f\x8b"
+    if gzipped:
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise ValueError(f"{path}: corrupt gzip stream ({err})") from err
+        except (OSError, EOFError, zlib.error) as err:  # bad header/CRC, truncated, bad deflate
+            raise ValueError(
+                f"{path}: corrupt gzip stream ({type(err).__name__}: {err}); "
+                "expected a complete gzip file holding one idx array"
+            ) from err
+    # A .gz name with content that is neither gzip nor idx is usually an HTML error page
+    # or a partial download: say so rather than only quoting a magic number.
+    not_gzip = (
+        " (the name ends in .gz but the content is not gzip data either)"
+        if path.name.endswith(".gz") and not gzipped
+        else ""
+    )
     if len(raw) < 4:
-        raise ValueError(f"{path}: too short for an idx header ({len(raw)} bytes, need >= 4)")
+        raise ValueError(
+            f"{path}: too short for an idx header ({len(raw)} bytes, need >= 4){not_gzip}"
+        )
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(
-            f"{path}: bad idx magic number 0x{raw[:4].hex()}; expected 0x0000TTNN with type "
-            f"TT in {{{', '.join(f'{t:02x}' for t in _IDX_DTYPES)}}} and NN dimensions "
-            "(e.g. 0x00000803 for images, 0x00000801 for labels)"
+            f"{path}: bad idx magic number 0x{raw[:4].hex()}{not_gzip}; expected 0x0000TTNN "
+            f"with type TT in {{{', '.join(f'{t:02x}' for t in _IDX_DTYPES)}}} and NN "
+            "dimensions (e.g. 0x00000803 for images, 0x00000801 for labels)"
         )
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise ValueError(f"{path}: header declares {ndim} dimensions but the file ends early")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow on absurd headers
     if len(raw) - header != expected:
         raise ValueError(
             f"{path}: idx header declares shape {dims} of {dtype.name} "
@@ -452,16 +512,21 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     return data.astype(dtype.newbyteorder("="), copy=True)
 
 
+_FASHION_HOLDING = (
+    "the four Fashion-MNIST idx files (or its fashion-mnist/ or FashionMNIST/raw/ subfolder)"
+)
+
+
 def _fashion_candidates(root: str | os.PathLike[str] | None) -> list[pathlib.Path]:
     """Directories searched for the idx files, in order (see :func:`find_fashion_mnist`)."""
 
     def with_subdirs(d: pathlib.Path) -> list[pathlib.Path]:
         return [d, d / "fashion-mnist", d / "FashionMNIST" / "raw"]
 
+    if root is not None:  # an explicit root is the only place: no fallback to another copy
+        return with_subdirs(_explicit_root(root, _FASHION_HOLDING))
     places: list[pathlib.Path] = []
-    if root is not None:
-        places += with_subdirs(pathlib.Path(root).expanduser())
-    env = _env_dir()
+    env = _env_dir(_FASHION_HOLDING)
     if env is not None:
         places += with_subdirs(env)
     places += [DEBIAN_FASHION_MNIST, _cache_dir() / "FashionMNIST" / "raw"]
@@ -482,10 +547,12 @@ def _fashion_files(directory: pathlib.Path) -> tuple[dict[str, pathlib.Path], li
 def find_fashion_mnist(root: str | os.PathLike[str] | None = None) -> pathlib.Path:
     """Directory holding the four Fashion-MNIST idx files (``.gz`` or not).
 
-    Looks, in order, in ``root``, ``$NGL_DATA_DIR`` (each also in its ``fashion-mnist/``
-    and ``FashionMNIST/raw/`` subfolders, the latter being torchvision's layout), Debian's
-    ``/usr/share/datasets/fashion-mnist`` and torchvision downloads in ``~/.cache/ngl``.
-    Raises ``FileNotFoundError`` listing every place and why it did not qualify.
+    With ``root``, only ``root`` and its ``fashion-mnist/`` and ``FashionMNIST/raw/``
+    subfolders (torchvision's layout) are searched: asking for one copy and silently getting
+    another would make results untraceable. Without it, looks in ``$NGL_DATA_DIR`` (and the
+    same subfolders), Debian's ``/usr/share/datasets/fashion-mnist`` and torchvision
+    downloads in ``~/.cache/ngl``. Raises ``FileNotFoundError`` listing every place and why
+    it did not qualify; ``NotADirectoryError`` if ``root`` or ``$NGL_DATA_DIR`` is a file.
     """
     report = []
     for place in _fashion_candidates(root):
@@ -496,8 +563,17 @@ def find_fashion_mnist(root: str | os.PathLike[str] | None = None) -> pathlib.Pa
         if not missing:
             return place
         report.append(f"  {place}: missing {', '.join(missing)}")
+    expected = ", ".join(names[0] + "[.gz]" for names in _FASHION_FILES.values())
+    if root is not None:
+        raise FileNotFoundError(
+            f"Fashion-MNIST idx files not found under root={str(root)!r}: expected {expected} "
+            "in it or in one of its subfolders. Looked in:\n" + "\n".join(report) + "\n"
+            f"An explicit root is the only place searched ({DATA_DIR_ENV} and the default "
+            "places are not): fix the path, pass root=None, or pass download=True to fetch "
+            "the files into it."
+        )
     raise FileNotFoundError(
-        "Fashion-MNIST idx files not found. Looked in:\n"
+        f"Fashion-MNIST idx files not found (expected {expected}). Looked in:\n"
         + "\n".join(report)
         + "\n"
         + _HOW_TO_GET_FASHION
@@ -539,7 +615,7 @@ def _load_fashion_mnist(
         "fashion_mnist", 10, FASHION_MNIST_CLASSES,
         arrays["train_images"][:, None], arrays["train_labels"],
         arrays["test_images"][:, None], arrays["test_labels"],
-        val_fraction, seed, scale=255.0,
+        val_fraction, seed, scale=255.0, source=_source(directory),
     )  # fmt: skip
 
 
@@ -571,15 +647,31 @@ class _CifarUnpickler(pickle.Unpickler):
 
 def _unpickle(path: pathlib.Path) -> dict[str, Any]:
     """Load one CIFAR pickle; keys come back as ``str`` whether pickled as bytes or str."""
-    try:
-        with path.open("rb") as f:
+    with path.open("rb") as f:  # open errors (permissions, ...) already name the file
+        try:
             obj = _CifarUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, KeyError) as err:  # fmt: skip
-        raise ValueError(f"{path}: not a CIFAR python pickle ({err})") from err
+        except Exception as err:
+            # A damaged pickle fails in many ways (EOFError, UnpicklingError, LookupError from
+            # a garbled codec name, MemoryError from a garbled length, numpy's own errors...):
+            # all of them mean this file is not a usable CIFAR pickle, so say which file.
+            raise ValueError(
+                f"{path}: not a CIFAR python pickle ({type(err).__name__}: {err}); expected "
+                "a file from the official python archive (a pickled dict)"
+            ) from err
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _as_array(value: Any, dtype: type | None, what: str, path: pathlib.Path) -> np.ndarray:
+    """``np.asarray(value, dtype)`` whose failure names the file and field, not just numpy."""
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as err:
+        kind = "an array" if dtype is None else f"a list of {np.dtype(dtype).name} values"
+        raise ValueError(
+            f"{path}: {what} must be {kind}, got {type(value).__name__} ({err})"
+        ) from err
 
 
 def _field(d: dict[str, Any], key: str, path: pathlib.Path) -> Any:
@@ -592,13 +684,12 @@ def _cifar_candidates(
     root: str | os.PathLike[str] | None, num_classes: Literal[10, 100]
 ) -> list[pathlib.Path]:
     """Directories that may hold the CIFAR files: each base dir, and its archive subfolder."""
-    bases: list[pathlib.Path] = []
-    if root is not None:
-        bases.append(pathlib.Path(root).expanduser())
-    env = _env_dir()
-    if env is not None:
-        bases.append(env)
-    bases.append(_cache_dir())
+    holding = f"{_CIFAR_DIRS[num_classes]}/ (or its contents)"
+    if root is not None:  # an explicit root is the only place: no fallback to another copy
+        bases = [_explicit_root(root, holding)]
+    else:
+        env = _env_dir(holding)
+        bases = ([] if env is None else [env]) + [_cache_dir()]
     places = [p for b in bases for p in (b / _CIFAR_DIRS[num_classes], b)]
     return list(dict.fromkeys(places))
 
@@ -608,8 +699,11 @@ def find_cifar(
 ) -> pathlib.Path:
     """Directory holding the CIFAR-10/100 python files (``cifar-10-batches-py`` contents).
 
-    Looks in ``root``, ``$NGL_DATA_DIR`` and ``~/.cache/ngl``, each as given and in its
+    Looks in ``root`` only when it is given (no silent fallback to another copy), else in
+    ``$NGL_DATA_DIR`` and ``~/.cache/ngl``; each as given and in its
     ``cifar-10-batches-py/`` (``cifar-100-python/``) subfolder, torchvision's layout.
+    Raises ``FileNotFoundError`` listing every place and why it did not qualify;
+    ``NotADirectoryError`` if ``root`` or ``$NGL_DATA_DIR`` is a file.
     """
     if num_classes not in _CIFAR_DIRS:
         raise ValueError(f"num_classes must be 10 or 100, got {num_classes!r}")
@@ -623,6 +717,15 @@ def find_cifar(
             return place
         report.append(f"  {place}: missing {', '.join(missing)}")
     name = f"CIFAR-{num_classes}"
+    if root is not None:
+        raise FileNotFoundError(
+            f"{name} python files not found under root={str(root)!r}: expected "
+            f"{', '.join(_CIFAR_FILES[num_classes])} in it or in its "
+            f"{_CIFAR_DIRS[num_classes]}/ subfolder. Looked in:\n" + "\n".join(report) + "\n"
+            f"An explicit root is the only place searched ({DATA_DIR_ENV} and "
+            "~/.cache/ngl are not): fix the path, pass root=None, or pass download=True to "
+            "fetch the files into it."
+        )
     raise FileNotFoundError(
         f"{name} python files not found. Looked in:\n" + "\n".join(report) + "\n"
         f"To get {name}, do one of:\n"
@@ -641,9 +744,15 @@ def read_cifar(
     Returns ``((x_train, y_train), (x_test, y_test), classes)`` with uint8 images
     ``[N, 3, 32, 32]`` and int64 labels (CIFAR-100: the 100 fine labels). torchvision's
     own classes verify file checksums, which rejects re-packed or test copies; the format
-    is simple enough to read here.
+    is simple enough to read here. Any malformed file is a ``ValueError`` naming it.
     """
-    directory = find_cifar(root, num_classes)
+    return _read_cifar_dir(find_cifar(root, num_classes), num_classes)
+
+
+def _read_cifar_dir(
+    directory: pathlib.Path, num_classes: Literal[10, 100]
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], tuple[str, ...]]:
+    """:func:`read_cifar` on the folder that holds the files (no search)."""
     label_key = "labels" if num_classes == 10 else "fine_labels"
     if num_classes == 10:
         train_files = [f"data_batch_{i}" for i in range(1, 6)]
@@ -656,8 +765,8 @@ def read_cifar(
         for fname in files:
             path = directory / fname
             d = _unpickle(path)
-            data = np.asarray(_field(d, "data", path))
-            labels = np.asarray(_field(d, label_key, path), dtype=np.int64)
+            data = _as_array(_field(d, "data", path), None, "'data'", path)
+            labels = _as_array(_field(d, label_key, path), np.int64, f"{label_key!r}", path)
             if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
                 raise ValueError(
                     f"{path}: expected 'data' as uint8 [N, 3072], "
@@ -674,7 +783,13 @@ def read_cifar(
 
     train, test = read(train_files), read([test_file])
     meta_path = directory / meta_file
-    names = tuple(str(n) for n in _field(_unpickle(meta_path), names_key, meta_path))
+    raw_names = _field(_unpickle(meta_path), names_key, meta_path)
+    if isinstance(raw_names, str | bytes) or not isinstance(raw_names, Sequence | np.ndarray):
+        raise ValueError(
+            f"{meta_path}: expected {names_key!r} as a list of {num_classes} names, "
+            f"got {type(raw_names).__name__}"
+        )
+    names = tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in raw_names)
     if len(names) != num_classes:
         raise ValueError(f"{meta_path}: expected {num_classes} {names_key}, got {len(names)}")
     return train, test, names
@@ -688,7 +803,7 @@ def _load_cifar(
     download: bool,
 ) -> DataSplits:
     try:
-        find_cifar(root, num_classes)
+        directory = find_cifar(root, num_classes)
     except FileNotFoundError:
         if not download:
             raise
@@ -696,11 +811,11 @@ def _load_cifar(
         from torchvision.datasets import CIFAR10, CIFAR100
 
         (CIFAR10 if num_classes == 10 else CIFAR100)(str(target), train=True, download=True)
-        root = target
-    (x_tr, y_tr), (x_te, y_te), classes = read_cifar(root, num_classes)
+        directory = find_cifar(target, num_classes)
+    (x_tr, y_tr), (x_te, y_te), classes = _read_cifar_dir(directory, num_classes)
     return _build_splits(
         f"cifar{num_classes}", num_classes, classes, x_tr, y_tr, x_te, y_te,
-        val_fraction, seed, scale=255.0,
+        val_fraction, seed, scale=255.0, source=_source(directory),
     )  # fmt: skip
 
 
@@ -709,8 +824,11 @@ def load_cached(name: str, root: str | None = None, n_train: int | None = None,
                 n_val: int | None = None, n_test: int | None = None, seed: int = 0) -> DataSplits:
     """``load_dataset`` + stratified ``subset``, cached per process (CPU tensors).
 
-    Searches and grids call it once per worker for every chunk or cell; do not modify the
-    returned tensors in place.
+    ``seed`` is the data seed: it draws the validation hold-out (and the digits test split,
+    see :func:`load_dataset`) and the stratified subset, and nothing else. Callers pass
+    their config's data seed here, not the model/search seed, so that the split stays put
+    while training seeds vary. Searches and grids call it once per worker for every chunk or
+    cell; do not modify the returned tensors in place.
     """
     data = load_dataset(name, root=root, seed=seed)
     if n_train is not None or n_val is not None or n_test is not None:

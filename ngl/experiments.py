@@ -23,7 +23,6 @@ the table row), or loss-expression text (``"exp(2.4092 - y_pred*(1 + y_real)) - 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -32,12 +31,15 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
+from pydantic import BeforeValidator, Field, PlainSerializer
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from ngl.config import STRICT, ConfigMixin, check_device
 from ngl.records import append_rows, read_rows
 from ngl.train import TrainConfig
 
@@ -81,8 +83,31 @@ def build_loss(spec: str | Mapping):
     return get_loss(spec["name"], **kw)
 
 
-@dataclass(frozen=True)
-class GridConfig:
+def _names(value: Any) -> Any:
+    """One name where a tuple of names is expected is that name alone; a list is a tuple."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return (value,)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _loss_specs(value: Any) -> Any:
+    if isinstance(value, str | Mapping):
+        value = (value,)
+    if isinstance(value, list | tuple):
+        return tuple(_normalise_loss(s) for s in value)
+    return value
+
+
+def _model_kwargs(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), v) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(sorted(tuple(kv) for kv in value))
+    return value
+
+
+@pydantic_dataclass(frozen=True, config=STRICT)
+class GridConfig(ConfigMixin):
     """A downstream grid: datasets x models x losses x seeds, all trained with ``train``.
 
     ``n_train``/``n_val``/``n_test`` take stratified subsets (``None``: whole split) for quick
@@ -92,63 +117,34 @@ class GridConfig:
     ``device="auto"`` picks CUDA when available. ``head="paper"`` uses the authors' dense head.
     """
 
-    datasets: tuple[str, ...] = ("digits",)
-    models: tuple[str, ...] = ("small_cnn",)
-    losses: tuple = ("ce", "ngl")
-    seeds: tuple[int, ...] = (0, 1, 2)
+    datasets: Annotated[tuple[str, ...], BeforeValidator(_names)] = ("digits",)
+    models: Annotated[tuple[str, ...], BeforeValidator(_names)] = ("small_cnn",)
+    losses: Annotated[tuple[str | dict[str, Any], ...], BeforeValidator(_loss_specs)] = ("ce", "ngl")
+    seeds: Annotated[tuple[Annotated[int, Field(ge=0)], ...], BeforeValidator(_names)] = (0, 1, 2)
     train: TrainConfig = field(default_factory=TrainConfig)
-    n_train: int | None = None
-    n_val: int | None = None
-    n_test: int | None = None
-    data_seed: int = 0
+    n_train: Annotated[int, Field(ge=1)] | None = None
+    n_val: Annotated[int, Field(ge=1)] | None = None
+    n_test: Annotated[int, Field(ge=1)] | None = None
+    data_seed: Annotated[int, Field(ge=0)] = 0
     data_root: str | None = None
-    head: str = "linear"
+    head: Literal["linear", "paper"] = "linear"
     device: str = "auto"
-    model_kwargs: tuple = ()
+    model_kwargs: Annotated[tuple[tuple[str, Any], ...], BeforeValidator(_model_kwargs),
+                            PlainSerializer(dict)] = ()
 
     def __post_init__(self) -> None:
-        for name in ("datasets", "models", "seeds"):
-            value = getattr(self, name)
-            if isinstance(value, str | int):
-                value = (value,)
-            object.__setattr__(self, name, tuple(value))
+        for name in ("datasets", "models", "seeds", "losses"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must not be empty")
-        losses = self.losses
-        if isinstance(losses, str | Mapping):
-            losses = (losses,)
-        object.__setattr__(self, "losses", tuple(_normalise_loss(s) for s in losses))
-        if not self.losses:
-            raise ValueError("losses must not be empty")
         labels = [loss_label(s) for s in self.losses]
         if len(set(labels)) != len(labels):
             raise ValueError(f"loss labels must be unique, got {labels}; add a 'label' to a dict spec")
-        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
-            raise ValueError(f"seeds must be non-negative ints, got {self.seeds}")
         if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be unique, got {self.seeds}")
-        if isinstance(self.train, Mapping):
-            object.__setattr__(self, "train", TrainConfig.from_dict(dict(self.train)))
-        if isinstance(self.model_kwargs, Mapping):
-            object.__setattr__(self, "model_kwargs", tuple(sorted(self.model_kwargs.items())))
-        else:
-            object.__setattr__(self, "model_kwargs", tuple(tuple(kv) for kv in self.model_kwargs))
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device={self.device!r}; expected 'auto', 'cpu' or 'cuda[:N]'")
+            raise ValueError(f"seeds must be unique, got {list(self.seeds)}")
+        check_device(self.device)
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["datasets"], d["models"], d["seeds"] = list(self.datasets), list(self.models), list(self.seeds)
-        d["losses"] = [dict(s) if isinstance(s, Mapping) else s for s in self.losses]
-        d["model_kwargs"] = dict(self.model_kwargs)
-        d["train"] = self.train.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> GridConfig:
-        d = dict(d)
-        d["train"] = TrainConfig.from_dict(d.get("train", {}))
-        return cls(**d)
+    def __hash__(self) -> int:  # dict loss specs are not hashable: hash the canonical JSON
+        return hash(self.key)
 
     @property
     def n_cells(self) -> int:

@@ -5,6 +5,20 @@ operator names, leaf names and float constants. It parses infix text and gplearn
 prefix form, prints infix text that parses back to the same tree, and compiles once to
 straight-line torch code (with common subexpressions shared and constant subtrees folded),
 so a found loss trains as fast as a hand-written one.
+
+The text is Python's arithmetic, so that it reads the way it evaluates. Precedence, loosest
+first: ``+ -``, then ``* /`` (both left-associative), then unary minus, then ``**``. So
+``-2**2`` is ``neg(square(2.0))`` = -4, as in Python, ``-x*y`` is ``(-x)*y`` and ``x*-y`` is
+allowed. The exponent of ``**`` (or ``^``) is a signed number, as in Python (``2**-1`` is well
+formed), but the only power is 2 (operator ``square``). A minus directly before a number is
+part of it unless ``**`` follows: ``-0.5`` is the constant -0.5, ``-0.5**2`` is
+``neg(square(0.5))``. The printer writes the latter ``-(0.5**2)`` so the text cannot be misread.
+
+The search stores populations as text and parses it back to train, so ``parse(str(e)) == e``
+(and the same for :meth:`LossExpression.prefix`) must hold for every tree: it is tested over
+random trees of every operator. Text is refused with a ValueError, naming the token and its
+position, past :data:`MAX_DEPTH` levels or :data:`MAX_SIZE` nodes, and only ASCII digits,
+letters and whitespace are read.
 """
 
 from __future__ import annotations
@@ -23,13 +37,24 @@ from torch import Tensor
 from ngl.losses import ElementwiseLoss
 from ngl.primitives import LEAVES, OPERATOR_ALIASES, OPERATORS, Interval, PrimitiveSet
 
-__all__ = ["LossExpression", "ExpressionLoss"]
+__all__ = ["LossExpression", "ExpressionLoss", "MAX_DEPTH", "MAX_SIZE"]
 
 Node = str | float
 
+#: Deepest tree the parser accepts (a single leaf has depth 0), and the deepest nesting of
+#: parentheses. Every tree a search keeps is far shallower (its ``max_depth`` defaults to 8);
+#: the limit keeps parsing, printing, sympy and the compiler clear of Python's recursion limit,
+#: so bad text raises a ValueError instead of a RecursionError.
+MAX_DEPTH = 64
+#: Most nodes (gplearn's program length) the parser accepts: bounds the time and memory that
+#: one piece of text can cost (a search's ``max_size`` defaults to 40).
+MAX_SIZE = 1000
+
+# ASCII only: Python's ``\d`` and ``str.isdigit`` also accept digits such as '٣' or '²'.
+_WS_RE = re.compile(r"[ \t\n\r\f\v]*")
 _TOKEN_RE = re.compile(
-    r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<op>\*\*|[-+*/^(),]))"
+    r"(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op>\*\*|[-+*/^(),])"
 )
 _INFIX_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 _PREC = {"add": 1, "sub": 1, "mul": 2, "div": 2, "neg": 3, "square": 4}
@@ -43,53 +68,91 @@ class _Tok:
     pos: int
 
 
-def _tokenize(text: str) -> list[_Tok]:
-    toks: list[_Tok] = []
-    pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
-        m = _TOKEN_RE.match(text, pos)
-        if m is None or m.end() == pos:
-            bad = text[pos:].lstrip()
-            at = len(text) - len(bad)
-            raise ValueError(f"unexpected character {bad[0]!r} at position {at} in {text!r}")
-        kind = m.lastgroup
-        assert kind is not None
-        toks.append(_Tok(kind, m.group(kind), m.start(kind)))
-        pos = m.end()
-    toks.append(_Tok("end", "", len(text)))
-    return toks
+_Sub = tuple[list[Node], int]  # a parsed subtree: its prefix program and its depth
+
+
+def _excerpt(text: str, pos: int, width: int = 60) -> str:
+    """The text for an error message; long text is cut to a window around ``pos``."""
+    if len(text) <= 2 * width:
+        return repr(text)
+    lo, hi = max(0, pos - width), min(len(text), pos + width)
+    return f"{'...' if lo else ''}{text[lo:hi]!r}{'...' if hi < len(text) else ''}"
 
 
 class _Parser:
-    """Recursive descent over infix text with function calls (covers gplearn's prefix form)."""
+    """Recursive descent over infix text with function calls (covers gplearn's prefix form).
+
+    Tokens are read one at a time and every subtree carries its depth and the node count, so
+    text past :data:`MAX_DEPTH` or :data:`MAX_SIZE` is refused where it crosses the limit,
+    before any deeper recursion and without reading the rest.
+    """
 
     def __init__(self, text: str, leaves: Sequence[str], operators: Sequence[str]):
         self.text = text
-        self.toks = _tokenize(text)
-        self.i = 0
         self.leaves = list(leaves)
         self.operators = list(operators)
+        self.end = 0  # where the scanner goes on
+        self.nesting = 0  # open parentheses
+        self.nodes = 0
+        self.tok = self._scan()
 
     # token helpers
-    @property
-    def tok(self) -> _Tok:
-        return self.toks[self.i]
+    def _scan(self) -> _Tok:
+        pos = _WS_RE.match(self.text, self.end).end()
+        if pos == len(self.text):
+            self.end = pos
+            return _Tok("end", "", pos)
+        m = _TOKEN_RE.match(self.text, pos)
+        if m is None:
+            raise ValueError(f"unexpected character {self.text[pos]!r} at position {pos} in "
+                             f"{_excerpt(self.text, pos)}")
+        self.end = m.end()
+        kind = m.lastgroup
+        assert kind is not None
+        return _Tok(kind, m.group(kind), pos)
 
     def _next(self) -> _Tok:
-        t = self.toks[self.i]
-        self.i += 1
+        t = self.tok
+        self.tok = self._scan()
         return t
+
+    def _is_op(self, *texts: str) -> bool:
+        return self.tok.kind == "op" and self.tok.text in texts
 
     def _err(self, msg: str, tok: _Tok, hint: str = "") -> ValueError:
         tail = f"; {hint}" if hint else ""
-        return ValueError(f"{msg} at position {tok.pos} in {self.text!r}{tail}")
+        return ValueError(f"{msg} at position {tok.pos} in {_excerpt(self.text, tok.pos)}{tail}")
 
+    # tree building, with the limits
+    def _leaf(self, node: Node, tok: _Tok) -> _Sub:
+        self._count(tok)
+        return [node], 0
+
+    def _node(self, op: str, kids: Sequence[_Sub], tok: _Tok) -> _Sub:
+        depth = 1 + max(d for _, d in kids)
+        if depth > MAX_DEPTH:
+            raise self._err(f"expression too deep: more than the limit MAX_DEPTH={MAX_DEPTH} levels "
+                            f"(reached at {tok.text!r})", tok)
+        self._count(tok)
+        return [op, *(n for prog, _ in kids for n in prog)], depth
+
+    def _count(self, tok: _Tok) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_SIZE:
+            raise self._err(f"expression too long: more than the limit MAX_SIZE={MAX_SIZE} nodes "
+                            f"(reached at {tok.text!r})", tok)
+
+    def _open(self, tok: _Tok) -> None:
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            raise self._err(f"expression too deep: parentheses nested more than the limit "
+                            f"MAX_DEPTH={MAX_DEPTH} levels", tok)
+
+    # grammar (Python's precedence: + - < * / < unary - < **)
     def parse(self) -> list[Node]:
         if self.tok.kind == "end":
             raise ValueError("empty loss expression: expected text such as 'exp(1 - y_pred*y_real)'")
-        out = self._expr()
+        out, _ = self._expr()
         if self.tok.kind != "end":
             t = self.tok
             if t.text == ")":
@@ -97,68 +160,83 @@ class _Parser:
             raise self._err(f"unexpected token {t.text!r}", t)
         return out
 
-    def _expr(self) -> list[Node]:
+    def _expr(self) -> _Sub:
         left = self._term()
-        while self.tok.text in ("+", "-") and self.tok.kind == "op":
-            op = _INFIX_OPS[self._next().text]
+        while self._is_op("+", "-"):
+            op_tok = self._next()
             self._need_operand()
-            left = [op, *left, *self._term()]
+            left = self._node(_INFIX_OPS[op_tok.text], [left, self._term()], op_tok)
         return left
 
-    def _term(self) -> list[Node]:
+    def _term(self) -> _Sub:
         left = self._unary()
-        while self.tok.text in ("*", "/") and self.tok.kind == "op":
-            op = _INFIX_OPS[self._next().text]
+        while self._is_op("*", "/"):
+            op_tok = self._next()
             self._need_operand()
-            left = [op, *left, *self._unary()]
+            left = self._node(_INFIX_OPS[op_tok.text], [left, self._unary()], op_tok)
         return left
 
     def _need_operand(self) -> None:
         if self.tok.kind == "end" or self.tok.text in (")", ",", "*", "/", "**", "^"):
             raise self._err(f"missing operand before {self.tok.text or 'end of text'!r}", self.tok)
 
-    def _unary(self) -> list[Node]:
-        if self.tok.kind == "op" and self.tok.text in ("-", "+"):
-            sign = self._next().text
+    def _unary(self) -> _Sub:
+        """Signs, then a power: ``-2**2`` is ``neg(square(2))`` as in Python, ``-2`` a constant."""
+        signs: list[_Tok] = []
+        while self._is_op("-", "+"):  # a loop, not recursion: '------y' cannot blow the stack
+            signs.append(self._next())
             self._need_operand()
-            if self.tok.kind == "num":  # '-0.5' is the constant -0.5, so printed constants round-trip
-                value = float(self._next().text)
-                base: list[Node] = [-value if sign == "-" else value]
-                return self._power(base)
-            operand = self._unary()
-            return ["neg", *operand] if sign == "-" else operand
-        return self._power(self._atom())
+        first = self.tok
+        operand = self._power(self._atom())
+        if signs and first.kind == "num" and operand[1] == 0:
+            # '-0.5' is the constant -0.5 (so printed constants round-trip); '-0.5**2' is not.
+            value = operand[0][0]
+            operand = ([-value if signs.pop().text == "-" else value], 0)
+        for sign in reversed(signs):
+            if sign.text == "-":
+                operand = self._node("neg", [operand], sign)
+        return operand
 
-    def _power(self, base: list[Node]) -> list[Node]:
-        if self.tok.kind == "op" and self.tok.text in ("**", "^"):
-            op_tok = self._next()
-            exp_tok = self.tok
-            if exp_tok.kind != "num" or float(exp_tok.text) != 2.0:
-                raise self._err(
-                    f"only the power 2 is supported after {op_tok.text!r} (operator 'square'), "
-                    f"got {exp_tok.text or 'end of text'!r}",
-                    exp_tok,
-                )
-            self._next()
-            self._allow("square", op_tok)
-            return ["square", *base]
-        return base
+    def _power(self, base: _Sub) -> _Sub:
+        """``base**2`` -> ``square``; the exponent is a signed number, as in Python (``2**-1``)."""
+        if not self._is_op("**", "^"):
+            return base
+        op_tok = self._next()
+        start, sign = self.tok, 1.0
+        while self._is_op("-", "+"):
+            sign = -sign if self._next().text == "-" else sign
+        if self.tok.kind != "num" or sign * float(self.tok.text) != 2.0:
+            got = self.text[start.pos:self.tok.pos + len(self.tok.text)].strip() or "end of text"
+            raise self._err(f"only the power 2 is supported after {op_tok.text!r} (operator "
+                            f"'square'), got {got!r}", start)
+        self._next()
+        self._allow("square", op_tok)
+        out = self._node("square", [base], op_tok)
+        if self._is_op("**", "^"):
+            raise self._err(f"{self.tok.text!r} after a power: Python reads a**2**2 as a**(2**2); "
+                            "write (a**2)**2", self.tok)
+        return out
 
     def _allow(self, op: str, tok: _Tok) -> None:
         if op not in self.operators:
             raise self._err(f"operator {op!r} (from {tok.text!r}) is not in the primitive set", tok,
                             f"its operators are {self.operators}")
 
-    def _atom(self) -> list[Node]:
+    def _atom(self) -> _Sub:
         t = self._next()
         if t.kind == "num":
-            return [float(t.text)]
+            value = float(t.text)
+            if not math.isfinite(value):
+                raise self._err(f"constant {t.text!r} is too large for a float", t)
+            return self._leaf(value, t)
         if t.kind == "op" and t.text == "(":
+            self._open(t)
             inner = self._expr()
-            if self.tok.text != ")":
+            if not self._is_op(")"):
                 raise self._err(f"unbalanced parentheses: '(' at position {t.pos} is never closed; found "
                                 f"{self.tok.text or 'end of text'!r}", self.tok)
             self._next()
+            self.nesting -= 1
             return inner
         if t.kind == "name":
             return self._name(t)
@@ -166,43 +244,45 @@ class _Parser:
             raise self._err("unexpected end of text: an operand is missing", t)
         raise self._err(f"unexpected token {t.text!r}", t)
 
-    def _name(self, t: _Tok) -> list[Node]:
+    def _name(self, t: _Tok) -> _Sub:
         name = OPERATOR_ALIASES.get(t.text, t.text)
-        is_call = self.tok.kind == "op" and self.tok.text == "("
+        is_call = self._is_op("(")
         if name in OPERATORS:
             if not is_call:
                 raise self._err(f"operator {t.text!r} needs its arguments in parentheses", t)
             self._allow(name, t)
             open_tok = self._next()
-            args: list[list[Node]] = []
-            if self.tok.text != ")":
+            self._open(open_tok)
+            args: list[_Sub] = []
+            if not self._is_op(")"):
                 while True:
                     args.append(self._expr())
-                    if self.tok.text == ",":
+                    if self._is_op(","):
                         self._next()
                         continue
                     break
-            if self.tok.text != ")":
+            if not self._is_op(")"):
                 raise self._err(
                     f"unbalanced parentheses: '(' at position {open_tok.pos} is never closed; found "
                     f"{self.tok.text or 'end of text'!r}", self.tok)
             self._next()
+            self.nesting -= 1
             arity = OPERATORS[name].arity
             if len(args) != arity:
                 raise self._err(f"wrong arity: {t.text!r} takes {arity} argument(s), got {len(args)}", t)
-            return [name, *(n for a in args for n in a)]
+            return self._node(name, args, t)
         leaf = self._leaf_name(t.text)
         if leaf is None:
             raise self._err(f"unknown symbol {t.text!r}", t,
                             f"expected an operator {self.operators} or a leaf {self.leaves}")
         if is_call:
             raise self._err(f"leaf {t.text!r} is not a function", t)
-        return [leaf]
+        return self._leaf(leaf, t)
 
     def _leaf_name(self, text: str) -> str | None:
         if text in self.leaves:
             return text
-        m = re.fullmatch(r"X(\d+)", text)  # gplearn's default feature names
+        m = re.fullmatch(r"X([0-9]+)", text)  # gplearn's default feature names
         if m and int(m.group(1)) < len(self.leaves):
             return self.leaves[int(m.group(1))]
         return None
@@ -331,12 +411,19 @@ class LossExpression:
 
     @property
     def depth(self) -> int:
-        """Tree depth; a single leaf has depth 0 (gplearn's convention)."""
+        """Tree depth; a single leaf has depth 0 (gplearn's convention).
 
-        def d(t: tuple) -> int:
-            return 0 if not t[1] else 1 + max(d(k) for k in t[1])
-
-        return d(self._tree())
+        Computed without recursion, so the search can measure (and reject) a crossover child
+        of any depth.
+        """
+        stack: list[int] = []
+        for node in reversed(self.program):
+            if isinstance(node, float) or node in LEAVES:
+                stack.append(0)
+            else:
+                kids = [stack.pop() for _ in range(OPERATORS[node].arity)]
+                stack.append(1 + max(kids))
+        return stack[0]
 
     @property
     def operators(self) -> tuple[str, ...]:
@@ -377,8 +464,10 @@ class LossExpression:
             rs = f"({rs})" if rp <= prec else rs
             return f"{ls} {prim.infix} {rs}" if prec == 1 else f"{ls}{prim.infix}{rs}", prec
         if node == "neg":
+            # '-x**2' is neg(square(x)), but '-1.5**2' is written '-(1.5**2)': a minus before a
+            # digit reads as a negative constant to a human (and did to this parser before).
             s, p = parts[0]
-            bare = p >= 4 and not isinstance(kids[0][0], float)
+            bare = p >= 4 and s[0] not in "0123456789."
             return f"-{s}" if bare else f"-({s})", _PREC["neg"]
         if node == "square":
             s, p = parts[0]

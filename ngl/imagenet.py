@@ -16,12 +16,15 @@ the common torchvision ResNet-50 recipe adapted to Adam-family optimizers, becau
 gradients are about 1000x smaller than CE's for 1000 classes (mean over classes), so SGD at CE
 learning rates barely trains: AdamW, lr 1e-3 x (global batch / 1024), weight decay 0.05, cosine
 schedule with linear warm-up, random-resized crop 224 + flip, 90 epochs, mixed precision on GPU.
+``--optimizer sgd`` uses momentum 0.9 with Nesterov momentum unless ``--no-nesterov`` (the
+optimizer comes from :func:`ngl.optim.build_optimizer`, like every other ``ngl`` loop).
 Say which optimizer you used next to every number you report.
 
 Each process runs on its ``LOCAL_RANK`` GPU (NCCL) or on the CPU (gloo). Rank 0 writes a
 checkpoint per epoch to ``--out`` (``--resume`` continues from it) and prints one JSON line per
-epoch: ``{"epoch", "train_loss", "val_top1", "val_top5", "status", ...}``. A non-finite loss on any
-rank stops every rank with ``status="nonfinite"``. Run ``python -m ngl.imagenet --help`` for all
+epoch: ``{"epoch", "train_loss", "val_top1", "val_top5", "status", ...}``. A non-finite loss or
+gradient on any rank stops every rank with ``status="nonfinite"`` before any step with it
+(:mod:`ngl.optim`'s policy). Run ``python -m ngl.imagenet --help`` for all
 options.
 """
 
@@ -37,6 +40,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from ngl.optim import all_finite, build_optimizer
 
 __all__ = ["main", "build_parser"]
 
@@ -58,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None,
                    help="default: 1e-3 (adam/adamw) or 0.1 (sgd), times global batch / 1024")
     p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (sgd only)")
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                   help="Nesterov momentum for sgd (default: on with sgd, the usual ResNet "
+                        "recipe; not available with adam/adamw)")
     p.add_argument("--warmup-epochs", type=float, default=5.0)
     p.add_argument("--label-smoothing", type=float, default=0.0, help="for --loss ce only")
     p.add_argument("--workers", type=int, default=8)
@@ -130,6 +139,11 @@ def _train(args, rank: int, world: int, device: torch.device) -> int:
 
     from ngl.losses import get_loss
 
+    if args.nesterov is None:
+        args.nesterov = args.optimizer == "sgd" and args.momentum > 0
+    elif args.nesterov and args.optimizer != "sgd":
+        raise SystemExit(f"--nesterov applies to --optimizer sgd only, got {args.optimizer}")
+
     torch.manual_seed(args.seed)  # same initial weights on every rank (DDP also broadcasts)
     train_set, val_set = _datasets(args)
     num_classes = args.num_classes if args.fake_data else len(train_set.classes)
@@ -152,13 +166,9 @@ def _train(args, rank: int, world: int, device: torch.device) -> int:
     global_batch = args.batch_size * world
     base_lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 1e-3)
     lr = base_lr * global_batch / 1024 if args.lr is None else base_lr
-    params = model.parameters()
-    if args.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=args.weight_decay, nesterov=True)
-    elif args.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=args.weight_decay)
-    else:
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=args.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = build_optimizer(params, optimizer=args.optimizer, lr=lr, weight_decay=args.weight_decay,
+                          momentum=args.momentum, nesterov=args.nesterov)
     steps_per_epoch = len(train_loader) if args.steps is None else min(args.steps, len(train_loader))
     total = max(1, args.epochs * steps_per_epoch)
     warm = int(args.warmup_epochs * steps_per_epoch)
@@ -192,14 +202,20 @@ def _train(args, rank: int, world: int, device: torch.device) -> int:
                 break
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
-                logits = model(x)
-            value = loss_fn(logits.float(), y)
-            bad = _all_sum([0.0 if bool(torch.isfinite(value)) else 1.0], device, world)[0]
+                logits = model(x).float()
+            if amp and logits.requires_grad:
+                logits.retain_grad()  # the loss's own gradient, checked below
+            value = loss_fn(logits, y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(value).backward()  # every rank: DDP's all-reduce needs all of them
+            # ngl.optim's policy: loss and gradients finite on every rank, else no step anywhere.
+            # Under AMP the loss's logit gradient is checked; overflow of the scaled parameter
+            # gradients is the GradScaler's (it skips the step and lowers the scale).
+            finite = all_finite(value, [logits.grad] if amp else [p.grad for p in params])
+            bad = _all_sum([0.0 if bool(finite) else 1.0], device, world)[0]
             if bad:
                 status = "nonfinite"
                 break
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(value).backward()
             scaler.step(opt)
             scaler.update()
             sched.step()
@@ -222,7 +238,8 @@ def _train(args, rank: int, world: int, device: torch.device) -> int:
                "train_loss": loss_sum / max(n_seen, 1), "val_top1": correct1 / max(seen, 1),
                "val_top5": correct5 / max(seen, 1), "world_size": world,
                "global_batch": global_batch, "lr": opt.param_groups[0]["lr"],
-               "optimizer": args.optimizer, "epoch_s": time.perf_counter() - t0}
+               "optimizer": args.optimizer, "nesterov": args.nesterov,
+               "epoch_s": time.perf_counter() - t0}
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_name(ckpt.name + ".tmp")

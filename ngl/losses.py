@@ -9,6 +9,8 @@ autocast and input validation behave the same for hand-written and GP-found loss
 from __future__ import annotations
 
 import math
+import numbers
+import re
 from collections.abc import Callable
 
 import torch
@@ -43,18 +45,28 @@ class ClassificationLoss(nn.Module):
     distributions ``y [N, C]`` to one loss value per sample ``[N]``.
 
     ``reduction="mean"`` averages over the non-ignored samples (as ``nn.CrossEntropyLoss`` does
-    without class weights). Unlike torch, a batch whose entries are *all* ignored gives 0 with a
-    zero gradient instead of NaN: a segmentation crop of pure void must not poison training.
+    without class weights). Unlike torch, a mean over *no* samples is 0 with a zero gradient
+    instead of NaN, both when every entry is ignored and when the batch is empty (``B = 0`` or an
+    empty segmentation map): a crop of pure void or an empty last batch must not poison training.
+    ``"sum"`` of nothing is 0 and ``"none"`` returns the empty per-sample shape, as in torch.
+
+    Classes whose logit is ``-inf`` (p = 0) contribute nothing where their target weight is 0,
+    by the convention ``0 * log 0 = 0`` (torch's index-target cross entropy gives the same finite
+    value and gradient; its probability-target form returns NaN there).
     """
 
     def __init__(self, reduction: str = "mean", ignore_index: int = -100, validate: bool = True):
         super().__init__()
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction={reduction!r} is not supported; expected one of {_REDUCTIONS}")
-        if not isinstance(ignore_index, int):
-            raise ValueError(f"ignore_index={ignore_index!r} must be an int")
+        # bool is an int subclass: ignore_index=True would silently skip class 1.
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+            raise ValueError(
+                f"ignore_index={ignore_index!r} ({type(ignore_index).__name__}) is not supported; "
+                f"expected an int class index whose targets are skipped, e.g. -100 or 255"
+            )
         self.reduction = reduction
-        self.ignore_index = ignore_index
+        self.ignore_index = int(ignore_index)
         self.validate = validate
 
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -73,7 +85,8 @@ class ClassificationLoss(nn.Module):
         if self.reduction == "sum":
             return loss.sum()
         if valid is None:
-            return loss.mean()
+            # An empty batch means 0 (like an all-ignored one), not torch's NaN of mean([]).
+            return loss.mean() if loss.numel() else loss.sum()
         return loss.sum() / valid.sum().clamp_min(1).to(loss.dtype)
 
     # -- input handling -------------------------------------------------------------------
@@ -91,6 +104,11 @@ class ClassificationLoss(nn.Module):
         if not input.is_floating_point():
             raise ValueError(f"logits must be floating point, got dtype {input.dtype}")
         num_classes = input.shape[1]
+        if num_classes == 0:
+            raise ValueError(
+                f"logits of shape {tuple(input.shape)} have C=0 classes; expected at least one "
+                f"class along dim 1 ([B, C] or [B, C, d1, ...])"
+            )
         # Compute in float32 or wider: under autocast logits may arrive in fp16/bf16.
         z = input if input.dtype in (torch.float32, torch.float64) else input.float()
         if input.dim() > 2:  # [B, C, d1, ...] -> [B*d1*..., C]
@@ -137,6 +155,12 @@ class ClassificationLoss(nn.Module):
         return z, y, (None if all_valid else valid), out_shape
 
 
+def _ylogp(y: Tensor, logp: Tensor) -> Tensor:
+    """``y * logp`` with ``0 * log 0 = 0``: a ``-inf`` logit of a class with zero target weight
+    would otherwise give ``0 * -inf = NaN`` in the value and the gradient."""
+    return y * torch.where(y == 0, torch.zeros((), dtype=logp.dtype, device=logp.device), logp)
+
+
 class ElementwiseLoss(ClassificationLoss):
     """A loss ``mean_c f(p, y, z)`` over classes, the form of NGL and of every GP candidate.
 
@@ -165,7 +189,7 @@ class CrossEntropy(ClassificationLoss):
     """Plain cross entropy, ``-sum_c y_c log p_c`` (the baseline every table is relative to)."""
 
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:
-        return -(y * torch.log_softmax(z, dim=-1)).sum(dim=-1)
+        return -_ylogp(y, torch.log_softmax(z, dim=-1)).sum(dim=-1)
 
 
 class NGL(ElementwiseLoss):
@@ -215,14 +239,18 @@ class FocalLoss(ClassificationLoss):
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:
         logp = torch.log_softmax(z, dim=-1)
         if self.gamma == 0:
-            return -(y * logp).sum(dim=-1)
+            return -_ylogp(y, logp).sum(dim=-1)
         # (1 - p) computed as -expm1(logp): accurate when p is close to 1.
         weight = (-torch.expm1(logp)).clamp_min(0).pow(self.gamma)
-        return -(y * weight * logp).sum(dim=-1)
+        return -(weight * _ylogp(y, logp)).sum(dim=-1)
 
 
 class LabelSmoothingCE(ClassificationLoss):
-    """CE against ``(1 - eps) y + eps / C`` (Szegedy et al. 2016); same as torch's label_smoothing."""
+    """CE against ``(1 - eps) y + eps / C`` (Szegedy et al. 2016); same as torch's label_smoothing.
+
+    With ``eps > 0`` every class has target weight ``eps / C``, so a ``-inf`` logit gives ``+inf``
+    (torch too, with the same finite gradient); with ``eps = 0`` it is plain CE and stays finite.
+    """
 
     def __init__(self, epsilon: float = 0.1, reduction: str = "mean", ignore_index: int = -100,
                  validate: bool = True):
@@ -237,7 +265,7 @@ class LabelSmoothingCE(ClassificationLoss):
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:
         logp = torch.log_softmax(z, dim=-1)
         q = (1 - self.epsilon) * y + self.epsilon / z.shape[-1]
-        return -(q * logp).sum(dim=-1)
+        return -_ylogp(q, logp).sum(dim=-1)
 
 
 class PolyLoss(ClassificationLoss):
@@ -255,7 +283,7 @@ class PolyLoss(ClassificationLoss):
 
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:
         logp = torch.log_softmax(z, dim=-1)
-        ce = -(y * logp).sum(dim=-1)
+        ce = -_ylogp(y, logp).sum(dim=-1)
         pt = (y * logp.exp()).sum(dim=-1)
         return ce + self.epsilon * (1 - pt)
 
@@ -294,7 +322,7 @@ class SymmetricCE(ClassificationLoss):
 
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:
         logp = torch.log_softmax(z, dim=-1)
-        ce = -(y * logp).sum(dim=-1)
+        ce = -_ylogp(y, logp).sum(dim=-1)
         rce = -(logp.exp() * torch.log(y.clamp(self.clamp, 1.0))).sum(dim=-1)
         return self.a * ce + self.b * rce
 
@@ -347,11 +375,26 @@ def available_losses() -> list[str]:
     return sorted(_REGISTRY)
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _looks_like_expression(text: str) -> bool:
+    """True for text meant as a loss expression: it has an operator, a parenthesis or comma,
+    or names a leaf or operator (``y_pred``, ``exp``), so its parse error is the useful message."""
+    from ngl.primitives import LEAVES, OPERATOR_ALIASES, OPERATORS
+
+    if any(ch in text for ch in "()+-*/^,"):
+        return True
+    names = set(LEAVES) | set(OPERATORS) | set(OPERATOR_ALIASES)
+    return any(word in names for word in _IDENTIFIER.findall(text))
+
+
 def get_loss(name: str, **kwargs) -> nn.Module:
     """Build a loss by name, e.g. ``get_loss("focal", gamma=2)``.
 
-    Names that are not registered but parse as a loss expression (e.g. ``"1 - y_pred*y_real"``)
-    are compiled with :class:`ngl.LossExpression`.
+    Names that are not registered but read as a loss expression (an operator, parenthesis or leaf
+    name, e.g. ``"1 - y_pred*y_real"``) are compiled with :class:`ngl.LossExpression`; if such a
+    text does not parse, the parser's error (with the position) is raised, not "unknown loss".
     """
     if not isinstance(name, str):
         raise TypeError(f"loss name must be a str, got {type(name).__name__}")
@@ -360,13 +403,17 @@ def get_loss(name: str, **kwargs) -> nn.Module:
         return _REGISTRY[key](**kwargs)
     from ngl.expression import LossExpression  # late import: expression builds on this module
 
-    try:
-        expr = LossExpression.parse(name)
-    except ValueError:
-        expr = None
-    if expr is not None and any(ch in name for ch in "()+-*/"):
+    if _looks_like_expression(name):
+        try:
+            expr = LossExpression.parse(name)
+        except ValueError as err:
+            raise ValueError(f"{err} (read as a loss expression: {name!r} is not a registered loss "
+                             f"name; see ngl.available_losses())") from err
         return expr.to_module(**kwargs)
+    from ngl.primitives import LEAVES
+
     raise ValueError(
-        f"unknown loss {name!r}; expected one of {available_losses()} (aliases: "
-        f"{sorted(_ALIASES)}) or a loss expression such as 'exp(2.4 - y_pred*(1 + y_real))'"
+        f"unknown loss {name!r}: neither a registered loss name (expected one of "
+        f"{available_losses()}, aliases {sorted(_ALIASES)}) nor a loss expression over the leaves "
+        f"{list(LEAVES)} such as 'exp(2.4 - y_pred*(1 + y_real))'"
     )

@@ -55,12 +55,17 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
+
+from ngl.config import STRICT, ConfigMixin
+from ngl.optim import all_finite, optimizer_from_config
 
 __all__ = [
     "LossFn",
@@ -75,7 +80,6 @@ __all__ = [
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """A candidate loss: ``loss(logits[B, C], target[B] int64) -> scalar tensor``."""
 
-_OPTIMIZERS = ("adam", "adamw", "sgd")
 
 CPU_PASS_SIZE = 4
 """Candidates per batched pass on CPU (``max_population_per_pass="auto"``).
@@ -92,41 +96,27 @@ def default_pass_size(device: str | torch.device) -> int | None:
     return CPU_PASS_SIZE if torch.device(device).type == "cpu" else None
 
 
-@dataclass(frozen=True)
-class TrainBudget:
-    """How one candidate is trained: the same budget for every candidate of a search."""
+@pydantic_dataclass(frozen=True, config=STRICT)
+class TrainBudget(ConfigMixin):
+    """How one candidate is trained: the same budget for every candidate of a search.
 
-    steps: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    eval_batch_size: int = 1024
+    ``optimizer="sgd"`` uses ``momentum`` and, only when asked, ``nesterov`` (the same
+    optimizer builder as downstream training, :func:`ngl.train.build_optimizer`).
+    """
+
+    steps: Annotated[int, Field(ge=0)] = 200
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = False
+    eval_batch_size: Annotated[int, Field(ge=1)] = 1024
 
     def __post_init__(self) -> None:
-        def whole(name: str, minimum: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"TrainBudget.{name} must be an int >= {minimum}, got {value!r}")
-
-        def real(name: str, ok: Callable[[float], bool], what: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"TrainBudget.{name} must be a number, got {value!r}")
-            if not math.isfinite(value) or not ok(value):
-                raise ValueError(f"TrainBudget.{name} must be {what}, got {value!r}")
-
-        whole("steps", 0)
-        whole("batch_size", 1)
-        whole("eval_batch_size", 1)
-        real("lr", lambda v: v > 0, "> 0")
-        real("weight_decay", lambda v: v >= 0, ">= 0")
-        real("momentum", lambda v: 0 <= v < 1, "in [0, 1)")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(
-                f"TrainBudget.optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}"
-            )
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise ValueError(f"TrainBudget.nesterov=True needs optimizer='sgd' with momentum > 0, "
+                             f"got optimizer={self.optimizer!r}, momentum={self.momentum}")
 
 
 @dataclass(frozen=True)
@@ -206,14 +196,9 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 def _make_optimizer(params: Sequence[Tensor], budget: TrainBudget,
                     capturable: bool = False) -> torch.optim.Optimizer:
-    if budget.optimizer == "adam":
-        return torch.optim.Adam(params, lr=budget.lr, weight_decay=budget.weight_decay,
-                                capturable=capturable)
-    if budget.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay,
-                                 capturable=capturable)
-    return torch.optim.SGD(params, lr=budget.lr, momentum=budget.momentum,
-                           weight_decay=budget.weight_decay)
+    """The shared builder (:func:`ngl.optim.build_optimizer`), so "sgd" means the same
+    optimizer in the search as in downstream training (Nesterov only if ``budget.nesterov``)."""
+    return optimizer_from_config(params, budget, capturable=capturable)
 
 
 def _scalar_loss(loss_fn: LossFn, logits: Tensor, target: Tensor, index: int) -> Tensor:
@@ -284,11 +269,9 @@ def _train_one(model_fn: Callable[[], nn.Module], loss_fn: LossFn, index: int, x
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
             last_loss = loss.detach()
-            finite = torch.isfinite(last_loss)
-            for p in params:
-                finite = finite & torch.isfinite(p.grad).all()
-            # One sync per step; acceptable for the reference implementation.
-            if not bool(finite):
+            # One sync per step (ngl.optim's policy: loss and gradients finite, else no step);
+            # acceptable for the reference implementation.
+            if not bool(all_finite(last_loss, (p.grad for p in params))):
                 ok = False
                 break
             opt.step()
@@ -555,7 +538,9 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
     `cuda_graph=True` (CUDA only) records one whole training step -- forward, the P candidate
     losses, backward, masking and the optimizer step -- as a CUDA graph after a few eager
     warm-up steps and replays it: with many candidates the step is thousands of small kernel
-    launches, which the replay issues at once.
+    launches, which the replay issues at once. Losses must not sync with the host: one built
+    with ``validate=True`` (``get_loss``'s default) is refused with a ValueError, on any device;
+    pass ``validate=False`` (the search's own compiled losses already do).
 
     `method` picks how the P networks run as one:
 
@@ -577,6 +562,8 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
     pass is slower than training them one by one; all at once on accelerators.
     """
     _check_common(losses, budget)
+    if cuda_graph:
+        _refuse_validating(losses)
     device = torch.device(device)
     if max_population_per_pass == "auto":
         max_population_per_pass = default_pass_size(device)
@@ -604,6 +591,24 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
                                budget, seed, device, method,
                                cuda_graph=cuda_graph and device.type == "cuda")
     return results
+
+
+def _refuse_validating(losses: Sequence[LossFn]) -> None:
+    """``cuda_graph=True`` records the candidate losses inside CUDA-graph capture, where a host
+    sync is an error; an ``ngl`` loss built with ``validate=True`` (the default of ``get_loss``
+    and ``to_module``) checks its targets with ``.any()``/``int()`` reads, i.e. host syncs.
+
+    Refused on every device, before anything runs, so a script that would fail on a GPU fails
+    the same way on a laptop (where the flag is otherwise ignored)."""
+    for i, fn in enumerate(losses):
+        modules = fn.modules() if isinstance(fn, nn.Module) else [fn]
+        if any(getattr(m, "validate", False) is True for m in modules):
+            name = repr(fn) if len(repr(fn)) <= 120 else type(fn).__name__
+            raise ValueError(
+                f"cuda_graph=True: candidate {i} ({name}) validates its targets (validate=True), "
+                "which syncs with the host inside CUDA-graph capture; build it with "
+                "validate=False, e.g. get_loss(name, validate=False) or "
+                "LossExpression.parse(text).to_module(validate=False) as ngl.search does")
 
 
 def _blocks(t: Tensor, pop: int) -> Tensor:

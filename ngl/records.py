@@ -15,13 +15,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-__all__ = ["json_safe", "append_rows", "read_rows", "read_table", "write_json_atomic", "read_json"]
+__all__ = ["json_safe", "append_rows", "read_rows", "write_json_atomic", "read_json"]
 
 
 def json_safe(value: Any) -> Any:
-    """JSON has no NaN/inf: store them as None so every reader can parse the file."""
+    """JSON has no NaN/inf: a result row stores a non-finite *metric* as None (its ``status``
+    says why), so every reader can parse the file. Configs and checkpoints are not passed
+    through this: :func:`write_json_atomic` refuses non-finite numbers."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
@@ -32,16 +32,30 @@ def json_safe(value: Any) -> Any:
 
 
 def _repair_tail(path: Path) -> None:
-    """Cut a torn (newline-less) last line left by a crash, so appends start on a clean line."""
+    """Make the file end on a clean line before an append.
+
+    A last line that lacks only its newline is a complete row (``read_rows`` counts it): it
+    gets its newline. Only a torn tail that is not valid JSON (a kill mid-write) is cut.
+    """
     if not path.exists() or path.stat().st_size == 0:
         return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[cut:])
+        complete = True
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        complete = False
     with open(path, "rb+") as fh:
-        fh.seek(-1, os.SEEK_END)
-        if fh.read(1) == b"\n":
-            return
-        data = path.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        fh.truncate(cut)
+        if complete:
+            fh.seek(0, os.SEEK_END)
+            fh.write(b"\n")
+        else:
+            fh.truncate(cut)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def append_rows(path: str | os.PathLike, rows: Iterable[Mapping]) -> None:
@@ -77,19 +91,22 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    return pd.DataFrame(read_rows(path))
-
-
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write JSON via a temp file + rename: readers see the old or the new file, never half."""
+    """Write JSON via a temp file + rename: readers see the old or the new file, never half.
+
+    Non-finite numbers are refused (JSON has none; writing ``null`` instead would make a config
+    or checkpoint that reads back as something else).
+    """
     path = Path(path)
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc} ({_first_non_finite(obj)}); nothing was written") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(json_safe(obj), fh, indent=2, sort_keys=True)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -97,6 +114,18 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _first_non_finite(value: Any, where: str = "") -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where or 'value'} = {value}"
+    items = (value.items() if isinstance(value, Mapping)
+             else enumerate(value) if isinstance(value, list | tuple) else ())
+    for k, v in items:
+        found = _first_non_finite(v, f"{where}.{k}" if where else str(k))
+        if found:
+            return found
+    return ""
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -15,148 +15,133 @@ uninterrupted run with the same seed.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import functools
-import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
+import filelock
 import numpy as np
 import pandas as pd
+from pydantic import Field, PlainSerializer, PlainValidator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from ngl.config import (
+    STRICT,
+    AsTuple,
+    ConfigError,
+    ConfigMixin,
+    check_device,
+    load_config_file,
+    require_available,
+)
+from ngl.data import available_datasets
 from ngl.expression import LossExpression
+from ngl.models import available_models
 from ngl.parallel import InProcessExecutor
 from ngl.population import TrainBudget
 from ngl.primitives import PrimitiveSet, preset
-from ngl.records import append_rows, read_json, read_rows, write_json_atomic
+from ngl.records import append_rows, read_rows, write_json_atomic
 from ngl.sanity import check_candidate, make_probe
 
 __all__ = ["SearchConfig", "SearchResult", "GPSearch", "run_search", "resume", "load_result",
-           "evaluate_chunk"]
+           "evaluate_chunk", "RunDirError", "run_dir_lock", "config_diff"]
 
 _ORIGINS = ("init", "seed", "elite", "crossover", "subtree_mutation", "hoist_mutation",
             "point_mutation", "reproduction")
 
 
-@dataclass(frozen=True)
-class SearchConfig:
-    """Everything that determines a search; saved with the run, hashed to name its directory."""
+def _primitive_set(value: Any) -> PrimitiveSet:
+    """A PrimitiveSet, a preset name, or the dict that ``PrimitiveSet.to_dict`` writes."""
+    if isinstance(value, PrimitiveSet):
+        return value
+    if isinstance(value, str):
+        return preset(value)
+    if isinstance(value, dict):
+        return PrimitiveSet.from_dict(value)
+    raise ValueError(f"expected a PrimitiveSet, a preset name or its dict, got {value!r}")
 
-    primitive_set: PrimitiveSet = field(default_factory=lambda: preset("paper"))
-    population_size: int = 16
-    generations: int = 5
-    seed: int = 0
+
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+@pydantic_dataclass(frozen=True, config=STRICT)
+class SearchConfig(ConfigMixin):
+    """Everything that determines a search; saved with the run, hashed to name its directory.
+
+    ``seed`` drives the GP (initial trees, selection, variation) and the training of every
+    candidate (initial weights, batches); ``data_seed`` alone draws the search-train /
+    search-validation split, so changing the GP seed never changes the data.
+    """
+
+    primitive_set: Annotated[PrimitiveSet, PlainValidator(_primitive_set),
+                             PlainSerializer(lambda p: p.to_dict())] = field(
+        default_factory=lambda: preset("paper"))
+    population_size: Annotated[int, Field(ge=2)] = 16
+    generations: Annotated[int, Field(ge=1)] = 5
+    seed: Annotated[int, Field(ge=0)] = 0
+    data_seed: Annotated[int, Field(ge=0)] = 0
     # variation (the rest of the probability mass is plain reproduction)
-    p_crossover: float = 0.7
-    p_subtree_mutation: float = 0.1
-    p_hoist_mutation: float = 0.05
-    p_point_mutation: float = 0.1
-    p_point_replace: float = 0.05
-    tournament_size: int = 3
-    elitism: int = 1
-    parsimony_coefficient: float = 0.001
-    init_depth: tuple[int, int] = (2, 4)
-    max_depth: int = 8
-    max_size: int = 40
-    seed_expressions: tuple[str, ...] = ()
+    p_crossover: Probability = 0.7
+    p_subtree_mutation: Probability = 0.1
+    p_hoist_mutation: Probability = 0.05
+    p_point_mutation: Probability = 0.1
+    p_point_replace: Probability = 0.05
+    tournament_size: Annotated[int, Field(ge=1)] = 3
+    elitism: Annotated[int, Field(ge=0)] = 1
+    parsimony_coefficient: Annotated[float, Field(ge=0)] = 0.001
+    init_depth: Annotated[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]],
+                          AsTuple] = (2, 4)
+    max_depth: Annotated[int, Field(ge=1)] = 8
+    max_size: Annotated[int, Field(ge=1)] = 40
+    seed_expressions: Annotated[tuple[str, ...], AsTuple] = ()
     # fitness
     dataset: str = "digits"
     data_root: str | None = None
-    n_train: int | None = None
-    n_val: int | None = None
+    n_train: Annotated[int, Field(ge=1)] | None = None
+    n_val: Annotated[int, Field(ge=1)] | None = None
     model: str = "small_cnn"
     budget: TrainBudget = field(default_factory=lambda: TrainBudget(steps=100, batch_size=128))
     device: str = "auto"
-    chunk_size: int = 16
+    chunk_size: Annotated[int, Field(ge=1)] = 16
     cuda_graph: bool = False  # replay each training step as a CUDA graph (CUDA only; ~21x at P=64)
     # sanity filter and equivalence cache
-    probe_size: int = 64
-    equivalence: str = "value_and_gradient"
-    hall_of_fame_size: int = 10
+    probe_size: Annotated[int, Field(ge=1)] = 64
+    equivalence: Literal["value_and_gradient", "gradient", "none"] = "value_and_gradient"
+    hall_of_fame_size: Annotated[int, Field(ge=1)] = 10
 
     def __post_init__(self) -> None:
-        def check(ok: bool, name: str, what: str) -> None:
-            if not ok:
-                raise ValueError(f"SearchConfig.{name}={getattr(self, name)!r}: expected {what}")
-
-        ints = {"population_size": 2, "generations": 1, "tournament_size": 1, "max_depth": 1,
-                "max_size": 1, "chunk_size": 1, "probe_size": 1, "hall_of_fame_size": 1}
-        for name, lo in ints.items():
-            v = getattr(self, name)
-            check(isinstance(v, int) and not isinstance(v, bool) and v >= lo, name, f"an int >= {lo}")
-        check(isinstance(self.seed, int) and self.seed >= 0, "seed", "an int >= 0")
-        check(0 <= self.elitism < self.population_size, "elitism", "0 <= elitism < population_size")
-        probs = [self.p_crossover, self.p_subtree_mutation, self.p_hoist_mutation, self.p_point_mutation]
-        for name in ("p_crossover", "p_subtree_mutation", "p_hoist_mutation", "p_point_mutation",
-                     "p_point_replace"):
-            v = getattr(self, name)
-            check(isinstance(v, int | float) and 0 <= v <= 1, name, "a probability in [0, 1]")
+        if self.elitism >= self.population_size:
+            raise ValueError(f"elitism={self.elitism}: expected 0 <= elitism < "
+                             f"population_size ({self.population_size})")
+        probs = [self.p_crossover, self.p_subtree_mutation, self.p_hoist_mutation,
+                 self.p_point_mutation]
         if sum(probs) > 1 + 1e-9:
-            raise ValueError(f"variation probabilities sum to {sum(probs):.3f}; expected <= 1")
-        check(self.parsimony_coefficient >= 0, "parsimony_coefficient", "a number >= 0")
+            raise ValueError(f"variation probabilities (p_crossover, p_subtree_mutation, "
+                             f"p_hoist_mutation, p_point_mutation) sum to {sum(probs):.3f}; "
+                             "expected <= 1")
         lo, hi = self.init_depth
-        check(1 <= lo <= hi <= self.max_depth, "init_depth", "1 <= low <= high <= max_depth")
-        check(self.equivalence in ("value_and_gradient", "gradient", "none"), "equivalence",
-              "'value_and_gradient', 'gradient' or 'none'")
-        if not isinstance(self.primitive_set, PrimitiveSet):
-            raise ValueError(f"SearchConfig.primitive_set must be a PrimitiveSet, got {self.primitive_set!r}")
-        if not isinstance(self.budget, TrainBudget):
-            raise ValueError(f"SearchConfig.budget must be a TrainBudget, got {self.budget!r}")
-        from ngl.data import available_datasets
-        from ngl.models import available_models
-
+        if not lo <= hi <= self.max_depth:
+            raise ValueError(f"init_depth={list(self.init_depth)}: expected "
+                             f"1 <= low <= high <= max_depth ({self.max_depth})")
         if self.dataset not in available_datasets():
-            raise ValueError(f"SearchConfig.dataset={self.dataset!r}: expected one of {available_datasets()}")
+            raise ValueError(f"dataset={self.dataset!r}: expected one of "
+                             f"{available_datasets()}")
         if self.model not in available_models():
-            raise ValueError(f"SearchConfig.model={self.model!r}: expected one of {available_models()[:8]}...")
+            raise ValueError(f"model={self.model!r}: expected one of "
+                             f"{available_models()[:8]}...")
+        check_device(self.device)
+        if self.cuda_graph and self.device == "cpu":
+            raise ValueError("cuda_graph=True needs a CUDA device, got device='cpu'")
         for text in self.seed_expressions:
             LossExpression.parse(text, self.primitive_set)  # raises with the position of the problem
-        object.__setattr__(self, "init_depth", (int(lo), int(hi)))
-        object.__setattr__(self, "seed_expressions", tuple(self.seed_expressions))
-
-    # -- persistence -----------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["primitive_set"] = self.primitive_set.to_dict()
-        d["budget"] = dataclasses.asdict(self.budget)
-        d["init_depth"] = list(self.init_depth)
-        d["seed_expressions"] = list(self.seed_expressions)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SearchConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown SearchConfig field(s) {unknown}; known: {sorted(known)}")
-        d = dict(d)
-        if "primitive_set" in d:
-            ps = d["primitive_set"]
-            d["primitive_set"] = preset(ps) if isinstance(ps, str) else PrimitiveSet.from_dict(ps)
-        if "budget" in d:
-            d["budget"] = TrainBudget(**d["budget"])
-        for name in ("init_depth", "seed_expressions"):
-            if name in d:
-                d[name] = tuple(d[name])
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> SearchConfig:
-        return cls.from_dict(json.loads(text))
-
-    @property
-    def key(self) -> str:
-        """Stable hash of the configuration: the run directory's name."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -183,7 +168,7 @@ def evaluate_chunk(config: dict, texts: Sequence[str]) -> list[dict]:
 
     cfg = SearchConfig.from_dict(config)
     device = cfg.resolved_device()
-    data = _load_data(cfg.dataset, cfg.data_root, cfg.n_train, cfg.n_val, cfg.seed, device)
+    data = _load_data(cfg.dataset, cfg.data_root, cfg.n_train, cfg.n_val, cfg.data_seed, device)
     c, h, _w = data.input_shape
     model_fn = functools.partial(build_model, cfg.model, c, data.num_classes, h)
     losses = [LossExpression.parse(t).to_module(validate=False) for t in texts]
@@ -303,11 +288,12 @@ class GPSearch:
     def _check_run_dir(self) -> None:
         cfg_path = self.run_dir / self.CONFIG
         if cfg_path.exists():
-            saved = SearchConfig.from_dict(read_json(cfg_path))
+            saved = _read_config(cfg_path)
             if saved != self.config:
-                raise ValueError(
-                    f"{self.run_dir} holds a search with another configuration (key {saved.key}, "
-                    f"this one {self.config.key}); use a new run_dir or resume(run_dir)"
+                raise RunDirError(
+                    f"{self.run_dir} holds a search with another configuration "
+                    f"({config_diff(saved.to_dict(), self.config.to_dict())}); "
+                    "use a new run_dir or resume(run_dir)"
                 )
         else:
             write_json_atomic(cfg_path, self.config.to_dict())
@@ -375,7 +361,9 @@ class GPSearch:
                 child, origin = prog.reproduce(), "reproduction"
             expr = LossExpression.from_program(child, self.pset)
             if expr.depth > cfg.max_depth or expr.size > cfg.max_size:
+                # the child is discarded: what enters the population is a copy of the parent
                 expr, origin = LossExpression.from_program(prog, self.pset), "reproduction"
+                parents = [keys[parent]]
             new.append((str(expr), origin, parents))
         return new
 
@@ -472,64 +460,115 @@ class GPSearch:
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> SearchResult:
-        """Run (or continue) the search to ``config.generations``; safe to call again after a kill."""
-        import torch
+        """Run (or continue) the search to ``config.generations``; safe to call again after a kill.
 
+        The run directory is locked while the search runs (a second process on it fails at
+        once); the checkpoint must belong to this configuration, and a run whose checkpoint is
+        missing is rebuilt exactly by replaying the GP from its seed and the recorded fitness.
+        """
         cfg = self.config
+        require_available(cfg.resolved_device())  # before anything is written
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        with run_dir_lock(self.run_dir):
+            return self._run_locked()
+
+    def _run_locked(self) -> SearchResult:
+        cfg = self.config
         self._check_run_dir()
         # the number of classes fixes the probe batch of the sanity filter
-        num_classes = _load_data(cfg.dataset, cfg.data_root, cfg.n_train, cfg.n_val, cfg.seed,
-                                 "cpu").num_classes
+        num_classes = _load_data(cfg.dataset, cfg.data_root, cfg.n_train, cfg.n_val,
+                                 cfg.data_seed, "cpu").num_classes
         self.probe = make_probe(num_classes, n=cfg.probe_size)
-        ckpt_path = self.run_dir / self.CHECKPOINT
-        history = read_rows(self.history_path)
-        cache: dict[str, dict] = {}
-        if ckpt_path.exists():
-            ckpt = read_json(ckpt_path)
-            gen, rng = ckpt["generation"], _rng_from_json(ckpt["rng_state"])
-            population = [tuple(p) for p in ckpt["population"]]
-        else:
-            rng = np.random.RandomState(cfg.seed)
-            gen, population = 0, self._initial_population(rng)
+        history = _history_rows(self.run_dir, cfg)
+        gen, population, rng, done_rows = self._restore(history)
+        if not (self.run_dir / self.CHECKPOINT).exists():
             self._checkpoint(gen, population, rng)
-        # the cache and the rows already done are rebuilt from the history
-        done_rows: dict[int, dict] = {}
+        # the cache is rebuilt from the history: every trained (not cached) row
+        cache: dict[str, dict] = {}
         for r in history:
-            if r["generation"] < gen and r["status"] in ("ok", "nonfinite") and not r["cache_hit"]:
-                cache[r["fingerprint"]] = r
-            elif r["generation"] == gen:
-                done_rows[r["index"]] = r
-        for r in done_rows.values():
-            if r["status"] in ("ok", "nonfinite") and not r["cache_hit"]:
-                cache[r["fingerprint"]] = r
+            if (r["generation"] < gen or r["index"] in done_rows) and \
+                    r["status"] in ("ok", "nonfinite") and not r["cache_hit"]:
+                cache.setdefault(r["fingerprint"], r)
 
-        torch_threads = torch.get_num_threads()
-        try:
-            while gen < cfg.generations:
-                start = time.perf_counter()
-                rows = self._evaluate_generation(gen, population, cache, done_rows)
-                done_rows = {}
-                scores = np.array([r["fitness"] for r in rows], dtype=float)
-                next_pop = (self._next_population([r["expression"] for r in rows], scores, rng)
-                            if gen + 1 < cfg.generations else [])
-                gen += 1
-                self._checkpoint(gen, next_pop, rng)
-                population = next_pop
-                if self.callback is not None:
-                    summary = summarise_generations(pd.DataFrame(rows)).iloc[0].to_dict()
-                    summary["wall_time_s"] = time.perf_counter() - start
-                    self.callback(summary, self)
-                if self._stop:
-                    break
-        finally:
-            torch.set_num_threads(torch_threads)
+        while gen < cfg.generations:
+            start = time.perf_counter()
+            rows = self._evaluate_generation(gen, population, cache, done_rows)
+            done_rows = {}
+            scores = np.array([r["fitness"] for r in rows], dtype=float)
+            next_pop = (self._next_population([r["expression"] for r in rows], scores, rng)
+                        if gen + 1 < cfg.generations else [])
+            gen += 1
+            self._checkpoint(gen, next_pop, rng)
+            population = next_pop
+            if self.callback is not None:
+                summary = summarise_generations(pd.DataFrame(rows)).iloc[0].to_dict()
+                summary["wall_time_s"] = time.perf_counter() - start
+                self.callback(summary, self)
+            if self._stop:
+                break
         return load_result(self.run_dir)
+
+    # -- restoring a run ------------------------------------------------------------------------
+    def _restore(self, history: list[dict]):
+        """(generation, population, rng, rows already done in that generation) to continue from."""
+        ckpt_path = self.run_dir / self.CHECKPOINT
+        if not ckpt_path.exists():
+            return self._replay(history)
+        ckpt = _read_checkpoint(ckpt_path, self.config)
+        gen = ckpt["generation"]
+        population = [tuple(p) for p in ckpt["population"]]
+        done_rows = {r["index"]: r for r in history if r["generation"] == gen}
+        later = sorted({r["generation"] for r in history if r["generation"] > gen})
+        if later:
+            raise RunDirError(
+                f"{ckpt_path} is at generation {gen} but {self.HISTORY} already holds generation(s) "
+                f"{later}: the checkpoint is older than the history. Move {ckpt_path.name} aside "
+                "and run again: the search is then rebuilt from the history")
+        self._check_population(gen, population, done_rows)
+        return gen, population, _rng_from_json(ckpt["rng_state"]), done_rows
+
+    def _replay(self, history: list[dict]):
+        """Rebuild the state without a checkpoint: the GP's only randomness is its seeded RNG,
+        so replaying initialisation and selection on the recorded fitness is exact."""
+        cfg = self.config
+        rng = np.random.RandomState(cfg.seed)
+        population = self._initial_population(rng)
+        by_gen: dict[int, dict[int, dict]] = {}
+        for r in history:
+            by_gen.setdefault(r["generation"], {})[r["index"]] = r
+        gen = 0
+        while gen < cfg.generations:
+            rows = by_gen.get(gen, {})
+            self._check_population(gen, population, rows)
+            if len(rows) < len(population):
+                extra = sorted(g for g in by_gen if g > gen)
+                if extra:
+                    raise RunDirError(
+                        f"{self.run_dir / self.HISTORY}: generation {gen} is incomplete but "
+                        f"generation(s) {extra} follow it; the history cannot be replayed")
+                return gen, population, rng, rows
+            scores = np.array([rows[i]["fitness"] for i in range(len(population))], dtype=float)
+            texts = [rows[i]["expression"] for i in range(len(population))]
+            population = (self._next_population(texts, scores, rng)
+                          if gen + 1 < cfg.generations else [])
+            gen += 1
+        return gen, population, rng, {}
+
+    def _check_population(self, gen: int, population: list, rows: dict[int, dict]) -> None:
+        """The history's rows of ``gen`` must be the candidates the state says were trained."""
+        for i, r in rows.items():
+            if i >= len(population) or r["expression"] != population[i][0]:
+                expected = population[i][0] if i < len(population) else "(no such candidate)"
+                raise RunDirError(
+                    f"{self.run_dir / self.HISTORY}: generation {gen}, index {i} holds "
+                    f"{r['expression']!r} but the search state gives {expected!r}; the history "
+                    "does not belong to this run's checkpoint and seed")
 
     def _checkpoint(self, gen: int, population: list, rng: np.random.RandomState) -> None:
         write_json_atomic(self.run_dir / self.CHECKPOINT, {
             "generation": gen, "population": [list(p) for p in population],
             "rng_state": _rng_to_json(rng), "config_key": self.config.key,
+            "config": self.config.to_dict(),
         })
 
 
@@ -543,24 +582,116 @@ def run_search(config: SearchConfig, run_dir: str | os.PathLike | None = None,
 def resume(run_dir: str | os.PathLike, executor: Executor | None = None, progress: bool = True,
            callback: Callable[[dict, GPSearch], None] | None = None) -> SearchResult:
     """Continue the search saved in ``run_dir`` from its last checkpoint."""
-    cfg_path = Path(run_dir) / GPSearch.CONFIG
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"no search in {run_dir}: {cfg_path.name} is missing")
-    config = SearchConfig.from_dict(read_json(cfg_path))
+    config = _read_config(Path(run_dir) / GPSearch.CONFIG)
     return run_search(config, run_dir, executor=executor, progress=progress, callback=callback)
 
 
 def load_result(run_dir: str | os.PathLike) -> SearchResult:
-    """Read a (finished or partial) search from disk."""
+    """Read a (finished or partial) search from disk; needs only config.json and the history.
+
+    Each (generation, index) is counted once (the first row written for it), and whether the
+    search is complete is read from the history itself, so a lost or corrupt checkpoint does
+    not hide results.
+    """
     run_dir = Path(run_dir)
-    cfg_path = run_dir / GPSearch.CONFIG
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"no search in {run_dir}: {cfg_path.name} is missing")
-    config = SearchConfig.from_dict(read_json(cfg_path))
-    history = pd.DataFrame(read_rows(run_dir / GPSearch.HISTORY))
+    config = _read_config(run_dir / GPSearch.CONFIG)
+    history = pd.DataFrame(_history_rows(run_dir, config))
+    complete = False
     if len(history):
         history = history.sort_values(["generation", "index"]).reset_index(drop=True)
-    ckpt = run_dir / GPSearch.CHECKPOINT
-    complete = ckpt.exists() and read_json(ckpt)["generation"] >= config.generations
+        counts = history.groupby("generation")["index"].nunique()
+        complete = all(counts.get(g, 0) == config.population_size
+                       for g in range(config.generations))
     return SearchResult(config=config, run_dir=run_dir, history=history, complete=complete)
 
+
+# -- run-directory files ---------------------------------------------------------------------
+class RunDirError(ValueError):
+    """A run directory that cannot be used as it is; the message says which file and what to do."""
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path, name: str = "search.lock") -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir`` (filelock; released when the process dies)."""
+    lock = filelock.FileLock(run_dir / name, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise RunDirError(f"{run_dir} is in use by another search (lock {run_dir / name} is "
+                          "held); wait for it to finish or stop it") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> str:
+    """``field: old -> new`` for every differing field (nested dicts as ``budget.steps``)."""
+    parts = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, "(absent)"), new.get(k, "(absent)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = config_diff(a, b, f"{prefix}{k}.")
+            if inner:
+                parts.append(inner)
+        elif a != b:
+            parts.append(f"{prefix}{k}: {json.dumps(a)} -> {json.dumps(b)}")
+    return ", ".join(parts)
+
+
+def _read_config(path: Path) -> SearchConfig:
+    if not path.exists():
+        raise FileNotFoundError(f"no search in {path.parent}: {path.name} is missing")
+    try:
+        return load_config_file(SearchConfig, path)
+    except ConfigError as exc:
+        raise RunDirError(str(exc)) from None
+
+
+def _read_checkpoint(path: Path, config: SearchConfig) -> dict:
+    """The checkpoint, checked: readable, complete, and written by this very configuration."""
+    what_to_do = (f"move {path.name} aside (e.g. `mv {path} {path}.bad`) and run again: the "
+                  "search is then rebuilt exactly from the history")
+    try:
+        ckpt = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path} is corrupt ({exc}); {what_to_do}") from None
+    missing = [k for k in ("generation", "population", "rng_state", "config_key")
+               if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise RunDirError(f"{path} lacks {missing}; {what_to_do}")
+    if ckpt["config_key"] != config.key:
+        diff = (config_diff(ckpt["config"], config.to_dict()) if isinstance(ckpt.get("config"), dict)
+                else f"config key {ckpt['config_key']} -> {config.key}")
+        raise RunDirError(
+            f"{path.parent / GPSearch.CONFIG} was changed after the search started ({diff}); "
+            "restore it, or start the changed configuration in a new run directory")
+    gen, pop = ckpt["generation"], ckpt["population"]
+    if not (isinstance(gen, int) and 0 <= gen <= config.generations and isinstance(pop, list)):
+        raise RunDirError(f"{path}: generation={gen!r} / population are not valid; {what_to_do}")
+    try:
+        _rng_from_json(ckpt["rng_state"])
+    except (TypeError, ValueError) as exc:
+        raise RunDirError(f"{path}: rng_state is not valid ({exc}); {what_to_do}") from None
+    return ckpt
+
+
+def _history_rows(run_dir: Path, config: SearchConfig) -> list[dict]:
+    """The history with each (generation, index) once; rows of another configuration refused."""
+    path = run_dir / GPSearch.HISTORY
+    rows, seen, foreign = [], set(), set()
+    for r in read_rows(path):
+        if r.get("run") != config.key:
+            foreign.add(r.get("run"))
+            continue
+        ident = (r["generation"], r["index"])
+        if ident in seen:
+            continue
+        seen.add(ident)
+        rows.append(r)
+    if foreign:
+        raise RunDirError(
+            f"{path} holds rows of another configuration (run key(s) {sorted(map(str, foreign))}, "
+            f"{GPSearch.CONFIG} has {config.key}); {GPSearch.CONFIG} was changed after the search "
+            "started: restore it or use a new run directory")
+    return rows

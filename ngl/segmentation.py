@@ -50,6 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ngl.optim import all_finite, build_optimizer
+
 __all__ = ["make_shapes", "TinySegNet", "confusion_matrix", "miou", "train_segmentation",
            "VOID"]
 
@@ -154,11 +156,14 @@ def train_segmentation(model: nn.Module, loss: nn.Module, x_train: Tensor, y_tra
                        x_val: Tensor, y_val: Tensor, num_classes: int, epochs: int = 5,
                        batch_size: int = 16, lr: float = 1e-3, seed: int = 0,
                        ignore_index: int = VOID, device: str | torch.device = "cpu",
-                       progress: bool = True) -> dict[str, Any]:
-    """Adam training on in-memory tensors; per-epoch train loss, val mIoU and pixel accuracy.
+                       progress: bool = True, optimizer: str = "adam", weight_decay: float = 0.0,
+                       momentum: float = 0.9, nesterov: bool = False) -> dict[str, Any]:
+    """Training on in-memory tensors; per-epoch train loss, val mIoU and pixel accuracy.
 
-    Stops with ``status="nonfinite"`` on a NaN/inf loss. The loss must have been built with the
-    same ``ignore_index`` (``get_loss("ngl", ignore_index=255)``).
+    The optimizer (Adam by default) comes from :func:`ngl.optim.build_optimizer`, the builder
+    of every ``ngl`` loop. Follows :mod:`ngl.optim`'s non-finite policy: a NaN/inf loss *or
+    gradient* stops the run with ``status="nonfinite"`` before any step with it. The loss must
+    have been built with the same ``ignore_index`` (``get_loss("ngl", ignore_index=255)``).
     """
     from tqdm.auto import tqdm
 
@@ -169,7 +174,9 @@ def train_segmentation(model: nn.Module, loss: nn.Module, x_train: Tensor, y_tra
     x_train, y_train = x_train.to(device), y_train.to(device)
     x_val, y_val = x_val.to(device), y_val.to(device)
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = build_optimizer(params, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                          momentum=momentum, nesterov=nesterov)
     history, status, t0 = [], "ok", time.perf_counter()
     model.train()
     for epoch in tqdm(range(epochs), disable=not progress, desc="epochs", leave=False):
@@ -178,11 +185,11 @@ def train_segmentation(model: nn.Module, loss: nn.Module, x_train: Tensor, y_tra
         for s in range(0, len(perm), batch_size):
             idx = perm[s:s + batch_size]
             value = loss(model(x_train[idx]), y_train[idx])
-            if not bool(torch.isfinite(value)):
-                status = "nonfinite"
-                break
             opt.zero_grad(set_to_none=True)
             value.backward()
+            if not bool(all_finite(value, (p.grad for p in params))):  # no step with them
+                status = "nonfinite"
+                break
             opt.step()
             total += float(value.detach()) * len(idx)
             count += len(idx)

@@ -5,9 +5,12 @@ Everything is a pandas object first:
 - :func:`summarise` turns the results DataFrame (one row per run, from
   :func:`ngl.experiments.run_grid`) into one row per (dataset, loss) (or per
   (dataset, model, loss)) with ``n`` (finished runs), ``mean``, ``std`` (sample std, ddof=1),
-  ``delta`` (mean minus the baseline's mean, in the same units), ``n_pairs``, ``p_ttest``
-  (paired t-test) and ``p_wilcoxon`` (Wilcoxon signed-rank) against the baseline loss, paired
-  on (model, seed): seed s of every loss starts from the same initial weights.
+  and, against the baseline loss, paired on (model, seed) -- seed s of every loss starts from
+  the same initial weights, so only seeds finished by *both* the loss and the baseline count:
+  ``delta`` (the paired mean difference, loss minus baseline), ``delta_ci_low`` /
+  ``delta_ci_high`` (its 95% t-interval), ``n_pairs``, ``p_ttest`` (paired t-test) and
+  ``p_wilcoxon`` (Wilcoxon signed-rank). ``delta_unpaired`` is the plain difference of the two
+  means over all finished runs; it can disagree with the tests when a seed failed on one side.
 - :func:`format_table` pivots a summary to losses x datasets as strings
   (``"90.12 ± 0.31 (+0.52)"``), :func:`best_mask` says which cell of each column is best;
   :func:`to_latex` (booktabs, ``\\textbf`` for the best, escaped) and :func:`to_markdown`
@@ -58,22 +61,30 @@ LOSS_NAMES = {
 
 
 # -- statistics ----------------------------------------------------------------------------------
-def paired_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95,
+                ) -> dict[str, float]:
     """Paired t-test and Wilcoxon signed-rank test of ``a`` vs ``b`` (two-sided).
 
-    Returns ``n``, ``mean_diff`` (a - b), ``p_ttest`` and ``p_wilcoxon``; a p-value is NaN where
-    the test is undefined (fewer than 2 pairs, or all differences equal / zero).
+    Returns ``n``, ``mean_diff`` (mean of a - b), ``ci_low`` / ``ci_high`` (the t-interval
+    ``mean_diff ± t_{(1+confidence)/2, n-1} sd/sqrt(n)`` that goes with the paired t-test),
+    ``p_ttest`` and ``p_wilcoxon``. The interval is NaN below 2 pairs (and has zero width when
+    all differences are equal); a p-value is NaN where the test is undefined (fewer than 2
+    pairs, or all differences equal / zero).
     """
     from scipy import stats
 
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence!r} must lie in (0, 1)")
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"paired samples must be 1-d and of equal length, got {a.shape} and {b.shape}")
     d = a - b
     out = {"n": int(len(d)), "mean_diff": float(d.mean()) if len(d) else math.nan,
-           "p_ttest": math.nan, "p_wilcoxon": math.nan}
+           "ci_low": math.nan, "ci_high": math.nan, "p_ttest": math.nan, "p_wilcoxon": math.nan}
     if len(d) < 2:
         return out
+    half = float(stats.t.ppf((1 + confidence) / 2, len(d) - 1) * stats.sem(d))
+    out["ci_low"], out["ci_high"] = out["mean_diff"] - half, out["mean_diff"] + half
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if np.ptp(d) > 0:
@@ -82,6 +93,21 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
             with contextlib.suppress(ValueError):
                 out["p_wilcoxon"] = float(stats.wilcoxon(a, b).pvalue)
     return out
+
+
+_PAIRED_COLUMNS = ("delta", "delta_ci_low", "delta_ci_high", "n_pairs", "p_ttest", "p_wilcoxon",
+                   "delta_unpaired")
+
+
+def _check_unique(runs: pd.DataFrame, pair_on: Sequence[str], row: object, groups: Sequence[str],
+                  ) -> None:
+    """Two runs with one pairing key would be paired with each baseline run (a cross product)."""
+    dup = runs.duplicated(subset=list(pair_on), keep=False)
+    if dup.any():
+        key = runs.loc[dup, list(pair_on)].iloc[0].to_dict()
+        where = {c: row[c] for c in [*groups, "loss"]}
+        raise ValueError(f"{where} has several finished runs with {key}: cannot pair them with the "
+                         f"baseline; add the column that tells them apart to 'by' or 'pair_on'")
 
 
 def _ok(df: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -93,12 +119,14 @@ def _ok(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 def summarise(results: pd.DataFrame, metric: str = "test_accuracy",
               by: Sequence[str] = ("dataset", "loss"), baseline: str | None = "ce",
               scale: float = 100.0, pair_on: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean ± std of ``metric`` per ``by`` group, change vs ``baseline`` and paired tests.
+    """Mean ± std of ``metric`` per ``by`` group, paired change vs ``baseline`` and paired tests.
 
     Only runs with ``status == "ok"`` count; ``n_failed`` says how many others (non-finite,
     errors) a group has. ``pair_on`` (default: ``model`` and ``seed``, minus what is in ``by``)
-    matches runs of a loss with the baseline's runs for the paired tests. ``scale=100`` reports
-    accuracies in percent.
+    matches runs of a loss with the baseline's runs: ``delta`` (paired mean difference), its 95%
+    CI (``delta_ci_low``, ``delta_ci_high``) and the p-values use the same ``n_pairs`` pairs, so
+    they agree with each other; ``delta_unpaired`` is the difference of the group means. The
+    baseline's own row has ``delta = 0``. ``scale=100`` reports accuracies in percent.
     """
     by = list(by)
     if "loss" not in by:
@@ -121,7 +149,7 @@ def summarise(results: pd.DataFrame, metric: str = "test_accuracy",
                      "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
                      "n_failed": len(g) - len(vals)})
     out = pd.DataFrame(rows, columns=[*by, "n", "mean", "std", "n_failed"])
-    for col in ("delta", "n_pairs", "p_ttest", "p_wilcoxon"):
+    for col in _PAIRED_COLUMNS:
         out[col] = math.nan
     if baseline is not None:
         for i, r in out.iterrows():
@@ -131,19 +159,23 @@ def summarise(results: pd.DataFrame, metric: str = "test_accuracy",
             base = df[sel & (df["loss"] == baseline).to_numpy()]
             if base.empty:
                 continue
-            out.loc[i, "delta"] = r["mean"] - base["_value"].mean()
+            out.loc[i, "delta_unpaired"] = r["mean"] - base["_value"].mean()
             if r["loss"] == baseline:
+                out.loc[i, "delta"] = 0.0
                 continue
             mine = df[sel & (df["loss"] == r["loss"]).to_numpy()]
-            if pair_on:
-                merged = mine.merge(base, on=pair_on, suffixes=("", "_base"))
-                test = paired_test(merged["_value"], merged["_value_base"])
-            else:
-                test = {"n": 0, "p_ttest": math.nan, "p_wilcoxon": math.nan}
-            out.loc[i, ["n_pairs", "p_ttest", "p_wilcoxon"]] = (test["n"], test["p_ttest"],
-                                                                test["p_wilcoxon"])
-    for col in ("delta", "p_ttest", "p_wilcoxon"):
-        out[col] = out[col].astype(float)
+            if not pair_on:
+                continue
+            _check_unique(mine, pair_on, r, groups)
+            _check_unique(base, pair_on, {**r, "loss": baseline}, groups)
+            merged = mine.merge(base, on=pair_on, suffixes=("", "_base"))
+            test = paired_test(merged["_value"], merged["_value_base"])
+            out.loc[i, ["delta", "delta_ci_low", "delta_ci_high", "n_pairs", "p_ttest",
+                        "p_wilcoxon"]] = (test["mean_diff"], test["ci_low"], test["ci_high"],
+                                          test["n"], test["p_ttest"], test["p_wilcoxon"])
+    for col in _PAIRED_COLUMNS:
+        if col != "n_pairs":
+            out[col] = out[col].astype(float)
     out["n_pairs"] = out["n_pairs"].fillna(0).astype(int)
     out.attrs.update({"metric": metric, "scale": scale, "baseline": baseline, "by": by})
     return out
@@ -185,15 +217,23 @@ def _fmt(x: float, decimals: int, sign: bool = False) -> str:
 def format_table(summary: pd.DataFrame, decimals: int = 2, show_delta: bool = True,
                  show_n: bool | None = None, alpha: float | None = 0.05,
                  higher_is_better: bool = True, bold: tuple[str, str] = ("", ""),
-                 pm: str = " ± ", minus: str = "\u2212") -> pd.DataFrame:
+                 pm: str = " ± ", minus: str = "\u2212", show_ci: bool = False) -> pd.DataFrame:
     """Losses x datasets (x models) table of strings ``mean ± std (delta)``.
 
-    ``bold`` wraps the best cell of each column (e.g. ``("**", "**")``); ``alpha`` appends ``*``
-    where the paired t-test against the baseline has p < alpha; ``show_n`` appends ``[n=k]`` per
-    cell (default: only when cells have different numbers of runs).
+    ``delta`` is the *paired* mean change against the baseline (over seeds both finished), the
+    quantity the ``*`` of the paired t-test is about; ``show_ci`` adds its 95% interval
+    (``(+0.79 [-0.20, +1.78])``). ``bold`` wraps the best cell of each column (e.g.
+    ``("**", "**")``); ``alpha`` appends ``*`` where the paired t-test against the baseline has
+    p < alpha; ``show_n`` appends ``[n=k]`` per cell (default: only when cells have different
+    numbers of runs).
     """
     means, stds, deltas = (_pivot(summary, v) for v in ("mean", "std", "delta"))
     ns, ps = _pivot(summary, "n"), _pivot(summary, "p_ttest")
+    lows, highs = _pivot(summary, "delta_ci_low"), _pivot(summary, "delta_ci_high")
+
+    def signed(x: float) -> str:
+        return _fmt(x, decimals, sign=True).replace(chr(0x2212), minus)
+
     mask = best_mask(summary, higher_is_better, decimals)
     if show_n is None:
         show_n = summary["n"].nunique() > 1
@@ -211,7 +251,9 @@ def format_table(summary: pd.DataFrame, decimals: int = 2, show_delta: bool = Tr
                 text = f"{bold[0]}{text}{bold[1]}"
             d = deltas.loc[loss, col]
             if show_delta and loss != baseline and not pd.isna(d):
-                text += f" ({_fmt(d, decimals, sign=True).replace(chr(0x2212), minus)})"
+                lo, hi = lows.loc[loss, col], highs.loc[loss, col]
+                ci = (f" [{signed(lo)}, {signed(hi)}]" if show_ci and not pd.isna(lo) else "")
+                text += f" ({signed(d)}{ci})"
             p = ps.loc[loss, col]
             if alpha is not None and not pd.isna(p) and p < alpha:
                 text += "*"
@@ -242,18 +284,20 @@ def _caption_note(summary: pd.DataFrame) -> str:
     unit = " (%)" if summary.attrs.get("scale") == 100 else ""
     runs = f"n = {ns[0]} runs per cell" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]} runs per cell"
     base = summary.attrs.get("baseline")
-    tail = (f"; in brackets the change against {LOSS_NAMES.get(base, base)}, * paired t-test "
-            f"p < 0.05" if base else "")
+    tail = (f"; in brackets the paired mean change against {LOSS_NAMES.get(base, base)} over "
+            f"the seeds both finished, * paired t-test p < 0.05" if base else "")
     return f"{metric}{unit}, mean ± std over {runs}; best of each column in bold{tail}."
 
 
 def to_latex(summary: pd.DataFrame, caption: str | None = None, label: str | None = None,
              decimals: int = 2, show_delta: bool = True, pretty: bool = True,
-             higher_is_better: bool = True, alpha: float | None = 0.05) -> str:
-    """A booktabs ``tabular`` (wrapped in ``table`` when ``caption``/``label`` is given)."""
+             higher_is_better: bool = True, alpha: float | None = 0.05, show_ci: bool = False,
+             ) -> str:
+    """A booktabs ``tabular`` (wrapped in ``table`` when ``caption``/``label`` is given); the
+    change in brackets is the paired one (see :func:`format_table`)."""
     tab = format_table(summary, decimals=decimals, show_delta=show_delta, alpha=alpha,
                        higher_is_better=higher_is_better, bold=("\x00B", "\x00E"),
-                       pm=" \x00PM ", minus="\x00MINUS")
+                       pm=" \x00PM ", minus="\x00MINUS", show_ci=show_ci)
 
     def cell(text: str) -> str:
         t = latex_escape(text)
@@ -280,10 +324,11 @@ def to_latex(summary: pd.DataFrame, caption: str | None = None, label: str | Non
 
 def to_markdown(summary: pd.DataFrame, decimals: int = 2, show_delta: bool = True,
                 pretty: bool = True, higher_is_better: bool = True, note: bool = True,
-                alpha: float | None = 0.05) -> str:
-    """A GitHub-markdown table, best of each column in ``**bold**``, with a one-line note."""
+                alpha: float | None = 0.05, show_ci: bool = False) -> str:
+    """A GitHub-markdown table, best of each column in ``**bold**``, with a one-line note; the
+    change in brackets is the paired one (see :func:`format_table`)."""
     tab = format_table(summary, decimals=decimals, show_delta=show_delta, alpha=alpha,
-                       higher_is_better=higher_is_better, bold=("**", "**"))
+                       higher_is_better=higher_is_better, bold=("**", "**"), show_ci=show_ci)
     cols = list(tab.columns)
 
     def esc(t: str) -> str:
@@ -331,10 +376,12 @@ def compare_with_paper(summary: pd.DataFrame, band: float = SAME_AS_CE_BAND) -> 
 
     ``summary`` must come from :func:`summarise` with ``by=("dataset", "loss")`` and
     ``baseline="ce"`` in percent. Columns: ``paper_ce`` (CE accuracy %), ``paper_delta``
-    (change as printed), ``ours_mean``, ``ours_std``, ``ours_delta`` (percentage points),
-    ``n``, ``p_ttest``, and the authors' verdict rule applied to both (``better`` / ``same``
-    / ``worse`` with ``same`` = change within ±``band``). The ``caveat`` attribute says that
-    the paper's unit of change is not stated.
+    (change as printed), ``ours_mean``, ``ours_std``, ``ours_delta`` (paired mean change vs CE
+    over the seeds both finished, percentage points) with its 95% CI ``ours_ci_low`` /
+    ``ours_ci_high``, ``n``, ``n_pairs``, ``p_ttest``, and the authors' verdict rule applied to
+    both (``better`` / ``same`` / ``worse`` with ``same`` = change within ±``band``; ours uses
+    the paired change, the one the p-value tests). The ``caveat`` attribute says that the
+    paper's unit of change is not stated.
     """
     if summary.attrs.get("by", ["dataset", "loss"]) != ["dataset", "loss"]:
         raise ValueError("compare_with_paper needs a summary by ('dataset', 'loss')")
@@ -357,10 +404,11 @@ def compare_with_paper(summary: pd.DataFrame, band: float = SAME_AS_CE_BAND) -> 
                      "paper_delta": paper_delta,
                      "paper_verdict": verdict(paper_delta) if loss != "ce" else "--",
                      "ours_mean": r["mean"], "ours_std": r["std"], "ours_delta": r["delta"],
+                     "ours_ci_low": r["delta_ci_low"], "ours_ci_high": r["delta_ci_high"],
                      "ours_verdict": verdict(r["delta"]) if loss != "ce" else "--",
-                     "n": r["n"], "p_ttest": r["p_ttest"]})
+                     "n": r["n"], "n_pairs": r["n_pairs"], "p_ttest": r["p_ttest"]})
     out = pd.DataFrame(rows, columns=["dataset", "loss", "paper_ce", "paper_delta", "paper_verdict",
-                                      "ours_mean", "ours_std", "ours_delta", "ours_verdict", "n",
-                                      "p_ttest"])
+                                      "ours_mean", "ours_std", "ours_delta", "ours_ci_low",
+                                      "ours_ci_high", "ours_verdict", "n", "n_pairs", "p_ttest"])
     out.attrs.update({"citation": PAPER_CITATION, "caveat": PAPER_CAVEAT})
     return out.set_index(["dataset", "loss"])

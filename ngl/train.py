@@ -13,39 +13,49 @@ with ``seed``; dropout uses torch's global generator, which is seeded too. With
 every epoch, so an interrupted run continues from its last finished epoch and, on CPU, ends
 with exactly the result of an uninterrupted run.
 
-A non-finite training loss stops the run at once with ``status="nonfinite"``; it never
-trains on silently with NaN weights.
+Non-finite values (the policy of :mod:`ngl.optim`, shared by every loop of ``ngl``): a step is
+applied only when the loss value and its gradients are finite; otherwise the run stops at once
+with ``status="nonfinite"`` and the weights of the last finite step -- it never trains on
+silently with NaN weights, nor takes a step with an infinite gradient of a finite loss. Under
+AMP the loss's gradient with respect to the logits is checked and overflow of the scaled
+parameter gradients is left to the ``GradScaler`` (it skips that step, as AMP intends).
+
+A checkpoint that cannot be loaded (garbage bytes, a truncated file, a checkpoint of another
+model) is moved aside to ``<name>.corrupt-<timestamp>`` with a warning and the run starts from
+scratch, so one bad file does not make its grid cell fail on every rerun. A readable checkpoint
+of another configuration or seed is still refused: that is a wrong path, not a damaged file.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import Tensor, nn
 
-__all__ = ["TrainConfig", "train_model", "evaluate", "augment_batch", "NonFiniteLossError"]
+from ngl.config import STRICT, ConfigMixin
+from ngl.optim import all_finite, build_optimizer, optimizer_from_config
 
-_OPTIMIZERS = ("adam", "adamw", "sgd")
-_SCHEDULES = ("none", "cosine", "plateau")
+__all__ = ["TrainConfig", "train_model", "evaluate", "augment_batch", "NonFiniteLossError",
+           "build_optimizer"]
 
 
 class NonFiniteLossError(RuntimeError):
     """Raised internally when the training loss is NaN or infinite."""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+@pydantic_dataclass(frozen=True, config=STRICT)
+class TrainConfig(ConfigMixin):
     """Everything that defines how one downstream run trains (hashable, JSON round-trips).
 
     ``random_crop`` is the zero padding (in pixels) of a random crop back to the input size
@@ -53,57 +63,31 @@ class TrainConfig:
     by ``plateau_factor`` when validation accuracy has not improved for ``plateau_patience``
     evaluations (the authors' example: factor 0.2, patience 5, min lr 1e-4).
     ``max_steps_per_epoch`` caps an epoch for quick tests (None: the whole training split).
+    ``optimizer="sgd"`` uses ``momentum`` and, only when asked, Nesterov momentum.
     """
 
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    schedule: str = "none"
-    plateau_factor: float = 0.2
-    plateau_patience: int = 5
-    min_lr: float = 0.0
-    epochs: int = 10
-    batch_size: int = 128
-    random_crop: int = 0
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = False
+    schedule: Literal["none", "cosine", "plateau"] = "none"
+    plateau_factor: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    plateau_patience: Annotated[int, Field(ge=0)] = 5
+    min_lr: Annotated[float, Field(ge=0)] = 0.0
+    epochs: Annotated[int, Field(ge=1)] = 10
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    random_crop: Annotated[int, Field(ge=0)] = 0
     hflip: bool = False
     amp: bool = True
-    eval_every: int = 1
-    eval_batch_size: int = 1024
-    max_steps_per_epoch: int | None = None
+    eval_every: Annotated[int, Field(ge=1)] = 1
+    eval_batch_size: Annotated[int, Field(ge=1)] = 1024
+    max_steps_per_epoch: Annotated[int, Field(ge=1)] | None = None
 
     def __post_init__(self) -> None:
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r}; expected one of {_OPTIMIZERS}")
-        if self.schedule not in _SCHEDULES:
-            raise ValueError(f"schedule={self.schedule!r}; expected one of {_SCHEDULES}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr={self.lr!r} must be a positive float")
-        if self.weight_decay < 0 or self.min_lr < 0:
-            raise ValueError("weight_decay and min_lr must be >= 0")
-        for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an int >= 1")
-        if self.random_crop < 0:
-            raise ValueError(f"random_crop={self.random_crop!r} must be >= 0 (padding in pixels)")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ValueError("max_steps_per_epoch must be None or >= 1")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**d)
-
-    @property
-    def key(self) -> str:
-        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise ValueError(f"TrainConfig.nesterov=True needs optimizer='sgd' with momentum > 0, "
+                             f"got optimizer={self.optimizer!r}, momentum={self.momentum}")
 
 
 # -- augmentation -------------------------------------------------------------------------------
@@ -175,6 +159,39 @@ def _save_checkpoint(path: Path, state: dict) -> None:
         raise
 
 
+def _read_checkpoint(path: Path, device: torch.device) -> dict | None:
+    """The checkpoint's state dict, or None (and the file moved aside) if it cannot be read."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"expected a dict of run state, found {type(state).__name__}")
+    except Exception as exc:  # noqa: BLE001 - garbage, truncation, foreign pickles: all unreadable
+        _set_aside(path, exc)
+        return None
+    return state
+
+
+def _set_aside(path: Path, exc: BaseException) -> None:
+    """Rename an unusable checkpoint to ``<name>.corrupt-<timestamp>`` (kept for a post-mortem,
+    out of the way of the rerun) and warn, naming the file and the problem."""
+    problem = f"{type(exc).__name__}: {exc}"
+    if len(problem) > 300:
+        problem = problem[:300] + " ..."
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    try:
+        os.replace(path, dest)
+        where = f"moved it to {dest}"
+    except OSError as err:
+        where = f"could not move it aside ({err}); the next checkpoint overwrites it"
+    warnings.warn(f"checkpoint {path} cannot be loaded ({problem}); {where} and training this "
+                  "run from scratch", RuntimeWarning, stacklevel=3)
+
+
 def _rng_list(state: Tensor) -> list[int]:
     return [int(v) for v in state.tolist()]
 
@@ -184,13 +201,8 @@ def _rng_tensor(values: list[int]) -> Tensor:
 
 
 def _build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+    """The shared builder (:func:`ngl.optim.build_optimizer`): Nesterov only if ``config.nesterov``."""
+    return optimizer_from_config([p for p in model.parameters() if p.requires_grad], config)
 
 
 def _build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
@@ -232,35 +244,46 @@ def train_model(model: nn.Module, loss: nn.Module, data, config: TrainConfig, se
     if n_train == 0:
         raise ValueError("the training split is empty")
 
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    optimizer = _build_optimizer(model, config)
-    scheduler = _build_scheduler(optimizer, config)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    def fresh() -> tuple[torch.Generator, torch.optim.Optimizer, Any, torch.amp.GradScaler]:
+        """Generator, optimizer, scheduler and scaler of a run that starts from scratch."""
+        torch.manual_seed(seed)
+        opt = _build_optimizer(model, config)
+        return (torch.Generator().manual_seed(seed), opt, _build_scheduler(opt, config),
+                torch.amp.GradScaler("cuda", enabled=amp))
 
+    generator, optimizer, scheduler, scaler = fresh()
     history: list[dict] = []
     start_epoch, steps, elapsed, status = 0, 0, 0.0, "ok"
     resumed_from = None
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+    state = _read_checkpoint(ckpt, device) if ckpt is not None and ckpt.exists() else None
+    if state is not None:
+        assert ckpt is not None
         if state.get("config") != config.to_dict() or state.get("seed") != seed:
             raise ValueError(f"{ckpt} belongs to another run (config or seed differ); "
                              "delete it or use another checkpoint_path")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        generator.set_state(_rng_tensor(state["generator"]))
-        torch.set_rng_state(_rng_tensor(state["torch_rng"]))
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(_rng_tensor(state["cuda_rng"]), device)
-        history = json.loads(state["history"])
-        start_epoch, steps, elapsed = int(state["epoch"]), int(state["steps"]), float(state["time_s"])
-        status = state.get("status", "ok")
-        resumed_from = start_epoch
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        try:
+            history = json.loads(state["history"])
+            start_epoch, steps = int(state["epoch"]), int(state["steps"])
+            elapsed, status = float(state["time_s"]), str(state.get("status", "ok"))
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler") is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            generator.set_state(_rng_tensor(state["generator"]))
+            torch.set_rng_state(_rng_tensor(state["torch_rng"]))
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(_rng_tensor(state["cuda_rng"]), device)
+            resumed_from = start_epoch
+        except Exception as exc:  # noqa: BLE001 - a damaged file must not sink the run forever
+            # Loading may have failed half way: undo it all and start from scratch.
+            model.load_state_dict(initial)
+            generator, optimizer, scheduler, scaler = fresh()
+            history, start_epoch, steps, elapsed, status = [], 0, 0, 0.0, "ok"
+            _set_aside(ckpt, exc)
 
     bs = config.batch_size
     steps_per_epoch = math.ceil(n_train / bs)
@@ -285,12 +308,19 @@ def train_model(model: nn.Module, loss: nn.Module, data, config: TrainConfig, se
                 yb = data.y_train[idx]
                 with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
                     out = model(xb)
-                value = loss(out.float(), yb)
-                if not bool(torch.isfinite(value)):
-                    status = "nonfinite"
-                    break
+                logits = out.float()
+                if amp and logits.requires_grad:
+                    logits.retain_grad()  # the loss's own gradient, checked below
+                value = loss(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(value).backward()
+                # One host sync per step: the loss and its gradients must be finite, or no step
+                # is taken (ngl.optim's policy). Under AMP, overflow of the scaled parameter
+                # gradients is the GradScaler's to handle (it skips the step).
+                checked = [logits.grad] if amp else [p.grad for p in model.parameters()]
+                if not bool(all_finite(value, checked)):
+                    status = "nonfinite"
+                    break
                 scaler.step(optimizer)
                 scaler.update()
                 total += value.detach() * len(idx)

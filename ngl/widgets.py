@@ -7,28 +7,53 @@ in the widget's ``Output`` (JupyterLab would otherwise swallow them).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import html
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as W
 
 from ngl.primitives import LEAVES, OPERATORS, PrimitiveSet, preset, sample_expressions
 
-__all__ = ["PrimitiveSetPicker", "SearchConfigForm", "primitive_set_picker", "search_config_form",
-           "show_errors", "show_validation"]
+__all__ = ["PrimitiveSetPicker", "SearchConfigForm", "error_html", "error_text", "kept_fields", "primitive_set_picker",
+           "search_config_form", "show_errors", "show_validation"]
 
 
-def show_validation(status: W.HTML, build: Callable[[], object], describe: Callable[[object], str]) -> None:
-    """Put ``describe(build())`` into ``status``, or the ValueError that ``build`` raised, in red."""
+def error_text(exc: BaseException) -> str:
+    """The config's own message for ``exc``, one readable line per problem for pydantic errors."""
+    try:
+        from ngl.config import describe_error
+    except ImportError:  # configs without the shared pydantic helpers
+        return str(exc)
+    return describe_error(exc)
+
+
+def error_html(exc: BaseException | str) -> str:
+    """A config's error message as red HTML, escaped (messages hold ``<``, ``'`` and newlines)."""
+    text = exc if isinstance(exc, str) else error_text(exc)
+    return f"<span style='color:#b00; white-space:pre-wrap'>{html.escape(text)}</span>"
+
+
+def show_validation(status: W.HTML, build: Callable[[], object],
+                    describe: Callable[[object], str]) -> BaseException | None:
+    """Put ``describe(build())`` into ``status``, or the error that ``build`` raised, in red.
+
+    The message is the config's own (``ValueError``; ``TypeError`` for a wrong type), so the
+    form never needs bounds of its own that could drift from the config's validation. Returns
+    the error (``None`` when valid) so a form can keep it.
+    """
     try:
         value = build()
-    except ValueError as exc:
-        status.value = f"<span style='color:#b00'>{exc}</span>"
-    else:
-        status.value = describe(value)
+    except (ValueError, TypeError) as exc:
+        status.value = error_html(exc)
+        return exc
+    status.value = describe(value)
+    return None
 
 
 def show_errors(out: W.Output) -> Callable:
@@ -176,48 +201,124 @@ def primitive_set_picker(initial: PrimitiveSet | str = "paper", n_samples: int =
     return PrimitiveSetPicker(initial, n_samples=n_samples, seed=seed)
 
 
+def _option(options: Iterable[Hashable], value: Hashable, note: str = "kept") -> list:
+    """Dropdown options that include ``value``: one the list lacks is added (labelled), never replaced."""
+    opts: list = [(str(o), o) for o in dict.fromkeys(options)]
+    if value not in dict(opts).values():
+        opts.append((f"{value} ({note})", value))
+    return opts
+
+
+def _short(value: Any, n: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def kept_fields(config: Any, shown: Iterable[str], nested: Iterable[str] = ()) -> dict[str, Any]:
+    """Fields of ``config`` that the form does not show and that differ from the defaults.
+
+    Read from ``to_dict()`` so new fields are listed without the form knowing them; ``nested``
+    fields (e.g. ``budget``) are listed per sub-field (``budget.optimizer``). Shown on the form
+    as a read-only line, so what passes through unseen is still visible.
+    """
+    mine = config.to_dict()
+    try:
+        default = type(config)().to_dict()
+    except (ValueError, TypeError):  # no default instance: list every field
+        default = {}
+    shown, nested = set(shown), set(nested)
+    kept: dict[str, Any] = {}
+    for name, value in mine.items():
+        if name in nested and isinstance(value, Mapping):
+            sub_default = default.get(name) if isinstance(default.get(name), Mapping) else {}
+            for sub, v in value.items():
+                key = f"{name}.{sub}"
+                if key not in shown and (sub not in sub_default or sub_default[sub] != v):
+                    kept[key] = v
+        elif name not in shown and (name not in default or default[name] != value):
+            kept[name] = value
+    return kept
+
+
+def _short_label(value: Any, n: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _kept_html(kept: Mapping[str, Any]) -> str:
+    if not kept:
+        return ""
+    items = ", ".join(f"{k}={_short(v)}" for k, v in kept.items())
+    return f"<small>kept from the config (not on this form): <code>{html.escape(items)}</code></small>"
+
+
 class SearchConfigForm:
-    """Widgets for the main search settings; ``.value`` builds a validated ``SearchConfig``."""
+    """Widgets for the main search settings; ``.value`` is the ``SearchConfig`` they describe.
+
+    An untouched form returns the config it was given (the same object): the form never
+    rewrites a config to fit its widgets. Editing a widget replaces exactly that field
+    (``dataclasses.replace``), every field not on the form passes through and is listed in
+    ``.kept``; a value a dropdown lacks (e.g. model ``resnet18``) is added as an option.
+    Numbers are unbounded text boxes: the bounds are ``SearchConfig``'s own. While the edits are
+    invalid, ``.status`` shows the config's error message, ``.error`` holds it and ``.value``
+    raises that error (a notebook cell reading it stops with the same message).
+    """
+
+    MODELS = ("small_cnn", "small_inception", "resnet_cifar")
+    DEVICES = ("auto", "cpu", "cuda")
+    SHOWN = ("population_size", "generations", "seed", "dataset", "model", "device", "budget.steps")
 
     def __init__(self, config=None, primitive_set: PrimitiveSet | None = None):
         from ngl.data import available_datasets
         from ngl.search import SearchConfig
 
-        cfg = config or SearchConfig()
+        cfg = config if config is not None else SearchConfig()
         self.base = cfg
-        self.primitive_set = primitive_set or cfg.primitive_set
-        self.population = W.IntSlider(value=cfg.population_size, min=2, max=256, description="population")
-        self.generations = W.IntSlider(value=cfg.generations, min=1, max=100, description="generations")
-        self.steps = W.IntSlider(value=cfg.budget.steps, min=1, max=5000, description="train steps")
-        self.dataset = W.Dropdown(options=available_datasets(), value=cfg.dataset, description="dataset")
-        self.model = W.Dropdown(options=["small_cnn", "small_inception", "resnet_cifar"],
-                                value=cfg.model if cfg.model in ("small_cnn", "small_inception", "resnet_cifar")
-                                else "small_cnn", description="model")
-        self.device = W.Dropdown(options=["auto", "cpu", "cuda"], value=cfg.device, description="device")
+        # an explicit primitive set is an edit like any widget's (applied by ``value``)
+        self.primitive_set = primitive_set if primitive_set is not None else cfg.primitive_set
+        self.population = W.IntText(value=cfg.population_size, description="population")
+        self.generations = W.IntText(value=cfg.generations, description="generations")
+        self.steps = W.IntText(value=cfg.budget.steps, description="train steps")
         self.seed = W.IntText(value=cfg.seed, description="seed")
+        self.dataset = W.Dropdown(options=_option(available_datasets(), cfg.dataset), value=cfg.dataset,
+                                  description="dataset")
+        self.model = W.Dropdown(options=_option(self.MODELS, cfg.model), value=cfg.model, description="model")
+        self.device = W.Dropdown(options=_option(self.DEVICES, cfg.device), value=cfg.device,
+                                 description="device")
+        self.fields: dict[str, W.ValueWidget] = {
+            "population_size": self.population, "generations": self.generations, "seed": self.seed,
+            "dataset": self.dataset, "model": self.model, "device": self.device}
+        self.kept = W.HTML(_kept_html(kept_fields(cfg, self.SHOWN, nested=("budget",))))
         self.status = W.HTML()
+        self.out = W.Output()
+        self.error: str | None = None
         self.widget = W.VBox([W.HBox([self.population, self.generations]),
                               W.HBox([self.steps, self.seed]),
-                              W.HBox([self.dataset, self.model, self.device]), self.status])
-        for w in (self.population, self.generations, self.steps, self.dataset, self.model,
-                  self.device, self.seed):
-            w.observe(lambda _c: self._validate(), names="value")
+                              W.HBox([self.dataset, self.model, self.device]), self.kept,
+                              self.status, self.out])
+        for w in (*self.fields.values(), self.steps):
+            w.observe(show_errors(self.out)(lambda _c: self._validate()), names="value")
         self._validate()
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the form changed, as ``dataclasses.replace`` keywords (may raise for the budget)."""
+        base = self.base
+        changed = {name: w.value for name, w in self.fields.items() if w.value != getattr(base, name)}
+        if self.steps.value != base.budget.steps:
+            changed["budget"] = dataclasses.replace(base.budget, steps=self.steps.value)
+        if self.primitive_set != base.primitive_set:
+            changed["primitive_set"] = self.primitive_set
+        return changed
 
     @property
     def value(self):
-        import dataclasses
-
-        return dataclasses.replace(
-            self.base, primitive_set=self.primitive_set, population_size=self.population.value,
-            generations=self.generations.value, dataset=self.dataset.value, model=self.model.value,
-            device=self.device.value, seed=self.seed.value,
-            budget=dataclasses.replace(self.base.budget, steps=self.steps.value),
-            elitism=min(self.base.elitism, self.population.value - 1),
-        )
+        """The given config with the edited fields replaced; raises the config's ``ValueError``."""
+        changed = self.changes()
+        return dataclasses.replace(self.base, **changed) if changed else self.base
 
     def _validate(self) -> None:
-        show_validation(self.status, lambda: self.value, lambda cfg: f"run key <code>{cfg.key}</code>")
+        exc = show_validation(self.status, lambda: self.value, lambda cfg: f"run key <code>{cfg.key}</code>")
+        self.error = None if exc is None else error_text(exc)
 
 
 def search_config_form(config=None, primitive_set: PrimitiveSet | None = None) -> SearchConfigForm:
@@ -582,73 +683,158 @@ __all__ += ["HallOfFameBrowser", "LossExplorer", "SearchRunner", "hall_of_fame_b
 
 
 # -- downstream table builder ---------------------------------------------------------------------
+def _merge(base: tuple, selected: Iterable) -> tuple:
+    """``selected`` in the base's order, newly selected items after them (option order)."""
+    chosen = tuple(selected)
+    kept = tuple(b for b in base if b in chosen)
+    return kept + tuple(c for c in chosen if c not in kept)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"3, 7, 11"`` -> ``(3, 7, 11)``; commas and/or spaces separate; a non-integer raises."""
+    items = [t for t in text.replace(",", " ").split() if t]
+    try:
+        return tuple(int(t) for t in items)
+    except ValueError:
+        raise ValueError(f"seeds {text!r}: expected integers such as '0, 1, 2'") from None
+
+
+def resize_seeds(seeds: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """The first ``n`` of ``seeds``, or ``seeds`` followed by the next unused integers."""
+    if n <= len(seeds):
+        return seeds[: max(n, 0)]
+    extra, nxt = [], max(seeds, default=-1) + 1
+    while len(seeds) + len(extra) < n:
+        if nxt not in seeds:
+            extra.append(nxt)
+        nxt += 1
+    return (*seeds, *extra)
+
+
 class TableBuilder:
     """Pick datasets, models, losses and seeds, run the grid, watch the table grow.
 
-    ``.value`` is the :class:`ngl.experiments.GridConfig` of the current selection (``base``
-    supplies everything not on the form: training settings, subset sizes, device). The Run
-    button calls :func:`ngl.experiments.run_grid` (finished cells in ``results_path`` are
-    skipped) and after every finished cell redraws ``table_out`` with
-    :func:`ngl.tables.format_table`; ``.results`` and ``.table`` hold the latest DataFrames.
-    Errors are shown in ``out``.
+    ``.value`` is the :class:`ngl.experiments.GridConfig` of the current selection. An untouched
+    form returns ``base`` itself; an edit replaces exactly its field, and every field not on the
+    form (training settings but epochs, subset sizes, data seed, head, device, model kwargs)
+    passes through and is listed in ``.kept``. Base losses the option list lacks (dict specs,
+    expression text), datasets and models are added as options, never dropped. ``.seeds`` is a
+    text box (``"3, 7, 11"``); ``.n_seeds`` resizes it (first n, or more after the largest).
+    Bounds are ``GridConfig``'s own: while the selection is invalid ``.status`` shows its error,
+    ``.error`` holds it and ``.value`` raises it. The Run button calls
+    :func:`ngl.experiments.run_grid` (finished cells in ``results_path`` are skipped) and after
+    every finished cell redraws ``table_out`` with :func:`ngl.tables.format_table`; ``.results``
+    and ``.table`` hold the latest DataFrames. Errors are shown in ``out``.
     """
+
+    SHOWN = ("datasets", "models", "losses", "seeds", "train.epochs")
 
     def __init__(self, results_path, datasets=None, models=("small_cnn", "small_inception",
                  "resnet_cifar"), losses=("ce", "ngl", "focal", "label_smoothing", "sce", "poly"),
                  base=None, executor=None):
-        import dataclasses
-
         from ngl.data import available_datasets
-        from ngl.experiments import GridConfig
+        from ngl.experiments import GridConfig, loss_label
 
         self.results_path = results_path
         self.executor = executor
-        self.base = base or GridConfig()
-        datasets = tuple(datasets or available_datasets())
-        losses = tuple(dict.fromkeys([*losses, *[s for s in self.base.losses if isinstance(s, str)]]))
+        self.base = base if base is not None else GridConfig()
+        b = self.base
+        # losses are chosen by label (unique within a grid); the spec behind a label is the
+        # base's own when it has one, so dict specs and expressions pass through intact
+        self.loss_specs: dict[str, Any] = {}
+        for spec in (*b.losses, *losses):
+            self.loss_specs.setdefault(loss_label(spec), spec)
+        self._base_labels = tuple(loss_label(s) for s in b.losses)
 
-        def pick(options, chosen, desc):
-            options = tuple(dict.fromkeys(options))
-            value = tuple(v for v in chosen if v in options) or options[:1]
-            return W.SelectMultiple(options=options, value=value, description=desc,
-                                    rows=min(len(options), 6))
+        def pick(options: Iterable, chosen: tuple, desc: str) -> W.SelectMultiple:
+            opts = tuple(dict.fromkeys((*options, *chosen)))
+            return W.SelectMultiple(options=[(_short_label(o), o) for o in opts], value=chosen,
+                                    description=desc, rows=min(max(len(opts), 1), 6))
 
-        self.datasets = pick(datasets, self.base.datasets, "datasets")
-        self.models = pick(models, self.base.models, "models")
-        self.losses = pick(losses, [s for s in self.base.losses if isinstance(s, str)], "losses")
-        self.n_seeds = W.IntSlider(value=len(self.base.seeds), min=1, max=10, description="seeds")
-        self.epochs = W.IntSlider(value=self.base.train.epochs, min=1, max=200, description="epochs")
+        self.datasets = pick(datasets or available_datasets(), b.datasets, "datasets")
+        self.models = pick(models, b.models, "models")
+        self.losses = pick(self.loss_specs, self._base_labels, "losses")
+        self.seeds = W.Text(value=", ".join(str(s) for s in b.seeds), description="seeds",
+                            continuous_update=False)
+        self.n_seeds = W.IntText(value=len(b.seeds), description="n seeds")
+        self.epochs = W.IntText(value=b.train.epochs, description="epochs")
         self.run_button = W.Button(description="Run grid", button_style="primary", icon="play")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="cells")
+        self.kept = W.HTML(_kept_html(kept_fields(b, self.SHOWN, nested=("train",))))
         self.status = W.HTML()
         self.out = W.Output()
         self.table_out = W.Output()
+        self.error: str | None = None
         self.results = None
         self.table = None
-        self._replace = dataclasses.replace
+        self._syncing = False
         self.widget = W.VBox([W.HBox([self.datasets, self.models, self.losses]),
-                              W.HBox([self.n_seeds, self.epochs]),
+                              W.HBox([self.seeds, self.n_seeds, self.epochs]), self.kept,
                               W.HBox([self.run_button, self.progress, self.status]),
                               self.table_out, self.out])
         self.run_button.on_click(show_errors(self.out)(lambda _b: self.run()))
-        for w in (self.datasets, self.models, self.losses, self.n_seeds, self.epochs):
+        self.n_seeds.observe(show_errors(self.out)(self._on_n_seeds), names="value")
+        self.seeds.observe(show_errors(self.out)(self._on_seeds), names="value")
+        for w in (self.datasets, self.models, self.losses, self.epochs):
             w.observe(show_errors(self.out)(lambda _c: self._describe()), names="value")
         self._describe()
 
+    def _on_n_seeds(self, change) -> None:
+        if self._syncing:
+            return
+        try:
+            current = parse_seeds(self.seeds.value)
+        except ValueError:
+            current = self.base.seeds
+        self._syncing = True
+        try:
+            self.seeds.value = ", ".join(str(s) for s in resize_seeds(current, change["new"]))
+        finally:
+            self._syncing = False
+        self._describe()
+
+    def _on_seeds(self, change) -> None:
+        if self._syncing:
+            return
+        try:
+            n = len(parse_seeds(change["new"]))
+        except ValueError:
+            n = None
+        if n is not None:
+            self._syncing = True
+            try:
+                self.n_seeds.value = n
+            finally:
+                self._syncing = False
+        self._describe()
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the form changed, as ``dataclasses.replace`` keywords (may raise)."""
+        b = self.base
+        changed: dict[str, Any] = {}
+        for name in ("datasets", "models"):
+            picked = _merge(getattr(b, name), getattr(self, name).value)
+            if picked != getattr(b, name):
+                changed[name] = picked
+        labels = _merge(self._base_labels, self.losses.value)
+        if labels != self._base_labels:
+            changed["losses"] = tuple(self.loss_specs[label] for label in labels)
+        seeds = parse_seeds(self.seeds.value)
+        if seeds != b.seeds:
+            changed["seeds"] = seeds
+        if self.epochs.value != b.train.epochs:
+            changed["train"] = dataclasses.replace(b.train, epochs=self.epochs.value)
+        return changed
+
     @property
     def value(self):
-        if not self.losses.value:
-            raise ValueError("select at least one of the losses")
-        if not self.datasets.value or not self.models.value:
-            raise ValueError("select at least one dataset and one model")
-        first = self.base.seeds[0] if self.base.seeds else 0
-        return self._replace(self.base, datasets=tuple(self.datasets.value),
-                             models=tuple(self.models.value), losses=tuple(self.losses.value),
-                             seeds=tuple(range(first, first + self.n_seeds.value)),
-                             train=self._replace(self.base.train, epochs=self.epochs.value))
+        """``base`` with the edited fields replaced; raises the config's ``ValueError``."""
+        changed = self.changes()
+        return dataclasses.replace(self.base, **changed) if changed else self.base
 
     def _describe(self) -> None:
-        show_validation(self.status, lambda: self.value, lambda cfg: f"{cfg.n_cells} runs")
+        exc = show_validation(self.status, lambda: self.value, lambda cfg: f"{cfg.n_cells} runs")
+        self.error = None if exc is None else error_text(exc)
 
     def show_table(self, results) -> None:
         """Recompute the summary and replace what ``table_out`` shows."""
@@ -694,4 +880,4 @@ def table_builder(results_path, datasets=None, models=("small_cnn", "small_incep
                         executor=executor)
 
 
-__all__ += ["TableBuilder", "table_builder"]
+__all__ += ["TableBuilder", "parse_seeds", "resize_seeds", "table_builder"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import gzip
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -225,6 +226,16 @@ def test_digits_normalised_with_train_statistics_only(digits: DataSplits) -> Non
     assert abs(digits.x_test.std(unbiased=False).item() - 1.0) > 1e-4
 
 
+def test_load_cached_seed_is_the_data_seed() -> None:
+    # The search passes its data seed here: it must draw the same split as load_dataset.
+    a = data.load_cached("digits", None, None, None, None, 3)
+    assert torch.equal(a.x_val, load_dataset("digits", seed=3).x_val)
+    sub = data.load_cached("digits", None, 100, None, None, 3)
+    assert torch.equal(
+        sub.x_train, load_dataset("digits", seed=3).subset(n_train=100, seed=3).x_train
+    )
+
+
 def test_digits_custom_val_fraction() -> None:
     ds = load_dataset("digits", val_fraction=0.5)
     assert len(ds.y_test) == 360  # the test split does not depend on val_fraction
@@ -291,6 +302,31 @@ def test_summary(digits: DataSplits) -> None:
     assert info["mean"] == [pytest.approx(digits.mean[0])]
 
 
+def test_source_is_recorded_and_kept(digits: DataSplits) -> None:
+    assert digits.source == "sklearn"
+    assert digits.subset(n_train=20, seed=1).source == "sklearn"
+    assert digits.to("meta").source == "sklearn"
+    assert "source='sklearn'" in repr(digits) and digits.summary()["source"] == "sklearn"
+    assert data.load_cached("digits", None, 50, 20, 20, 0).source == "sklearn"
+
+
+def test_source_names_the_folder_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_fake_fashion(tmp_path / "fm")
+    ds = load_dataset("fashion_mnist", root)
+    assert ds.source == str(root) and f"source='{root}'" in repr(ds)
+    assert ds.summary()["source"] == str(root)
+    assert ds.subset(n_train=20, n_val=10).to("meta").source == str(root)
+    cached = data.load_cached("fashion_mnist", str(root), 20, 10, None, 0)
+    assert cached.source == str(root) and len(cached.y_train) == 20
+    # The subfolder actually read, and an absolute path even for a relative root.
+    monkeypatch.chdir(tmp_path)
+    write_fake_fashion(tmp_path / "rel" / "FashionMNIST" / "raw")
+    assert load_dataset("fashion_mnist", "rel").source == str(tmp_path / "rel/FashionMNIST/raw")
+    write_fake_cifar10(tmp_path / "c" / "cifar-10-batches-py")
+    ds = load_dataset("cifar10", tmp_path / "c", val_fraction=0.2)
+    assert ds.source == str(tmp_path / "c" / "cifar-10-batches-py")
+
+
 def test_datasplits_rejects_inconsistent_tensors() -> None:
     x, y = torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.int64)
     with pytest.raises(ValueError, match="y_val"):
@@ -354,6 +390,58 @@ def test_read_idx_truncated_header_and_gzip(tmp_path: Path) -> None:
         read_idx(broken)
 
 
+def corrupt_deflate(payload: bytes) -> bytes:
+    """A gzip file whose deflate stream is damaged (zlib, not gzip, notices)."""
+    good = bytearray(gzip.compress(payload))
+    good[10] = 0xFF  # first deflate byte: BTYPE=11, a reserved (invalid) block type
+    return bytes(good)
+
+
+def test_read_idx_corrupt_deflate_stream(tmp_path: Path) -> None:
+    path = tmp_path / "bad-deflate-idx1-ubyte.gz"
+    path.write_bytes(corrupt_deflate(b"\x00\x00\x08\x01\x00\x00\x00\x03abc"))
+    with pytest.raises(ValueError, match="corrupt gzip stream") as info:
+        read_idx(path)  # zlib.error before
+    assert str(path) in str(info.value)
+
+
+def test_read_idx_gz_name_but_not_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(b"<!DOCTYPE html><html>rate limited</html>")  # a failed download
+    with pytest.raises(ValueError, match="not gzip data") as info:
+        read_idx(path)
+    assert str(path) in str(info.value) and "magic" in str(info.value)
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"too short.*not gzip"):
+        read_idx(path)
+    # An uncompressed idx file under a .gz name is still read (content decides, not name).
+    arr = np.arange(6, dtype=np.uint8)
+    write_idx(tmp_path / "plain", arr).rename(path)
+    np.testing.assert_array_equal(read_idx(path), arr)
+
+
+IDX_CORRUPTIONS = {
+    "truncated gzip": (lambda good: gzip.compress(good)[:-12], "corrupt gzip stream"),
+    "bad deflate": (corrupt_deflate, "corrupt gzip stream"),
+    "bad crc": (lambda good: gzip.compress(good)[:-8] + b"\0\0\0\0" + gzip.compress(good)[-4:],
+                "corrupt gzip stream"),
+    "not gzip": (lambda good: b"<html>404 Not Found</html>", "not gzip data"),
+    "wrong magic": (lambda good: gzip.compress(b"\x00\x00\x07\x01" + good[4:]), "magic"),
+    "wrong size": (lambda good: gzip.compress(good[:-3]), "data bytes"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("what", list(IDX_CORRUPTIONS))
+def test_fashion_mnist_corrupt_file_is_named(tmp_path: Path, what: str) -> None:
+    root = write_fake_fashion(tmp_path)
+    path = root / "t10k-labels-idx1-ubyte.gz"
+    corrupt, expected = IDX_CORRUPTIONS[what]
+    path.write_bytes(corrupt(gzip.decompress(path.read_bytes())))
+    with pytest.raises(ValueError, match=expected) as info:
+        load_dataset("fashion_mnist", root)
+    assert str(path) in str(info.value)
+
+
 # ------------------------------------------------------------------------------------------
 # Fashion-MNIST from idx files
 # ------------------------------------------------------------------------------------------
@@ -403,7 +491,7 @@ def test_fashion_mnist_root_wins_over_env(tmp_path: Path, monkeypatch: pytest.Mo
     root = write_fake_fashion(tmp_path / "root")
     monkeypatch.setenv("NGL_DATA_DIR", str(env_dir))
     assert find_fashion_mnist(root) == root
-    assert find_fashion_mnist(tmp_path / "nothing-here") == env_dir
+    assert find_fashion_mnist() == env_dir
 
 
 def test_fashion_mnist_missing_lists_every_place(
@@ -414,16 +502,77 @@ def test_fashion_mnist_missing_lists_every_place(
     env_dir.mkdir()
     (env_dir / "train-images-idx3-ubyte.gz").write_bytes(b"")  # a partial copy
     monkeypatch.setenv("NGL_DATA_DIR", str(env_dir))
-    root = tmp_path / "my-root"
     with pytest.raises(FileNotFoundError) as info:
-        load_dataset("fashion_mnist", root)
+        load_dataset("fashion_mnist")
     msg = str(info.value)
-    for place in (root, root / "FashionMNIST" / "raw", env_dir, env_dir / "fashion-mnist",
+    for place in (env_dir, env_dir / "fashion-mnist", env_dir / "FashionMNIST" / "raw",
                   tmp_path / "usr-share-fashion-mnist"):  # fmt: skip
         assert str(place) in msg, place
     assert "missing train-labels-idx1-ubyte[.gz]" in msg  # why the partial copy was skipped
     assert "apt-get install dataset-fashion-mnist" in msg
     assert "NGL_DATA_DIR" in msg and "download=True" in msg
+
+
+def test_env_data_dir_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Valid copies in the default places: a skipped NGL_DATA_DIR would go unnoticed.
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", write_fake_fashion(tmp_path / "debian"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    write_fake_cifar10(tmp_path / "xdg" / "ngl" / "cifar-10-batches-py")
+    env_file = tmp_path / "data.tar"
+    env_file.write_bytes(b"an archive, not a folder")
+    monkeypatch.setenv("NGL_DATA_DIR", str(env_file))
+    expected = re.escape(f"NGL_DATA_DIR={env_file} is a file, expected a directory holding")
+    with pytest.raises(NotADirectoryError, match=expected + ".*Fashion-MNIST idx"):
+        load_dataset("fashion_mnist")
+    with pytest.raises(NotADirectoryError, match=expected):
+        find_fashion_mnist()
+    with pytest.raises(NotADirectoryError, match=expected + " cifar-10-batches-py"):
+        load_dataset("cifar10", download=True)
+    # An explicit root does not consult NGL_DATA_DIR, so it does not trip over it.
+    assert load_dataset("fashion_mnist", tmp_path / "debian").source == str(tmp_path / "debian")
+    assert load_dataset("digits").source == "sklearn"
+
+
+def write_fashion_everywhere_but_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Valid copies in every fallback place, so a fallback would succeed if it were taken."""
+    monkeypatch.setenv("NGL_DATA_DIR", str(write_fake_fashion(tmp_path / "env")))
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", write_fake_fashion(tmp_path / "debian"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    write_fake_fashion(tmp_path / "xdg" / "ngl" / "FashionMNIST" / "raw")
+
+
+@pytest.mark.parametrize("kind", ["absent", "empty", "partial"])
+def test_fashion_mnist_explicit_root_never_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    write_fashion_everywhere_but_root(tmp_path, monkeypatch)
+    root = tmp_path / "my-root"
+    if kind != "absent":
+        root.mkdir()
+    if kind == "partial":
+        write_idx(root / "train-images-idx3-ubyte.gz", fake_fashion_images(FAKE_TRAIN_LABELS))
+    for call in (lambda: find_fashion_mnist(root), lambda: load_dataset("fashion_mnist", root)):
+        with pytest.raises(FileNotFoundError) as info:
+            call()
+        msg = str(info.value)
+        assert f"root={str(root)!r}" in msg
+        for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # fmt: skip
+            assert name in msg  # what was expected there
+        assert str(root / "FashionMNIST" / "raw") in msg  # and where it was looked for
+        assert str(tmp_path / "env") not in msg and str(tmp_path / "debian") not in msg
+    # Without a root the fallbacks are still searched, in order.
+    assert find_fashion_mnist() == tmp_path / "env"
+
+
+def test_root_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_fashion_everywhere_but_root(tmp_path, monkeypatch)
+    write_fake_cifar10(tmp_path / "env" / "cifar-10-batches-py")
+    root = tmp_path / "a-file"
+    root.write_text("not a folder")
+    for name in ("fashion_mnist", "cifar10"):
+        with pytest.raises(NotADirectoryError, match=re.escape(f"root='{root}' is a file, exp")):
+            load_dataset(name, root, download=True)  # not even a download is attempted
 
 
 def test_fashion_mnist_inconsistent_files(tmp_path: Path) -> None:
@@ -485,10 +634,33 @@ def test_cifar100_from_pickles_via_env(tmp_path: Path, monkeypatch: pytest.Monke
 def test_cifar_missing_lists_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NGL_DATA_DIR", str(tmp_path / "env"))
     with pytest.raises(FileNotFoundError) as info:
-        load_dataset("cifar100", tmp_path / "root")
+        load_dataset("cifar100")
     msg = str(info.value)
-    assert str(tmp_path / "root" / "cifar-100-python") in msg
+    assert str(tmp_path / "env" / "cifar-100-python") in msg
     assert str(tmp_path / "env") in msg and "download=True" in msg and "NGL_DATA_DIR" in msg
+
+
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_cifar_explicit_root_never_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, num_classes: int
+) -> None:
+    write = write_fake_cifar10 if num_classes == 10 else write_fake_cifar100
+    sub = "cifar-10-batches-py" if num_classes == 10 else "cifar-100-python"
+    monkeypatch.setenv("NGL_DATA_DIR", str(tmp_path / "env"))
+    write(tmp_path / "env" / sub)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    write(tmp_path / "xdg" / "ngl" / sub)
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(FileNotFoundError) as info:
+        load_dataset(f"cifar{num_classes}", root, val_fraction=0.5)
+    msg = str(info.value)
+    assert f"root={str(root)!r}" in msg and str(root / sub) in msg
+    assert ("data_batch_1" in msg and "batches.meta" in msg) if num_classes == 10 else "meta" in msg
+    assert str(tmp_path / "env") not in msg and str(tmp_path / "xdg") not in msg
+    with pytest.raises(FileNotFoundError, match="root="):
+        read_cifar(root, num_classes)  # type: ignore[arg-type]
+    assert data.find_cifar(None, num_classes) == tmp_path / "env" / sub  # type: ignore[arg-type]
 
 
 def test_cifar_rejects_foreign_pickles(tmp_path: Path) -> None:
@@ -499,6 +671,42 @@ def test_cifar_rejects_foreign_pickles(tmp_path: Path) -> None:
     dump(d / "data_batch_3", {"labels": [0], "data": np.zeros((1, 100), np.uint8)}, False)
     with pytest.raises(ValueError, match=r"data_batch_3.*\[N, 3072\]"):
         read_cifar(tmp_path, 10)
+
+
+CIFAR_CORRUPTIONS = {
+    "truncated": (lambda good: good[: len(good) // 2], "not a CIFAR python pickle"),
+    "empty": (lambda good: b"", "not a CIFAR python pickle"),
+    "not a pickle": (lambda good: b"<html>404</html>", "not a CIFAR python pickle"),
+    "gzip archive": (lambda good: gzip.compress(good), "not a CIFAR python pickle"),
+    "garbled codec": (lambda good: good.replace(b"latin1", b"latinX"), "LookupError"),
+    "not a dict": (lambda good: pickle.dumps([1, 2], protocol=2), "expected a pickled dict"),
+    "text labels": (lambda good: pickle.dumps({"data": np.zeros((2, 3072), np.uint8),
+                                               "labels": ["cat", "dog"]}), "'labels' must be"),
+    "no labels": (lambda good: pickle.dumps({"data": np.zeros((2, 3072), np.uint8),
+                                             "labels": None}), "'labels' must be"),
+    "ragged data": (lambda good: pickle.dumps({"data": [[1, 2], [3]], "labels": [0, 1]}),
+                    "'data' must be"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("what", list(CIFAR_CORRUPTIONS))
+def test_cifar_corrupt_pickle_is_named(tmp_path: Path, what: str) -> None:
+    d = write_fake_cifar10(tmp_path / "cifar-10-batches-py")
+    path = d / "data_batch_2"
+    corrupt, expected = CIFAR_CORRUPTIONS[what]
+    path.write_bytes(corrupt(path.read_bytes()))
+    with pytest.raises(ValueError, match=re.escape(expected)) as info:
+        load_dataset("cifar10", tmp_path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("names", [None, "abcdefghij", 10])  # a 10-letter str is not 10 names
+def test_cifar_bad_label_names_are_named(tmp_path: Path, names: object) -> None:
+    d = write_fake_cifar10(tmp_path / "cifar-10-batches-py")
+    dump(d / "batches.meta", {"label_names": names}, keys_as_bytes=False)
+    with pytest.raises(ValueError, match="'label_names'") as info:
+        read_cifar(tmp_path, 10)
+    assert str(d / "batches.meta") in str(info.value)
 
 
 # ------------------------------------------------------------------------------------------
@@ -513,7 +721,7 @@ def test_cifar_rejects_foreign_pickles(tmp_path: Path) -> None:
 def test_real_fashion_mnist() -> None:
     assert find_fashion_mnist() == data.DEBIAN_FASHION_MNIST
     ds = load_dataset("fashion_mnist")
-    assert ds.input_shape == (1, 28, 28)
+    assert ds.input_shape == (1, 28, 28) and ds.source == str(data.DEBIAN_FASHION_MNIST)
     assert ds.summary()["sizes"] == {"train": 54000, "val": 6000, "test": 10000}
     assert ds.class_counts("train") == [5400] * 10 and ds.class_counts("val") == [600] * 10
     assert ds.class_counts("test") == [1000] * 10

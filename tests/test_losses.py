@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -292,3 +293,174 @@ def test_ngl_interior_optimum_for_ten_classes():
     z = torch.stack([torch.log(ps), *[torch.log((1 - ps) / 9)] * 9], dim=1)
     vals = NGL(reduction="none")(z, torch.zeros(len(ps), dtype=torch.long))
     assert ps[vals.argmin()].item() == pytest.approx(0.39, abs=0.015)
+
+
+# -- -inf logits (p = 0 for a class): torch's nn.CrossEntropyLoss is finite there ---------------
+def _neg_inf_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Three samples, C = 4, with -inf logits on non-target classes (one row has two)."""
+    inf = float("inf")
+    z = torch.tensor([[1.0, -inf, 0.5, -0.3],
+                      [-inf, 2.0, -inf, 0.1],
+                      [0.2, -0.7, 1.3, -inf]], dtype=torch.float64)
+    return z, torch.tensor([0, 3, 2])
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("eps", [None, 0.0, 0.1, 0.3])
+def test_neg_inf_logit_matches_torch_cross_entropy_values_and_gradients(eps, reduction):
+    """CE (eps None) and label smoothing against nn.CrossEntropyLoss(label_smoothing=eps).
+
+    torch gives a finite CE; with eps > 0 every class has target weight eps/C, so the value is
+    +inf in torch as well, with a finite gradient: ours must equal both.
+    """
+    z, t = _neg_inf_batch()
+    ours_fn = CrossEntropy(reduction=reduction) if eps is None else LabelSmoothingCE(eps, reduction)
+    ref_fn = torch.nn.CrossEntropyLoss(reduction=reduction, label_smoothing=eps or 0.0)
+    z1, z2 = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    ours, ref = ours_fn(z1, t), ref_fn(z2, t)
+    torch.testing.assert_close(ours, ref)  # inf only matches inf
+    if not eps:
+        assert torch.all(torch.isfinite(ours))
+    ours.sum().backward()
+    ref.sum().backward()
+    assert torch.all(torch.isfinite(z1.grad))
+    torch.testing.assert_close(z1.grad, z2.grad)
+
+
+def test_neg_inf_logit_with_probability_targets_equals_index_targets():
+    """torch's probability-target CE is NaN here (0 * log 0); ours follows its index-target form."""
+    z, t = _neg_inf_batch()
+    z1, z2 = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    ours = CrossEntropy()(z1, F.one_hot(t, 4).double())
+    ref = F.cross_entropy(z2, t)
+    torch.testing.assert_close(ours, ref)
+    ours.backward()
+    ref.backward()
+    torch.testing.assert_close(z1.grad, z2.grad)
+
+
+def _closed_form(name: str, z: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample value and d value / d logits, written out by hand for losses of p_t only.
+
+    With p = softmax(z) and s_j = p_t (delta_tj - p_j) = d p_t / d z_j:
+    focal (gamma 2): L = -(1-p_t)^2 log p_t,  dL/dp_t = 2 (1-p_t) log p_t - (1-p_t)^2 / p_t;
+    poly (eps 1):    L = -log p_t + (1 - p_t),  dL/dp_t = -1/p_t - 1;
+    sce (a .1, b 1, A 1e-4): RCE = -sum_c p_c log clamp(y_c, A) = -(1 - p_t) log A, so
+                     L = -0.1 log p_t - (1 - p_t) log A,  dL/dp_t = -0.1/p_t + log A.
+    """
+    p = _np_softmax(z)  # exp(-inf) = 0: the -inf class gets p = 0 exactly
+    pt = p[np.arange(len(t)), t]
+    onehot = np.eye(z.shape[1])[t]
+    s = pt[:, None] * (onehot - p)
+    if name == "focal":
+        value = -((1 - pt) ** 2) * np.log(pt)
+        dpt = 2 * (1 - pt) * np.log(pt) - (1 - pt) ** 2 / pt
+    elif name == "poly":
+        value = -np.log(pt) + (1 - pt)
+        dpt = -1 / pt - 1
+    elif name == "sce":
+        log_a = math.log(1e-4)
+        value = -0.1 * np.log(pt) - (1 - pt) * log_a
+        dpt = -0.1 / pt + log_a
+    else:
+        raise KeyError(name)
+    return value, dpt[:, None] * s
+
+
+@pytest.mark.parametrize("name", ["focal", "poly", "sce"])
+def test_neg_inf_logit_focal_poly_sce_match_closed_forms(name):
+    z, t = _neg_inf_batch()
+    z = z.clone().requires_grad_(True)
+    per = get_loss(name, reduction="none")(z, t)
+    per.sum().backward()
+    value, grad = _closed_form(name, z.detach().numpy(), t.numpy())
+    np.testing.assert_allclose(per.detach().numpy(), value, rtol=1e-10)
+    np.testing.assert_allclose(z.grad.numpy(), grad, rtol=1e-9, atol=1e-12)
+    assert torch.all(z.grad[torch.isinf(z)] == 0)  # p = 0 there: no pull on that logit
+
+
+def _np_ngl(z: np.ndarray, t: np.ndarray) -> np.ndarray:
+    p, y = _np_softmax(z), np.eye(z.shape[1])[t]
+    return (np.exp(2.4092 - p * (1 + y)) - np.cos(np.cos(np.sin(p)))).mean(1)
+
+
+def _np_baikal(z: np.ndarray, t: np.ndarray) -> np.ndarray:
+    p, y = np.maximum(_np_softmax(z), 1e-7), np.eye(z.shape[1])[t]
+    return -(np.log(p) - y / p).mean(1)
+
+
+@pytest.mark.parametrize("name,hand", [("ngl", _np_ngl), ("baikal", _np_baikal)])
+def test_neg_inf_logit_ngl_and_baikal_against_hand_values_and_finite_differences(name, hand):
+    z, t = _neg_inf_batch()
+    zr = z.clone().requires_grad_(True)
+    per = get_loss(name, reduction="none")(zr, t)
+    per.sum().backward()
+    zn, tn = z.numpy(), t.numpy()
+    np.testing.assert_allclose(per.detach().numpy(), hand(zn, tn), rtol=1e-12)
+    # central differences of the numpy formula on every finite logit; the -inf ones get 0
+    fd = np.zeros_like(zn)
+    h = 1e-6
+    for i, j in zip(*np.nonzero(np.isfinite(zn)), strict=True):
+        up, dn = zn.copy(), zn.copy()
+        up[i, j] += h
+        dn[i, j] -= h
+        fd[i, j] = (hand(up, tn)[i] - hand(dn, tn)[i]) / (2 * h)
+    np.testing.assert_allclose(zr.grad.numpy(), fd, atol=1e-7)
+
+
+# -- degenerate shapes and arguments --------------------------------------------------------------
+@pytest.mark.parametrize("name", ALL)
+def test_zero_classes_is_a_clear_error(name):
+    with pytest.raises(ValueError, match=r"shape \(3, 0\) have C=0 classes.*at least one class"):
+        get_loss(name)(torch.zeros(3, 0), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="C=0"):
+        get_loss(name)(torch.zeros(2, 0, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bool_ignore_index_is_a_clear_error(name):
+    # True == 1 for Python: it would silently drop every target of class 1.
+    with pytest.raises(ValueError, match=r"ignore_index=True \(bool\).*expected an int"):
+        get_loss(name, ignore_index=True)
+    with pytest.raises(ValueError, match=r"ignore_index=255.0 \(float\)"):
+        get_loss(name, ignore_index=255.0)
+    assert get_loss(name, ignore_index=np.int64(255)).ignore_index == 255
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("shape", [(0, 4), (0, 4, 3, 3), (2, 4, 0, 3)])
+def test_empty_batch_mean_is_zero_like_an_all_ignored_batch(name, shape):
+    """README/base class: a mean over no samples is 0, not NaN, with a gradient of the input's
+    (empty) shape -- the same answer as a batch whose entries are all ignored."""
+    z = torch.zeros(shape, requires_grad=True)
+    t = torch.zeros((shape[0], *shape[2:]), dtype=torch.long)
+    out = get_loss(name)(z, t)
+    out.backward()
+    assert out.shape == () and out.item() == 0.0
+    assert z.grad is not None and z.grad.shape == z.shape
+    ignored = get_loss(name)(torch.zeros(3, 4), torch.full((3,), -100))
+    assert out.item() == ignored.item() == 0.0
+    assert get_loss(name, reduction="sum")(z, t).item() == 0.0
+    assert get_loss(name, reduction="none")(z, t).shape == t.shape
+    soft = get_loss(name)(z.detach(), torch.zeros(shape))  # probability targets: same rule
+    assert soft.item() == 0.0
+
+
+@pytest.mark.parametrize("text,message", [
+    ("exp(1 -)", "missing operand before ')' at position 7"),
+    ("exp(y_pred))", "unexpected ')' at position 11"),
+    ("1 - y_pred)", "unexpected ')' at position 10"),
+    ("y_pred y_real", "unexpected token 'y_real' at position 7"),
+    ("log(y_pred", "'(' at position 3 is never closed"),
+    ("exp", "operator 'exp' needs its arguments in parentheses at position 0"),
+])
+def test_get_loss_keeps_the_parsers_positioned_message(text, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        get_loss(text)
+    assert "unknown loss" not in str(info.value)
+
+
+def test_get_loss_plain_unknown_name_is_neither_a_loss_nor_an_expression():
+    with pytest.raises(ValueError, match=r"unknown loss 'nope': neither a registered loss name "
+                                         r".*'ce'.*'ngl'.*nor a loss expression"):
+        get_loss("nope")

@@ -67,7 +67,8 @@ def test_summary_mean_std_delta_and_p_against_numpy(results):
             assert row["n"] == 3
             assert row["mean"] == pytest.approx(v.mean())
             assert row["std"] == pytest.approx(v.std(ddof=1))
-            assert row["delta"] == pytest.approx(v.mean() - ce.mean())
+            assert row["delta"] == pytest.approx(np.mean(v - ce))  # every seed is paired here
+            assert row["delta_unpaired"] == pytest.approx(v.mean() - ce.mean())
             if loss == "ce":
                 assert math.isnan(row["p_ttest"])
             else:
@@ -174,3 +175,81 @@ def test_save_table_writes_next_to_the_figures(results, tmp_path, monkeypatch):
     assert r"\toprule" in path.read_text()
     with pytest.raises(ValueError):
         save_table("x", "../evil")
+
+
+# -- paired change vs the baseline ---------------------------------------------------------------
+# Fashion-MNIST, seeds 0-4. CE's seed 3 is non-finite and NGL's seed 4 errored, so the pairs are
+# seeds 0, 1, 2. In percent: NGL - CE = 92-90, 92-91, 91-88 = 2, 1, 3 -> mean 2, sd 1, n 3.
+# Unpaired: NGL (92+92+91+94)/4 = 92.25, CE (90+91+88+99)/4 = 92.0 -> +0.25, which a reader of
+# "(+0.25)" next to a paired p-value would take for the tested change.
+PAIRED_CE = {0: 0.90, 1: 0.91, 2: 0.88, 3: None, 4: 0.99}
+PAIRED_NGL = {0: 0.92, 1: 0.92, 2: 0.91, 3: 0.94, 4: None}
+
+
+@pytest.fixture
+def gappy() -> pd.DataFrame:
+    rows = [{"dataset": "fashion_mnist", "model": "small_cnn", "loss": loss, "seed": seed,
+             "status": "ok" if acc is not None else ("nonfinite" if loss == "ce" else "error"),
+             "test_accuracy": acc}
+            for loss, per in (("ce", PAIRED_CE), ("ngl", PAIRED_NGL)) for seed, acc in per.items()]
+    return pd.DataFrame(rows)
+
+
+def _hand_interval() -> tuple[float, float, float]:
+    mean, sd, n = 2.0, 1.0, 3
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)  # t_{0.975, 2} = 4.3027
+    return mean, mean - half, mean + half
+
+
+def test_paired_test_confidence_interval_by_hand():
+    mean, lo, hi = _hand_interval()
+    res = paired_test([92.0, 92.0, 91.0], [90.0, 91.0, 88.0])
+    assert res["mean_diff"] == pytest.approx(mean)
+    assert (res["ci_low"], res["ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
+    assert lo == pytest.approx(2 - 2.4841, abs=1e-4)  # 4.3027 / sqrt(3)
+    one = paired_test([1.0], [0.5])
+    assert math.isnan(one["ci_low"]) and math.isnan(one["ci_high"])
+
+
+def test_summary_delta_is_paired_over_seeds_both_finished(gappy):
+    s = summarise(gappy).set_index(["dataset", "loss"])
+    row = s.loc[("fashion_mnist", "ngl")]
+    mean, lo, hi = _hand_interval()
+    assert row["n"] == 4 and row["n_failed"] == 1 and row["n_pairs"] == 3
+    assert row["delta"] == pytest.approx(mean)
+    assert row["delta_ci_low"] == pytest.approx(lo) and row["delta_ci_high"] == pytest.approx(hi)
+    # t = mean / (sd / sqrt(n)) = 2 sqrt(3), two-sided with 2 degrees of freedom
+    assert row["p_ttest"] == pytest.approx(2 * stats.t.sf(2 * math.sqrt(3), 2))
+    assert row["delta_unpaired"] == pytest.approx(92.25 - 92.0)
+    base = s.loc[("fashion_mnist", "ce")]
+    assert base["delta"] == 0.0 and math.isnan(base["p_ttest"])
+
+
+def test_exports_show_the_paired_change(gappy):
+    summary = summarise(gappy)
+    mean, lo, hi = _hand_interval()
+    tab = format_table(summary, alpha=None)
+    assert tab.loc["ngl", "fashion_mnist"].endswith(f"(+{mean:.2f})")  # not (+0.25)
+    with_ci = format_table(summary, alpha=None, show_ci=True).loc["ngl", "fashion_mnist"]
+    assert with_ci.endswith(f"(+2.00 [\u2212{abs(lo):.2f}, +{hi:.2f}])")
+    assert with_ci.endswith("(+2.00 [\u22120.48, +4.48])")
+    md = to_markdown(summary)
+    assert "(+2.00)" in md and "(+0.25)" not in md and "paired mean change" in md
+    tex = to_latex(summary, caption=None, show_ci=True)
+    assert "(+2.00 [$-$0.48, +4.48])" in tex
+
+
+def test_compare_with_paper_uses_the_paired_change(gappy):
+    cmp = compare_with_paper(summarise(gappy))
+    row = cmp.loc[("fashion_mnist", "ngl")]
+    mean, lo, hi = _hand_interval()
+    assert row["ours_delta"] == pytest.approx(mean) and row["n_pairs"] == 3
+    assert row["ours_ci_low"] == pytest.approx(lo) and row["ours_ci_high"] == pytest.approx(hi)
+    assert row["ours_verdict"] == "better"  # +2.00 > 0.5; the unpaired +0.25 would say "same"
+
+
+def test_duplicate_pairing_keys_are_a_clear_error(results):
+    twice = pd.concat([results, results[results.loss == "ngl"]])
+    with pytest.raises(ValueError, match=r"several finished runs with \{'model': 'small_cnn', "
+                                         r"'seed': 0\}.*'by' or 'pair_on'"):
+        summarise(twice)

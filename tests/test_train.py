@@ -173,3 +173,137 @@ def test_works_on_a_tiny_handmade_split():
     res = train_model(model, get_loss("ngl"), data, TrainConfig(epochs=2, batch_size=8,
                       optimizer="sgd", lr=0.1), seed=0, progress=False)
     assert res["status"] == "ok" and "top5" not in res["history"][-1]
+
+
+# -- non-finite gradients of a finite loss ---------------------------------------------------------
+def sqrt_bomb(z: torch.Tensor) -> torch.Tensor:
+    """0 in value, +inf in gradient: d sqrt(u)/du at u = 0 (u = z - z.detach() is 0 but not constant)."""
+    return torch.sqrt(z - z.detach()).sum()
+
+
+class GradBomb(nn.Module):
+    """Cross entropy for `k` calls, then the same value with an infinite gradient.
+
+    At the bad call it snapshots the parameters of `model`: the weights before that step.
+    """
+
+    def __init__(self, model: nn.Module, k: int) -> None:
+        super().__init__()
+        self.model, self.k, self.calls, self.before = [model], k, 0, None
+
+    def forward(self, logits, target):
+        self.calls += 1
+        value = torch.nn.functional.cross_entropy(logits, target)
+        if self.calls <= self.k:
+            return value
+        self.before = [p.detach().clone() for p in self.model[0].parameters()]
+        return value + sqrt_bomb(logits)
+
+
+def test_sqrt_bomb_is_finite_with_an_infinite_gradient():
+    z = torch.randn(3, 4, requires_grad=True)
+    value = torch.nn.functional.cross_entropy(z, torch.tensor([0, 1, 2])) + sqrt_bomb(z)
+    value.backward()
+    assert torch.isfinite(value) and torch.isinf(z.grad).all()
+
+
+def test_finite_loss_with_infinite_gradient_takes_no_step(digits):
+    model = fresh_model()
+    bomb = GradBomb(model, k=2)
+    cfg = dataclasses.replace(CFG, random_crop=0, hflip=False)
+    res = train_model(model, bomb, digits, cfg, seed=0, progress=False)
+    assert res["status"] == "nonfinite" and res["steps"] == 2 and bomb.calls == 3
+    after = [p.detach() for p in model.parameters()]
+    assert all(torch.isfinite(p).all() for p in after)
+    assert all(torch.equal(a, b) for a, b in zip(bomb.before, after, strict=True))
+
+
+# -- the ImageNet recipe follows the same policy ----------------------------------------------------
+IMAGENET_SMOKE = ["--fake-data", "--fake-size", "8", "--model", "resnet18", "--image-size", "32",
+                  "--epochs", "1", "--steps", "2", "--batch-size", "4", "--workers", "0",
+                  "--num-classes", "4"]
+
+
+def test_imagenet_recipe_takes_no_step_with_an_infinite_gradient(monkeypatch, tmp_path, capsys):
+    import json
+
+    import torchvision
+
+    import ngl.losses
+    from ngl import imagenet
+
+    class Bomb(nn.Module):
+        def forward(self, logits, target):
+            return torch.nn.functional.cross_entropy(logits, target) + sqrt_bomb(logits)
+
+    initial: dict[str, torch.Tensor] = {}
+    real_get_model = torchvision.models.get_model
+
+    def get_model(*args, **kwargs):
+        model = real_get_model(*args, **kwargs)
+        initial.update({k: v.detach().clone() for k, v in model.named_parameters()})
+        return model
+
+    monkeypatch.setattr(torchvision.models, "get_model", get_model)
+    monkeypatch.setattr(ngl.losses, "get_loss", lambda name, **kw: Bomb())
+    rc = imagenet.main([*IMAGENET_SMOKE, "--out", str(tmp_path)])
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 2 and row["status"] == "nonfinite"
+    state = torch.load(next(tmp_path.glob("*.pt")), weights_only=True)["model"]
+    assert initial and all(torch.equal(state[k], v) for k, v in initial.items())
+
+
+# -- corrupt checkpoints ------------------------------------------------------------------------------
+def _garbage(path, digits):
+    path.write_bytes(b"\x00garbage, not a checkpoint\xff" * 10)
+
+
+def _truncated(path, digits):
+    cfg = dataclasses.replace(CFG, epochs=1, random_crop=0, hflip=False)
+    train_model(fresh_model(), get_loss("ce"), digits, cfg, seed=0, progress=False,
+                checkpoint_path=path)
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _other_model(path, digits):
+    """A readable checkpoint of the same config and seed, but of a wider network."""
+    cfg = dataclasses.replace(CFG, epochs=1, random_crop=0, hflip=False)
+    torch.manual_seed(0)
+    other = build_model("small_cnn", 1, 10, 8, width=12)
+    train_model(other, get_loss("ce"), digits, cfg, seed=0, progress=False, checkpoint_path=path)
+    state = torch.load(path, weights_only=True)
+    state["config"] = dataclasses.replace(cfg, epochs=2).to_dict()  # looks like our run's
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("damage", [_garbage, _truncated, _other_model])
+def test_unloadable_checkpoint_is_moved_aside_and_the_run_starts_over(digits, tmp_path, damage):
+    cfg = dataclasses.replace(CFG, epochs=2, random_crop=0, hflip=False)
+    ckpt = tmp_path / "run.pt"
+    damage(ckpt, digits)
+    bad_bytes = ckpt.read_bytes()
+    straight = train_model(fresh_model(), get_loss("ce"), digits, cfg, seed=0, progress=False)
+    with pytest.warns(RuntimeWarning, match=r"run\.pt cannot be loaded"):
+        res = train_model(fresh_model(), get_loss("ce"), digits, cfg, seed=0, progress=False,
+                          checkpoint_path=ckpt)
+    assert res["status"] == "ok" and res["resumed_from_epoch"] is None
+    assert res["history"] == straight["history"]  # exactly a run without the bad file
+    aside = list(tmp_path.glob("run.pt.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == bad_bytes
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2  # a good checkpoint again
+
+
+def test_grid_cell_with_a_corrupt_checkpoint_trains(tmp_path):
+    from ngl.experiments import GridConfig, grid_cells, run_cell
+
+    cell = grid_cells(GridConfig(losses=("ce",), seeds=(0,), n_train=120, n_val=40, n_test=40,
+                                 train=TrainConfig(epochs=1, batch_size=32, max_steps_per_epoch=2),
+                                 model_kwargs={"width": 4}, device="cpu"))[0]
+    bad = tmp_path / f"{cell['cell_key']}.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated zip")
+    with pytest.warns(RuntimeWarning, match=cell["cell_key"]):
+        row = run_cell(cell, checkpoint_dir=str(tmp_path))
+    assert row["status"] == "ok", row.get("error")
+    assert row["steps"] == 2
+    aside = list(tmp_path.glob(f"{cell['cell_key']}.pt.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"PK\x03\x04 truncated zip"

@@ -1,0 +1,90 @@
+"""One optimizer builder and one non-finite policy for every training loop of ``ngl``.
+
+Why one place: ``optimizer="sgd"`` used to mean Nesterov momentum in downstream training
+(:mod:`ngl.train`) and plain momentum in the loss search (:mod:`ngl.population`), so a loss
+selected under one optimizer was evaluated under another. Now the search, downstream training,
+segmentation, the ImageNet recipe and :mod:`ngl.analysis` all build their optimizer with
+:func:`build_optimizer`, and Nesterov momentum is used only where a config says
+``nesterov=True``.
+
+Non-finite policy (the same in every loop): a step is applied only when the loss value *and*
+every gradient it produced are finite. Otherwise the run -- or, in the population engine, the
+candidate -- is marked ``"nonfinite"`` and the bad gradients are never applied: the weights stay
+those of the last finite step. A loss with a finite value can still have an infinite gradient
+(``sqrt`` at 0, ``log`` at 0 in a branch ``where`` does not mask), so checking the value alone
+is not enough. :func:`all_finite` is the check; it returns a device tensor, so a loop decides
+when to pay the one host sync per step.
+
+Mixed precision (CUDA, ``torch.amp.GradScaler``): parameter gradients are then *scaled*, and an
+inf/NaN in them is usually overflow of the scaled fp16 backward, not a broken loss -- the scaler
+skips that step and lowers the scale, which is how AMP is meant to work. Under AMP the loops
+therefore check the loss value and the loss's own gradient with respect to the (float32) logits,
+which the scaling cannot push past float32's range; the parameter gradients are left to the
+scaler. A finite loss gradient that only overflows inside the fp16 network is a skipped step,
+not a non-finite run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+__all__ = ["OPTIMIZERS", "build_optimizer", "optimizer_from_config", "all_finite"]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+class OptimizerSettings(Protocol):
+    """What :class:`ngl.train.TrainConfig` and :class:`ngl.population.TrainBudget` share."""
+
+    optimizer: str
+    lr: float
+    weight_decay: float
+    momentum: float
+    nesterov: bool
+
+
+def build_optimizer(params: Iterable[Tensor] | Iterable[dict[str, Any]], *, optimizer: str,
+                    lr: float, weight_decay: float = 0.0, momentum: float = 0.9,
+                    nesterov: bool = False, capturable: bool = False) -> torch.optim.Optimizer:
+    """The optimizer every ``ngl`` training loop uses (Adam, AdamW or SGD).
+
+    ``momentum`` and ``nesterov`` apply to SGD only; ``nesterov=True`` with another optimizer
+    is refused rather than ignored. ``capturable=True`` keeps Adam/AdamW's step counter on the
+    device so the step can be recorded in a CUDA graph (SGD needs nothing for that).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer={optimizer!r}; expected one of {OPTIMIZERS}")
+    if nesterov and (optimizer != "sgd" or momentum <= 0):
+        raise ValueError(f"nesterov=True needs optimizer='sgd' with momentum > 0, got "
+                         f"optimizer={optimizer!r}, momentum={momentum}")
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, capturable=capturable)
+    if optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, capturable=capturable)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                           nesterov=nesterov)
+
+
+def optimizer_from_config(params: Iterable[Tensor], config: OptimizerSettings,
+                          capturable: bool = False) -> torch.optim.Optimizer:
+    """:func:`build_optimizer` with the settings of a ``TrainConfig`` or ``TrainBudget``."""
+    return build_optimizer(params, optimizer=config.optimizer, lr=config.lr,
+                           weight_decay=config.weight_decay, momentum=config.momentum,
+                           nesterov=config.nesterov, capturable=capturable)
+
+
+def all_finite(value: Tensor, tensors: Iterable[Tensor | None] = ()) -> Tensor:
+    """0-dim bool tensor: ``value`` and every tensor in ``tensors`` hold no inf/NaN.
+
+    ``None`` entries (parameters without a gradient) are skipped. No host sync happens here;
+    ``bool(...)`` of the result is the loop's one sync per step.
+    """
+    finite = torch.isfinite(value.detach()).all()
+    for t in tensors:
+        if t is not None:
+            finite = finite & torch.isfinite(t).all()
+    return finite

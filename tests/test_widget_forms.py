@@ -1,0 +1,229 @@
+"""Config forms return what they were given: untouched exactly, edited field by field.
+
+Notebooks 02 and 04 run whatever ``form.value`` returns, so a form that rewrote a config to fit
+its widgets (a model it does not list, a step count above a slider's max, dict loss specs,
+chosen seeds) would silently run something else than was asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+
+import pytest
+
+from ngl import widgets
+from ngl.experiments import GridConfig
+from ngl.population import TrainBudget
+from ngl.primitives import preset
+from ngl.search import SearchConfig
+from ngl.train import TrainConfig
+from ngl.widgets import search_config_form, table_builder
+
+NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+
+
+def _has(cls, name: str) -> bool:
+    return name in {f.name for f in dataclasses.fields(cls)}
+
+
+def _with_new_fields(budget_or_train, **kw):
+    """Fields being added elsewhere (``nesterov``), set to a non-default value when they exist."""
+    if _has(type(budget_or_train), "nesterov"):
+        kw["nesterov"] = True
+    return dataclasses.replace(budget_or_train, **kw) if kw else budget_or_train
+
+
+def search_configs() -> list[SearchConfig]:
+    budget = _with_new_fields(TrainBudget(steps=5000, batch_size=64, lr=0.05, optimizer="sgd",
+                                          momentum=0.8, weight_decay=5e-4))
+    extra = {"data_seed": 4} if _has(SearchConfig, "data_seed") else {}
+    big = SearchConfig(primitive_set=preset("full"), population_size=200, generations=300, seed=7,
+                       p_crossover=0.5, p_subtree_mutation=0.2, p_point_mutation=0.15,
+                       p_hoist_mutation=0.0, elitism=5, tournament_size=7,
+                       seed_expressions=(NGL_TEXT,), dataset="cifar10", data_root="/data/cifar",
+                       n_train=1000, n_val=500, model="resnet_cifar", budget=budget, device="cuda",
+                       chunk_size=50, cuda_graph=True, max_depth=10, init_depth=(3, 5), **extra)
+    return [
+        big,
+        dataclasses.replace(big, model="resnet18", primitive_set=preset("gplearn"),
+                            seed_expressions=("y_pred*y_real - y_pred",), device="cpu",
+                            cuda_graph=False),
+        SearchConfig(population_size=2, generations=1, budget=TrainBudget(steps=0), elitism=0),
+    ]
+
+
+@pytest.mark.parametrize("cfg", search_configs(), ids=["resnet_cifar", "resnet18", "minimal"])
+def test_untouched_search_form_returns_the_config_exactly(cfg):
+    form = search_config_form(cfg)
+    assert form.value == cfg
+    assert form.value.key == cfg.key and form.value.to_dict() == cfg.to_dict()
+    assert form.error is None and cfg.key in form.status.value
+
+
+def test_search_form_shows_what_its_widgets_do_not_list():
+    cfg = search_configs()[1]
+    form = search_config_form(cfg)
+    assert form.model.value == "resnet18" and form.model.label == "resnet18 (kept)"
+    assert form.device.value == "cpu"
+    cfg = dataclasses.replace(search_configs()[0], device="cuda:1")
+    form = search_config_form(cfg)
+    assert form.device.value == "cuda:1" and form.device.label == "cuda:1 (kept)" and form.value == cfg
+    assert (form.population.value, form.generations.value, form.steps.value) == (200, 300, 5000)
+    for shown in ("budget.optimizer=&#x27;sgd&#x27;", "data_root", "n_train=1000", "elitism=5",
+                  "primitive_set", "seed_expressions", "p_crossover=0.5"):
+        assert shown in form.kept.value, shown
+    assert "budget.steps" not in form.kept.value and "population_size" not in form.kept.value
+
+
+@pytest.mark.parametrize(("widget", "field", "new"), [
+    ("population", "population_size", 40), ("generations", "generations", 12), ("seed", "seed", 0),
+    ("dataset", "dataset", "digits"), ("model", "model", "small_cnn"), ("device", "device", "auto"),
+])
+def test_search_form_edit_changes_exactly_that_field(widget, field, new):
+    cfg = search_configs()[1]
+    form = search_config_form(cfg)
+    getattr(form, widget).value = new
+    assert form.value == dataclasses.replace(cfg, **{field: new})
+    assert form.value.to_dict() == {**cfg.to_dict(), field: new}
+
+
+def test_search_form_steps_edit_changes_only_the_budget_steps():
+    cfg = search_configs()[0]
+    form = search_config_form(cfg)
+    form.steps.value = 7
+    assert form.value == dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, steps=7))
+    assert form.value.to_dict()["budget"] == {**cfg.to_dict()["budget"], "steps": 7}
+    form.steps.value = 5000  # back to the start: the config itself again
+    assert form.value == cfg and form.value.key == cfg.key
+
+
+def test_search_form_primitive_set_argument_is_an_edit_of_that_field():
+    cfg = search_configs()[2]
+    form = search_config_form(cfg, primitive_set=preset("gplearn"))
+    assert form.value == dataclasses.replace(cfg, primitive_set=preset("gplearn"))
+
+
+def _config_error(build) -> tuple[str, str]:
+    """The config's own error for an invalid value: (raised message, text the form shows)."""
+    with pytest.raises(ValueError) as info:
+        build()
+    return str(info.value), widgets.error_text(info.value)
+
+
+@pytest.mark.parametrize(("widget", "new", "build"), [
+    ("population", 1, lambda c: dataclasses.replace(c, population_size=1)),
+    ("population", 5, lambda c: dataclasses.replace(c, population_size=5)),  # elitism 5 needs > 5
+    ("generations", 0, lambda c: dataclasses.replace(c, generations=0)),
+    ("steps", -1, lambda c: dataclasses.replace(c.budget, steps=-1)),
+    ("seed", -3, lambda c: dataclasses.replace(c, seed=-3)),
+    ("device", "cpu", lambda c: dataclasses.replace(c, device="cpu")),  # cuda_graph needs CUDA
+])
+def test_search_form_invalid_edit_shows_the_config_error_and_value_raises(widget, new, build):
+    cfg = search_configs()[0]
+    message, shown = _config_error(lambda: build(cfg))
+    form = search_config_form(cfg)
+    getattr(form, widget).value = new
+    assert getattr(form, widget).value == new  # not clamped by the widget
+    assert html.escape(shown) in form.status.value and "#b00" in form.status.value
+    assert form.error == shown
+    with pytest.raises(ValueError) as info:
+        form.value  # noqa: B018 - the property is what notebooks read
+    assert str(info.value) == message
+    getattr(form, widget).value = getattr(search_config_form(cfg), widget).value
+    assert form.error is None and form.value == cfg
+
+
+# -- table builder ---------------------------------------------------------------------------------
+def grid() -> GridConfig:
+    train = _with_new_fields(TrainConfig(optimizer="sgd", lr=0.1, momentum=0.8, epochs=500,
+                                         batch_size=256, schedule="plateau", random_crop=4, hflip=True))
+    return GridConfig(datasets=("digits", "fashion_mnist", "cifar10"), models=("small_cnn", "resnet18"),
+                      losses=("ce", {"name": "focal", "gamma": 2}, NGL_TEXT,
+                              {"name": "ngl", "alpha": 2.0, "label": "ngl-a2"}),
+                      seeds=(3, 7, 11), train=train, n_train=1000, n_val=200, data_seed=5,
+                      data_root="/data", head="paper", device="cpu", model_kwargs={"width": 8})
+
+
+def builder(tmp_path, cfg=None, **kw):
+    return table_builder(tmp_path / "r.jsonl", base=cfg or grid(), **kw)
+
+
+def test_untouched_table_builder_returns_the_grid_exactly(tmp_path):
+    cfg = grid()
+    tb = builder(tmp_path)
+    assert tb.value == cfg
+    assert tb.value.to_dict() == cfg.to_dict()
+    assert tb.error is None and f"{cfg.n_cells} runs" in tb.status.value
+    small = GridConfig(seeds=(5,), losses=({"name": "focal", "gamma": 0.5},))
+    tb = builder(tmp_path, small, datasets=("digits",), models=("small_cnn",), losses=("ce",))
+    assert tb.value == small and tb.value.to_dict() == small.to_dict()
+
+
+def test_table_builder_shows_what_its_options_lack(tmp_path):
+    tb = builder(tmp_path, datasets=("digits",))
+    assert tb.seeds.value == "3, 7, 11" and tb.n_seeds.value == 3 and tb.epochs.value == 500
+    assert set(tb.losses.value) == {"ce", "focal(gamma=2)", NGL_TEXT, "ngl-a2"}
+    assert "resnet18" in tb.models.value and set(tb.datasets.value) == {"digits", "fashion_mnist", "cifar10"}
+    for shown in ("train.optimizer=&#x27;sgd&#x27;", "data_seed=5", "head=&#x27;paper&#x27;",
+                  "model_kwargs", "n_train=1000", "train.hflip=True"):
+        assert shown in tb.kept.value, shown
+    assert "train.epochs" not in tb.kept.value and "seeds" not in tb.kept.value
+
+
+@pytest.mark.parametrize(("edit", "field", "expected"), [
+    (lambda tb: setattr(tb.datasets, "value", ("digits", "cifar10")), "datasets", ("digits", "cifar10")),
+    (lambda tb: setattr(tb.models, "value", ("small_cnn", "resnet18", "small_inception")), "models",
+     ("small_cnn", "resnet18", "small_inception")),
+    (lambda tb: setattr(tb.losses, "value", (*tb.losses.value, "sce")), "losses",
+     (*grid().losses, "sce")),
+    (lambda tb: setattr(tb.losses, "value", ("ce", "ngl-a2")), "losses",
+     (grid().losses[0], grid().losses[3])),
+    (lambda tb: setattr(tb.seeds, "value", "1 2,4"), "seeds", (1, 2, 4)),
+    (lambda tb: setattr(tb.n_seeds, "value", 2), "seeds", (3, 7)),
+    (lambda tb: setattr(tb.n_seeds, "value", 5), "seeds", (3, 7, 11, 12, 13)),
+    (lambda tb: setattr(tb.epochs, "value", 20), "train", dataclasses.replace(grid().train, epochs=20)),
+], ids=["datasets", "models", "add-loss", "drop-losses", "seeds-text", "fewer-seeds", "more-seeds",
+        "epochs"])
+def test_table_builder_edit_changes_exactly_that_field(tmp_path, edit, field, expected):
+    cfg = grid()
+    tb = builder(tmp_path)
+    edit(tb)
+    assert tb.value == dataclasses.replace(cfg, **{field: expected})
+    want = dataclasses.replace(cfg, **{field: expected}).to_dict()
+    assert tb.value.to_dict() == want
+    assert {k for k in want if want[k] != cfg.to_dict()[k]} == {field}
+
+
+def test_table_builder_seed_box_and_count_stay_in_step(tmp_path):
+    tb = builder(tmp_path)
+    tb.seeds.value = "0, 9"
+    assert tb.n_seeds.value == 2
+    tb.n_seeds.value = 3
+    assert tb.seeds.value == "0, 9, 10"
+    assert widgets.parse_seeds("3,7 11") == (3, 7, 11) and widgets.resize_seeds((5, 6), 4) == (5, 6, 7, 8)
+    assert widgets.resize_seeds((3, 1), 3) == (3, 1, 4) and widgets.resize_seeds((), 2) == (0, 1)
+
+
+@pytest.mark.parametrize(("edit", "build"), [
+    (lambda tb: setattr(tb.seeds, "value", "3, 3"), lambda c: dataclasses.replace(c, seeds=(3, 3))),
+    (lambda tb: setattr(tb.seeds, "value", "3, -1"), lambda c: dataclasses.replace(c, seeds=(3, -1))),
+    (lambda tb: setattr(tb.n_seeds, "value", 0), lambda c: dataclasses.replace(c, seeds=())),
+    (lambda tb: setattr(tb.epochs, "value", 0), lambda c: dataclasses.replace(c.train, epochs=0)),
+    (lambda tb: setattr(tb.losses, "value", ()), lambda c: dataclasses.replace(c, losses=())),
+    (lambda tb: setattr(tb.models, "value", ()), lambda c: dataclasses.replace(c, models=())),
+    (lambda tb: setattr(tb.seeds, "value", "3, x"), lambda c: widgets.parse_seeds("3, x")),
+], ids=["duplicate-seed", "negative-seed", "no-seeds", "epochs-0", "no-losses", "no-models", "not-an-int"])
+def test_table_builder_invalid_edit_shows_the_config_error_and_value_raises(tmp_path, edit, build):
+    cfg = grid()
+    message, shown = _config_error(lambda: build(cfg))
+    tb = builder(tmp_path)
+    edit(tb)
+    assert html.escape(shown) in tb.status.value and "#b00" in tb.status.value
+    assert tb.error == shown
+    with pytest.raises(ValueError) as info:
+        tb.value  # noqa: B018 - the property is what notebooks read
+    assert str(info.value) == message
+    tb.run_button.click()  # nothing runs; the same message lands in the visible Output
+    assert any(message in o.get("text", "") for o in tb.out.outputs)
+    assert tb.results is None

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from ngl.config import ConfigError, load_config_file, require_available
+from ngl.records import InUseError
 from ngl.search import RunDirError, SearchConfig, load_result, resume, run_search
 
 
@@ -63,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return _run(args)
-    except (ConfigError, RunDirError, FileNotFoundError) as exc:
+    except (ConfigError, RunDirError, InUseError, FileNotFoundError) as exc:
         # a user error: one line naming the file/field, no traceback, nothing written
         print(f"ngl {args.cmd}: error: {exc}", file=sys.stderr)
         return 2

@@ -40,7 +40,7 @@ from pydantic import BeforeValidator, Field, PlainSerializer
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from ngl.config import STRICT, ConfigMixin, check_device
-from ngl.records import append_rows, read_rows
+from ngl.records import append_rows, exclusive_lock, read_rows
 from ngl.train import TrainConfig
 
 __all__ = ["GridConfig", "run_grid", "run_cell", "grid_cells", "loss_label", "load_results",
@@ -275,11 +275,20 @@ def run_grid(config: GridConfig, results_path: str | os.PathLike,
     redraw a table); ``results`` is the grid's DataFrame so far. Per-epoch checkpoints live in
     ``checkpoint_dir`` (default: ``<results stem>_checkpoints/`` next to the results file) and are
     removed once a cell's row is written. ``retry_errors=False`` also skips cells whose last row
-    is an ``error``.
+    is an ``error``. The results file is locked while the grid runs (``<file>.lock``).
     """
+    results_path = Path(results_path)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(f"{results_path}.lock", str(results_path)):
+        return _run_grid_locked(config, results_path, executor, progress, callback,
+                                checkpoint_dir, retry_errors)
+
+
+def _run_grid_locked(config: GridConfig, results_path: Path, executor: Executor | None,
+                     progress: bool, callback: Callable[[dict, pd.DataFrame], None] | None,
+                     checkpoint_dir: str | os.PathLike | None, retry_errors: bool) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
-    results_path = Path(results_path)
     if checkpoint_dir is None:
         checkpoint_dir = results_path.with_name(results_path.stem + "_checkpoints")
     checkpoint_dir = str(checkpoint_dir)

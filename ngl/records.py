@@ -11,11 +11,14 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["json_safe", "append_rows", "read_rows", "write_json_atomic", "read_json"]
+import filelock
+
+__all__ = ["InUseError", "exclusive_lock", "json_safe", "append_rows", "read_rows", "write_json_atomic", "read_json"]
 
 
 def json_safe(value: Any) -> Any:
@@ -130,3 +133,26 @@ def _first_non_finite(value: Any, where: str = "") -> str:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
+
+
+class InUseError(RuntimeError):
+    """Another process (or thread) holds the lock of a run directory or results file."""
+
+
+@contextmanager
+def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock (``filelock``; the OS releases it when the process dies).
+
+    A second holder fails at once with :class:`InUseError` naming ``what`` and the lock file,
+    instead of waiting or appending duplicated rows beside the first.
+    """
+    lock = filelock.FileLock(lock_path, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise InUseError(f"{what} is in use by another run (lock {lock_path} is held); wait for "
+                         "it to finish or stop it") from None
+    try:
+        yield
+    finally:
+        lock.release()

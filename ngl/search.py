@@ -15,19 +15,17 @@ uninterrupted run with the same seed.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import filelock
 import numpy as np
 import pandas as pd
 from pydantic import Field, PlainSerializer, PlainValidator
@@ -48,7 +46,7 @@ from ngl.models import available_models
 from ngl.parallel import InProcessExecutor
 from ngl.population import TrainBudget
 from ngl.primitives import PrimitiveSet, preset
-from ngl.records import append_rows, read_rows, write_json_atomic
+from ngl.records import append_rows, exclusive_lock, read_rows, write_json_atomic
 from ngl.sanity import check_candidate, make_probe
 
 __all__ = ["SearchConfig", "SearchResult", "GPSearch", "run_search", "resume", "load_result",
@@ -479,8 +477,10 @@ class GPSearch:
         num_classes = _load_data(cfg.dataset, cfg.data_root, cfg.n_train, cfg.n_val,
                                  cfg.data_seed, "cpu").num_classes
         self.probe = make_probe(num_classes, n=cfg.probe_size)
+        ckpt_path = self.run_dir / self.CHECKPOINT
+        ckpt = _read_checkpoint(ckpt_path, cfg) if ckpt_path.exists() else None
         history = _history_rows(self.run_dir, cfg)
-        gen, population, rng, done_rows = self._restore(history)
+        gen, population, rng, done_rows = self._restore(history, ckpt)
         if not (self.run_dir / self.CHECKPOINT).exists():
             self._checkpoint(gen, population, rng)
         # the cache is rebuilt from the history: every trained (not cached) row
@@ -509,12 +509,11 @@ class GPSearch:
         return load_result(self.run_dir)
 
     # -- restoring a run ------------------------------------------------------------------------
-    def _restore(self, history: list[dict]):
+    def _restore(self, history: list[dict], ckpt: dict | None):
         """(generation, population, rng, rows already done in that generation) to continue from."""
-        ckpt_path = self.run_dir / self.CHECKPOINT
-        if not ckpt_path.exists():
+        if ckpt is None:
             return self._replay(history)
-        ckpt = _read_checkpoint(ckpt_path, self.config)
+        ckpt_path = self.run_dir / self.CHECKPOINT
         gen = ckpt["generation"]
         population = [tuple(p) for p in ckpt["population"]]
         done_rows = {r["index"]: r for r in history if r["generation"] == gen}
@@ -610,19 +609,9 @@ class RunDirError(ValueError):
     """A run directory that cannot be used as it is; the message says which file and what to do."""
 
 
-@contextlib.contextmanager
-def run_dir_lock(run_dir: Path, name: str = "search.lock") -> Iterator[None]:
-    """Hold an exclusive lock on ``run_dir`` (filelock; released when the process dies)."""
-    lock = filelock.FileLock(run_dir / name, timeout=0)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise RunDirError(f"{run_dir} is in use by another search (lock {run_dir / name} is "
-                          "held); wait for it to finish or stop it") from None
-    try:
-        yield
-    finally:
-        lock.release()
+def run_dir_lock(run_dir: Path):
+    """An exclusive lock on a search's run directory (``search.lock`` inside it)."""
+    return exclusive_lock(run_dir / "search.lock", f"search directory {run_dir}")
 
 
 def config_diff(old: dict, new: dict, prefix: str = "") -> str:

@@ -126,7 +126,10 @@ def summarise(results: pd.DataFrame, metric: str = "test_accuracy",
     matches runs of a loss with the baseline's runs: ``delta`` (paired mean difference), its 95%
     CI (``delta_ci_low``, ``delta_ci_high``) and the p-values use the same ``n_pairs`` pairs, so
     they agree with each other; ``delta_unpaired`` is the difference of the group means. The
-    baseline's own row has ``delta = 0``. ``scale=100`` reports accuracies in percent.
+    baseline's own row has ``delta = 0``; with nothing to pair on (no ``model``/``seed``
+    columns), ``delta`` stays NaN and only ``delta_unpaired`` is given. ``scale=100`` reports
+    accuracies in percent. Two finished runs of one group with the same pairing key are an error
+    (they would be paired with every matching baseline run).
     """
     by = list(by)
     if "loss" not in by:

@@ -20,8 +20,8 @@ import ipywidgets as W
 
 from ngl.primitives import LEAVES, OPERATORS, PrimitiveSet, preset, sample_expressions
 
-__all__ = ["PrimitiveSetPicker", "SearchConfigForm", "error_html", "error_text", "kept_fields", "primitive_set_picker",
-           "search_config_form", "show_errors", "show_validation"]
+__all__ = ["PrimitiveSetPicker", "SearchConfigForm", "error_html", "error_text", "kept_fields",
+           "primitive_set_picker", "search_config_form", "show_errors", "show_validation"]
 
 
 def error_text(exc: BaseException) -> str:
@@ -98,8 +98,10 @@ class PrimitiveSetPicker:
         self.use_constants = W.Checkbox(value=initial.const_range is not None,
                                         description="random constants", indent=False)
         lo, hi = initial.const_range or (-5.0, 5.0)
-        self.const_range = W.FloatRangeSlider(value=(lo, hi), min=-10.0, max=10.0, step=0.1,
-                                              description="range", continuous_update=False)
+        # bounds wide enough for the given range: a slider clamps, and a tick elsewhere would
+        # then silently shrink the constants of the returned set
+        self.const_range = W.FloatRangeSlider(value=(lo, hi), min=min(-10.0, lo), max=max(10.0, hi),
+                                              step=0.1, description="range", continuous_update=False)
         self.preset = W.Dropdown(options=["custom", "paper", "gplearn", "full"],
                                  value=initial.name if initial.name in ("paper", "gplearn", "full") else "custom",
                                  description="preset")

@@ -464,3 +464,7 @@ def test_get_loss_plain_unknown_name_is_neither_a_loss_nor_an_expression():
     with pytest.raises(ValueError, match=r"unknown loss 'nope': neither a registered loss name "
                                          r".*'ce'.*'ngl'.*nor a loss expression"):
         get_loss("nope")
+    with pytest.raises(ValueError, match=r"unknown loss '2.5': neither"):  # a bare constant
+        get_loss("2.5")
+    # a bare leaf name reads as an expression: mean over all B*C entries of p is exactly 1/C
+    assert get_loss("y_pred")(torch.randn(3, 4), torch.tensor([0, 1, 2])).item() == pytest.approx(0.25)

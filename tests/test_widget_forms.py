@@ -15,10 +15,10 @@ import pytest
 from ngl import widgets
 from ngl.experiments import GridConfig
 from ngl.population import TrainBudget
-from ngl.primitives import preset
+from ngl.primitives import PrimitiveSet, preset
 from ngl.search import SearchConfig
 from ngl.train import TrainConfig
-from ngl.widgets import search_config_form, table_builder
+from ngl.widgets import primitive_set_picker, search_config_form, table_builder
 
 NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
 
@@ -104,11 +104,11 @@ def test_search_form_primitive_set_argument_is_an_edit_of_that_field():
     assert form.value == dataclasses.replace(cfg, primitive_set=preset("gplearn"))
 
 
-def _config_error(build) -> tuple[str, str]:
-    """The config's own error for an invalid value: (raised message, text the form shows)."""
+def _config_error(build) -> ValueError:
+    """The config's own error for an invalid value."""
     with pytest.raises(ValueError) as info:
         build()
-    return str(info.value), widgets.error_text(info.value)
+    return info.value
 
 
 @pytest.mark.parametrize(("widget", "new", "build"), [
@@ -121,15 +121,16 @@ def _config_error(build) -> tuple[str, str]:
 ])
 def test_search_form_invalid_edit_shows_the_config_error_and_value_raises(widget, new, build):
     cfg = search_configs()[0]
-    message, shown = _config_error(lambda: build(cfg))
+    error = _config_error(lambda: build(cfg))
     form = search_config_form(cfg)
     getattr(form, widget).value = new
     assert getattr(form, widget).value == new  # not clamped by the widget
-    assert html.escape(shown) in form.status.value and "#b00" in form.status.value
-    assert form.error == shown
     with pytest.raises(ValueError) as info:
         form.value  # noqa: B018 - the property is what notebooks read
-    assert str(info.value) == message
+    assert str(info.value) == str(error)
+    shown = widgets.error_text(error)  # the config's message, one line per problem
+    assert html.escape(shown) in form.status.value and "#b00" in form.status.value
+    assert form.error == shown
     getattr(form, widget).value = getattr(search_config_form(cfg), widget).value
     assert form.error is None and form.value == cfg
 
@@ -216,14 +217,24 @@ def test_table_builder_seed_box_and_count_stay_in_step(tmp_path):
 ], ids=["duplicate-seed", "negative-seed", "no-seeds", "epochs-0", "no-losses", "no-models", "not-an-int"])
 def test_table_builder_invalid_edit_shows_the_config_error_and_value_raises(tmp_path, edit, build):
     cfg = grid()
-    message, shown = _config_error(lambda: build(cfg))
+    error = _config_error(lambda: build(cfg))
     tb = builder(tmp_path)
     edit(tb)
-    assert html.escape(shown) in tb.status.value and "#b00" in tb.status.value
-    assert tb.error == shown
     with pytest.raises(ValueError) as info:
         tb.value  # noqa: B018 - the property is what notebooks read
-    assert str(info.value) == message
+    assert str(info.value) == str(error)
     tb.run_button.click()  # nothing runs; the same message lands in the visible Output
-    assert any(message in o.get("text", "") for o in tb.out.outputs)
+    assert any(str(error) in o.get("text", "") for o in tb.out.outputs)
     assert tb.results is None
+    shown = widgets.error_text(error)  # the config's message, one line per problem
+    assert html.escape(shown) in tb.status.value and "#b00" in tb.status.value
+    assert tb.error == shown
+
+
+# -- primitive-set picker --------------------------------------------------------------------------
+def test_picker_keeps_a_constant_range_beyond_the_slider_default():
+    wide = PrimitiveSet(operators=("add", "mul"), const_range=(-20.0, 15.5))
+    picker = primitive_set_picker(wide)
+    assert picker.value == wide and picker.const_range.value == (-20.0, 15.5)
+    picker.op_boxes["sub"].value = True  # an edit elsewhere leaves the constants alone
+    assert picker.value == PrimitiveSet(operators=("add", "mul", "sub"), const_range=(-20.0, 15.5))

@@ -14,7 +14,7 @@ import json
 import time
 
 import ngl
-from ngl.data import load_dataset
+from ngl.data import load_cached
 from ngl.models import build_model
 from ngl.population import TrainBudget, train_population
 from ngl.search import SearchConfig, run_search
@@ -54,8 +54,8 @@ def main() -> None:
     print(result.hall_of_fame(5)[["val_accuracy", "size", "expression"]].to_string(index=False))
 
     # Same budget, seed, initial weights and batches: CE, NGL and the best found loss side by side.
-    data = load_dataset("fashion_mnist", seed=cfg.seed).subset(n_train=cfg.n_train, n_val=cfg.n_val,
-                                                               seed=cfg.seed)
+    # the search's own split (data_seed), not one drawn with the GP seed
+    data = load_cached("fashion_mnist", None, cfg.n_train, cfg.n_val, None, cfg.data_seed)
     c, h, _ = data.input_shape
     model_fn = functools.partial(build_model, cfg.model, c, data.num_classes, h)
     losses = {"ce": ngl.get_loss("ce"), "ngl": ngl.get_loss("ngl"), "best": best.to_module()}

@@ -239,6 +239,7 @@ def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = 
                              progress=progress)
         row.update(result)
         row["num_classes"] = data.num_classes
+        row["data_source"] = data.source  # the folder the data was read from
         row["sizes"] = {s: len(getattr(data, f"y_{s}")) for s in ("train", "val", "test")}
     except Exception as exc:  # noqa: BLE001 - recorded in the row, retried on the next run
         row["status"] = "error"

@@ -1,8 +1,20 @@
 """Sequential vs population-batched fitness training: same work, timed side by side.
 
-Trains P candidate losses (CE-like family: CE, label smoothing, focal with several gammas,
-poly-1, NGL, ...) with `ngl.population.train_sequential` and `train_population`, checks that
-both give the same fitness, and prints the speedup as the last line, in JSON.
+Trains P candidate losses -- the search's own compiled modules,
+``LossExpression.parse(text).to_module(validate=False)`` exactly as `ngl.search.evaluate_chunk`
+builds them, for a CE-like family (CE, label smoothing, focal with several gammas, poly-1, NGL,
+Brier, ...) -- three ways:
+
+* ``sequential``: `ngl.population.train_sequential`, the reference (one host sync per step for
+  its finite-loss-and-gradient check);
+* ``sequential, sync-free``: the same training with nothing but the work -- no per-step host
+  sync or gradient check, and on CUDA the step recorded once as a CUDA graph and replayed; the
+  fastest honest way to train the candidates one by one;
+* ``batched``: `ngl.population.train_population`.
+
+It checks that all three give the same fitness and prints both speedups (batched vs each
+sequential side); the last line is one JSON object. The exit status is 1 when a side disagrees
+with the reference, so a run that is fast but wrong does not pass as a result.
 
     python benchmarks/population_training.py --population 16 --steps 100 --device cpu
 
@@ -11,8 +23,9 @@ training step, this machine's measured matmul throughput, and so the largest spe
 batched run of the same arithmetic could reach. Where one candidate's step is already bound by
 its convolutions, that ceiling -- not the batching -- limits the speedup.
 
-Both sides run with the same `torch.set_num_threads` (and, on CUDA, the same TF32 setting). With `--repeats N` the two sides are
-timed alternately N times and the fastest run of each is kept (the machine may be shared).
+All sides run with the same `torch.set_num_threads` (and, on CUDA, the same TF32 setting). With
+`--repeats N` the sides are timed alternately N times and the fastest run of each is kept (the
+machine may be shared).
 """
 
 from __future__ import annotations
@@ -20,18 +33,25 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ngl.expression import LossExpression
 from ngl.models import build_model
+from ngl.optim import optimizer_from_config
 from ngl.population import (
     CPU_PASS_SIZE,
     FitnessResult,
     TrainBudget,
+    _batch_indices,
+    _initial_model,
+    _seeded,
+    _split,
     default_pass_size,
     train_population,
     train_sequential,
@@ -40,62 +60,97 @@ from ngl.profiling import matmul_gflops, speed_ceiling, training_step_flops
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
-
-def _focal(gamma: float) -> LossFn:
-    def loss(z: Tensor, y: Tensor) -> Tensor:
-        logp = torch.log_softmax(z, -1).gather(1, y[:, None]).squeeze(1)
-        return (-((1 - logp.exp()) ** gamma) * logp).mean()
-
-    return loss
-
-
-def _ngl(alpha: float = 2.4092) -> LossFn:
-    def loss(z: Tensor, y: Tensor) -> Tensor:
-        p = torch.softmax(z, -1)
-        onehot = F.one_hot(y, z.shape[-1]).to(p.dtype)
-        return torch.exp(alpha - p * (1 + onehot)).mean() - torch.cos(torch.cos(torch.sin(p))).mean()
-
-    return loss
-
-
-def _poly1(eps: float) -> LossFn:
-    def loss(z: Tensor, y: Tensor) -> Tensor:
-        pt = torch.softmax(z, -1).gather(1, y[:, None]).squeeze(1)
-        return F.cross_entropy(z, y) + eps * (1 - pt).mean()
-
-    return loss
-
-
-def _brier(z: Tensor, y: Tensor) -> Tensor:
-    p = torch.softmax(z, -1)
-    return ((p - F.one_hot(y, z.shape[-1]).to(p.dtype)) ** 2).sum(-1).mean()
-
-
-def _logit_penalty(z: Tensor, y: Tensor) -> Tensor:
-    return F.cross_entropy(z, y) + 1e-3 * (z**2).mean()
+#: A CE-like family in the search's expression language (elementwise, averaged over classes;
+#: ``neg(log_pred*y_real)`` is CE / C). Leaves: y_pred = softmax, y_real = one-hot target.
+CANDIDATES: tuple[tuple[str, str], ...] = (
+    ("ce", "neg(log_pred*y_real)"),
+    ("ce_ls0.05", "neg(log_pred*(0.95*y_real + 0.005))"),
+    ("ce_ls0.1", "neg(log_pred*(0.9*y_real + 0.01))"),
+    ("ce_ls0.2", "neg(log_pred*(0.8*y_real + 0.02))"),
+    ("focal0.5", "neg(sqrt(1 - y_pred)*log_pred*y_real)"),
+    ("focal1", "neg((1 - y_pred)*log_pred*y_real)"),
+    ("focal2", "neg(square(1 - y_pred)*log_pred*y_real)"),
+    ("focal3", "neg(square(1 - y_pred)*(1 - y_pred)*log_pred*y_real)"),
+    ("focal5", "neg(square(square(1 - y_pred))*(1 - y_pred)*log_pred*y_real)"),
+    ("ngl", "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"),
+    ("ngl_a2", "exp(2 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"),
+    ("poly1", "y_real*(1 - y_pred - log_pred)"),
+    ("poly-0.5", "y_real*(0.5*y_pred - 0.5 - log_pred)"),
+    ("brier", "square(y_pred - y_real)"),
+    ("ce_logit_l2", "0.001*square(logits) - log_pred*y_real"),
+    ("ce_x2", "neg(2*log_pred*y_real)"),
+)
 
 
 def candidate_losses(n: int) -> list[tuple[str, LossFn]]:
-    """`n` CE-like losses (the family a GP search around CE produces), cycled if n > 16."""
-    base: list[tuple[str, LossFn]] = [
-        ("ce", nn.CrossEntropyLoss()),
-        ("ce_ls0.05", nn.CrossEntropyLoss(label_smoothing=0.05)),
-        ("ce_ls0.1", nn.CrossEntropyLoss(label_smoothing=0.1)),
-        ("ce_ls0.2", nn.CrossEntropyLoss(label_smoothing=0.2)),
-        ("focal0.5", _focal(0.5)),
-        ("focal1", _focal(1.0)),
-        ("focal2", _focal(2.0)),
-        ("focal3", _focal(3.0)),
-        ("focal5", _focal(5.0)),
-        ("ngl", _ngl()),
-        ("ngl_a2", _ngl(2.0)),
-        ("poly1", _poly1(1.0)),
-        ("poly-0.5", _poly1(-0.5)),
-        ("brier", _brier),
-        ("ce_logit_l2", _logit_penalty),
-        ("ce_x2", lambda z, y: 2 * F.cross_entropy(z, y)),
-    ]
-    return [base[i % len(base)] for i in range(n)]
+    """`n` compiled candidates (cycled if n > 16), built as the search builds them."""
+    return [(name, LossExpression.parse(text).to_module(validate=False))
+            for name, text in (CANDIDATES[i % len(CANDIDATES)] for i in range(n))]
+
+
+def train_sequential_syncfree(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn],
+                              data: object, budget: TrainBudget, seed: int,
+                              device: torch.device) -> list[FitnessResult]:
+    """One model after another with nothing but the work: the reference's initial weights,
+    batches and optimizer, but no per-step host sync or finite check; on CUDA one whole step
+    (forward, loss, backward, optimizer) is captured as a CUDA graph after 3 eager warm-up
+    steps and replayed. A candidate whose weights end non-finite is reported ``nonfinite``."""
+    x_tr, y_tr, x_val, y_val = _split(data, device)
+    batches = _batch_indices(len(x_tr), budget, seed, device)
+    graph_it = device.type == "cuda" and len(batches) > 3
+    results = []
+    for fn in losses:
+        model = _initial_model(model_fn, seed, device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = optimizer_from_config(params, budget, capturable=graph_it)
+        last = torch.full((), math.nan, device=device)
+        static_idx = batches[0].clone() if len(batches) else None
+
+        def step(idx: Tensor, model=model, opt=opt, fn=fn, last=last) -> None:
+            value = fn(model(x_tr[idx]), y_tr[idx])
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+            last.copy_(value.detach())
+
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        with _seeded(seed, device):
+            model.train()
+            if graph_it:
+                side = torch.cuda.Stream(device)
+                side.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(side):
+                    for idx in batches[:3]:
+                        step(idx)
+                torch.cuda.current_stream(device).wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    step(static_idx)
+                for idx in batches[3:]:
+                    static_idx.copy_(idx)
+                    graph.replay()
+            else:
+                for idx in batches:
+                    step(idx)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - start
+        model.eval()
+        correct = ce_sum = 0.0
+        with torch.no_grad():
+            for s in range(0, len(x_val), budget.eval_batch_size):
+                xb, yb = x_val[s:s + budget.eval_batch_size], y_val[s:s + budget.eval_batch_size]
+                logits = model(xb).float()
+                correct += float((logits.argmax(-1) == yb).sum())
+                ce_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        finite = all(bool(torch.isfinite(p).all()) for p in params)
+        n = len(y_val)
+        results.append(FitnessResult(correct / n if finite else 0.0,
+                                     ce_sum / n if finite else math.nan, elapsed,
+                                     "ok" if finite else "nonfinite", float(last), len(batches)))
+    return results
 
 
 def _digits(device: str) -> object:
@@ -187,43 +242,60 @@ def main(argv: list[str] | None = None) -> dict:
     budget = TrainBudget(steps=args.steps, batch_size=args.batch_size)
 
     # Warm-up outside the timings: the first convolution of a process pays one-time
-    # library initialisation (seconds on CPU, cuDNN handles on GPU) that belongs to neither side.
-    warm = TrainBudget(steps=2, batch_size=args.batch_size)
+    # library initialisation (seconds on CPU, cuDNN handles on GPU) that belongs to no side.
+    warm = TrainBudget(steps=4, batch_size=args.batch_size)
     train_sequential(model_fn, losses[:2], data, warm, args.seed, device=device)
+    train_sequential_syncfree(model_fn, losses[:2], data, warm, args.seed, device=device)
     train_population(model_fn, losses[:2], data, warm, args.seed, device=device,
                      method=args.method, cuda_graph=args.cuda_graph)
 
-    seq_times, pop_times = [], []
-    seq = pop = None
+    seq_times, free_times, pop_times = [], [], []
+    seq = free = pop = None
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         seq = train_sequential(model_fn, losses, data, budget, args.seed, device=device)
         seq_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
+        free = train_sequential_syncfree(model_fn, losses, data, budget, args.seed, device=device)
+        free_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
         pop = train_population(model_fn, losses, data, budget, args.seed, device=device,
                                max_population_per_pass=chunk, method=args.method,
                                cuda_graph=args.cuda_graph)
         pop_times.append(time.perf_counter() - t0)
-    assert seq is not None and pop is not None
+    assert seq is not None and free is not None and pop is not None
 
-    print(f"{'candidate':<14}{'seq acc':>9}{'pop acc':>9}{'seq ce':>9}{'pop ce':>9}  status")
-    for (name, _), s, p in zip(named, seq, pop, strict=True):
-        print(f"{name:<14}{s.val_accuracy:9.4f}{p.val_accuracy:9.4f}{s.val_ce:9.4f}"
-              f"{p.val_ce:9.4f}  {s.status}/{p.status}")
+    print(f"{'candidate':<14}{'seq acc':>9}{'free acc':>9}{'pop acc':>9}{'seq ce':>9}"
+          f"{'free ce':>9}{'pop ce':>9}  status")
+    for (name, _), s, f, p in zip(named, seq, free, pop, strict=True):
+        print(f"{name:<14}{s.val_accuracy:9.4f}{f.val_accuracy:9.4f}{p.val_accuracy:9.4f}"
+              f"{s.val_ce:9.4f}{f.val_ce:9.4f}{p.val_ce:9.4f}  {s.status}/{f.status}/{p.status}")
     ok, diffs = _agree(seq, pop, len(data.y_val))
-    print(f"agreement: {'ok' if ok else 'MISMATCH'} {diffs}")
+    free_ok, free_diffs = _agree(seq, free, len(data.y_val))
+    print(f"agreement batched vs sequential: {'ok' if ok else 'MISMATCH'} {diffs}")
+    print(f"agreement sync-free vs sequential: {'ok' if free_ok else 'MISMATCH'} {free_diffs}")
+    graphed = device.type == "cuda" and args.steps > 3
     print(f"device={device} threads={threads} model={args.model} method={args.method} "
           f"chunk={chunk} steps={args.steps} batch={args.batch_size} "
-          f"seq runs={[round(t, 2) for t in seq_times]} pop runs={[round(t, 2) for t in pop_times]}")
-    s_best, p_best = min(seq_times), min(pop_times)
+          f"seq runs={[round(t, 2) for t in seq_times]} "
+          f"sync-free runs={[round(t, 2) for t in free_times]} (cuda graph: {graphed}) "
+          f"pop runs={[round(t, 2) for t in pop_times]}")
+    s_best, f_best, p_best = min(seq_times), min(free_times), min(pop_times)
     roof = _arithmetic(model_fn, data, args, device, s_best, p_best)
     summary = {"population": args.population, "sequential_s": round(s_best, 3),
-               "batched_s": round(p_best, 3), "speedup": round(s_best / p_best, 2),
-               "agree": ok, "device": str(device), "threads": threads, "chunk": chunk,
+               "sequential_syncfree_s": round(f_best, 3), "batched_s": round(p_best, 3),
+               "speedup": round(s_best / p_best, 2),
+               "speedup_vs_syncfree": round(f_best / p_best, 2),
+               "agree": ok, "syncfree_agree": free_ok, "syncfree_cuda_graph": graphed,
+               "device": str(device), "threads": threads, "chunk": chunk,
                "steps": args.steps, "cuda_graph": args.cuda_graph, **roof}
     print(json.dumps(summary))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    result = main()
+    if not (result["agree"] and result["syncfree_agree"]):
+        print("FAILED: a side disagrees with the sequential reference (see 'agreement' above)",
+              file=sys.stderr)
+        raise SystemExit(1)

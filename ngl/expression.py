@@ -50,7 +50,7 @@ MAX_DEPTH = 64
 #: one piece of text can cost (a search's ``max_size`` defaults to 40).
 MAX_SIZE = 1000
 
-# ASCII only: Python's ``\d`` and ``str.isdigit`` also accept digits such as '٣' or '²'.
+# ASCII only: Python's ``\d`` also matches digits such as '٣', and str.isdigit even '²'.
 _WS_RE = re.compile(r"[ \t\n\r\f\v]*")
 _TOKEN_RE = re.compile(
     r"(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"

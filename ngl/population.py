@@ -39,8 +39,9 @@ ReLU and Adam (not counted) taking most of the rest. The benchmark prints that a
 ceiling (`ngl.profiling`). A 16-candidate pass also spills activations out of cache, so CPU
 passes hold `CPU_PASS_SIZE` candidates (``max_population_per_pass="auto"``).
 
-Non-finite candidates: a candidate whose loss or any gradient is NaN/inf at some step is
-masked out from that step on: its gradients are zeroed and its parameters restored after every
+Non-finite candidates (the policy of `ngl.optim`, shared by every training loop of ngl: loss
+and gradients finite, else no step): a candidate whose loss or any gradient is NaN/inf at some
+step is masked out from that step on: its gradients are zeroed and its parameters restored after every
 optimizer step, so they stay at the last finite values, and the other candidates are not
 disturbed (no tensor mixes candidates). Its result has ``status="nonfinite"``,
 ``val_accuracy=0.0`` (the worst possible score, so it sorts last and stays a plain float
@@ -602,8 +603,12 @@ def _refuse_validating(losses: Sequence[LossFn]) -> None:
     the same way on a laptop (where the flag is otherwise ignored)."""
     for i, fn in enumerate(losses):
         modules = fn.modules() if isinstance(fn, nn.Module) else [fn]
-        if any(getattr(m, "validate", False) is True for m in modules):
-            name = repr(fn) if len(repr(fn)) <= 120 else type(fn).__name__
+        culprit = next((m for m in modules if getattr(m, "validate", False) is True), None)
+        if culprit is not None:
+            text = repr(fn)
+            name = text if len(text) <= 120 and "\n" not in text else type(fn).__name__
+            if culprit is not fn:
+                name += f", through its {type(culprit).__name__}"
             raise ValueError(
                 f"cuda_graph=True: candidate {i} ({name}) validates its targets (validate=True), "
                 "which syncs with the host inside CUDA-graph capture; build it with "

@@ -41,7 +41,7 @@ from ngl.config import (
     require_available,
 )
 from ngl.data import available_datasets
-from ngl.expression import LossExpression
+from ngl.expression import MAX_DEPTH, MAX_SIZE, LossExpression
 from ngl.models import available_models
 from ngl.parallel import InProcessExecutor
 from ngl.population import TrainBudget
@@ -97,8 +97,9 @@ class SearchConfig(ConfigMixin):
     parsimony_coefficient: Annotated[float, Field(ge=0)] = 0.001
     init_depth: Annotated[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]],
                           AsTuple] = (2, 4)
-    max_depth: Annotated[int, Field(ge=1)] = 8
-    max_size: Annotated[int, Field(ge=1)] = 40
+    # stored populations are re-parsed: limits beyond the parser's would make them unreadable
+    max_depth: Annotated[int, Field(ge=1, le=MAX_DEPTH)] = 8
+    max_size: Annotated[int, Field(ge=1, le=MAX_SIZE)] = 40
     seed_expressions: Annotated[tuple[str, ...], AsTuple] = ()
     # fitness
     dataset: str = "digits"

@@ -165,6 +165,9 @@ def _read_checkpoint(path: Path, device: torch.device) -> dict | None:
         state = torch.load(path, map_location=device, weights_only=True)
         if not isinstance(state, dict):
             raise ValueError(f"expected a dict of run state, found {type(state).__name__}")
+        missing = {"config", "seed", "model", "history"} - set(state)
+        if missing:  # e.g. a bare model state_dict: not a train_model checkpoint at all
+            raise ValueError(f"not a train_model checkpoint (no {sorted(missing)})")
     except Exception as exc:  # noqa: BLE001 - garbage, truncation, foreign pickles: all unreadable
         _set_aside(path, exc)
         return None

@@ -273,3 +273,123 @@ def test_compiler_fast_paths_agree_with_the_protected_tree_walk():
         want = _tree_walk(e, z, y)
         got = e.compile()(z, y)
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, equal_nan=True, msg=str(e))
+
+
+# -- printer and parser agree (Python's precedence) ------------------------------------------
+
+
+def test_neg_of_squared_constant_prints_text_that_parses_back():
+    """neg(square(1.5)) = -2.25; its text once read back as square(-1.5) = +2.25."""
+    e = LossExpression(("neg", "square", 1.5))
+    assert str(e) == "-(1.5**2)"
+    assert e.prefix() == "neg(square(1.5))"
+    z, t = torch.randn(2, 3, dtype=torch.float64), torch.tensor([0, 2])
+    for text in (str(e), e.prefix(), "-1.5**2"):
+        back = LossExpression.parse(text)
+        assert back == e and back.key == e.key, text
+        assert torch.equal(back.to_module(reduction="none")(z, t), torch.full((2,), -(1.5**2), dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["-2**2", "-2.0**2", "--2**2", "-(2)**2", "(-2)**2", "1 - -2**2", "-1.5**2 + 1", "2*-3",
+     "3/-2*4", "-2**2*3", "-0.5*-0.5", "2**+2", "-2.5", "+-2.5", "-+2.5", "-1e-05**2", "-.5**2"],
+)
+def test_constant_arithmetic_evaluates_like_python(text):
+    """Python's precedence: unary minus binds weaker than ** (-2**2 == -4) and tighter than * /."""
+    want = eval(text)  # Python's own arithmetic (the text holds only numbers)
+    z = torch.randn(2, 3, dtype=torch.float64)
+    got = LossExpression.parse(text).compile()(z, torch.zeros_like(z))
+    assert torch.equal(got, torch.full_like(z, want)), (text, got, want)
+
+
+def test_power_exponent_is_a_signed_number_but_only_two_exists():
+    assert LossExpression.parse("y_pred**+2") == LossExpression.parse("square(y_pred)")
+    with pytest.raises(ValueError, match=r"only the power 2 .*got '-1' at position 8"):
+        LossExpression.parse("y_pred**-1")
+    with pytest.raises(ValueError, match=r"'\*\*' after a power.*\(a\*\*2\)\*\*2 at position 9"):
+        LossExpression.parse("y_pred**2**2")
+
+
+# -- bad input: size limits, ASCII digits ------------------------------------------------------
+
+
+def _balanced_sum(depth: int) -> str:
+    return "y_pred" if depth == 0 else f"add({_balanced_sum(depth - 1)}, {_balanced_sum(depth - 1)})"
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ("exp(" * 200 + "y_pred" + ")" * 200, "MAX_DEPTH"),
+        (" + ".join(["y_pred"] * 2000), "MAX_DEPTH"),
+        ("(" * 200 + "y_pred" + ")" * 200, "MAX_DEPTH"),
+        ("-" * 5000 + "y_pred", "MAX_DEPTH"),
+        (_balanced_sum(10), "MAX_SIZE"),  # 2047 nodes, depth only 10
+    ],
+    ids=["200-nested-exp", "2000-term-sum", "200-parentheses", "5000-minus-signs", "2047-nodes"],
+)
+def test_deep_or_long_text_is_a_value_error_naming_the_limit(text, limit):
+    import ngl.expression as ngl_expression
+
+    value = getattr(ngl_expression, limit)
+    with pytest.raises(ValueError, match=rf"limit {limit}={value}\b.* at position \d+ in "):
+        LossExpression.parse(text)
+
+
+def test_text_at_the_limits_still_parses_prints_and_compiles():
+    import ngl.expression as ngl_expression
+
+    deepest = LossExpression.parse("sin(" * ngl_expression.MAX_DEPTH + "y_pred" + ")" * ngl_expression.MAX_DEPTH)
+    assert deepest.depth == ngl_expression.MAX_DEPTH
+    assert LossExpression.parse(str(deepest)) == deepest
+    z = torch.randn(2, 3, dtype=torch.float64)
+    want = torch.softmax(z, -1)
+    for _ in range(ngl_expression.MAX_DEPTH):
+        want = torch.sin(want)
+    assert torch.equal(deepest.compile()(z, torch.zeros_like(z)), want)
+    chain = LossExpression.parse(" + ".join(["y_pred"] * (ngl_expression.MAX_DEPTH + 1)))
+    assert chain.depth == ngl_expression.MAX_DEPTH and LossExpression.parse(str(chain)) == chain
+
+
+def test_depth_of_a_huge_program_is_measured_without_recursion():
+    """The search builds crossover children with from_program and rejects them by depth."""
+    e = LossExpression(("neg",) * 5000 + ("y_pred",))
+    assert e.depth == 5000 and e.size == 5001
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("y_pred + \u0663", r"unexpected character '\u0663' at position 9"),  # Arabic-Indic 3
+        ("2.\u0663 * y_pred", r"unexpected character '\u0663' at position 2"),
+        ("\u0663", r"unexpected character '\u0663' at position 0"),
+        ("y_pred*\u00b2", r"unexpected character '\u00b2' at position 7"),  # superscript 2
+        ("y_pred**\u00b2", r"unexpected character '\u00b2' at position 8"),
+        ("X\u0661", r"unexpected character '\u0661' at position 1"),
+        ("y_pred +\u00a01", r"unexpected character '\\xa0' at position 8"),
+        ("y_pred + 1e999", r"constant '1e999' is too large for a float at position 9"),
+    ],
+)
+def test_only_ascii_digits_and_finite_numbers_are_read(text, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        LossExpression.parse(text, preset("paper"))
+
+
+@pytest.mark.parametrize("text", ["y_pred", "2.5", "-2.5", "y_real", "logits", "log_pred", " +2.5 "])
+def test_one_token_expressions_compile_to_working_modules(text):
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0, 1, 2, 1])
+    y = torch.nn.functional.one_hot(t, 3).double()
+    ref = {"y_pred": lambda: torch.softmax(z, -1), "y_real": lambda: y, "logits": lambda: z,
+           "log_pred": lambda: torch.log_softmax(z, -1)}
+    name = text.strip()
+    want = (ref[name]() if name in ref else torch.full_like(z, float(name))).mean()
+    loss = LossExpression.parse(text).to_module()
+    got = loss(z, t)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    if got.requires_grad:
+        (gz,) = torch.autograd.grad(got, z)
+        (wz,) = torch.autograd.grad(want, z) if want.requires_grad else (torch.zeros_like(z),)
+        torch.testing.assert_close(gz, wz, rtol=1e-12, atol=1e-12)

@@ -318,3 +318,41 @@ def test_auto_pass_size_is_cache_sized_on_cpu(data, monkeypatch):
     assert seen == [n]
     with pytest.raises(ValueError, match="'auto'"):
         train_population(tiny_cnn, losses(), data, BUDGET, seed=0, max_population_per_pass="all")
+
+
+def test_cuda_graph_refuses_validating_losses_before_anything_runs(data, monkeypatch):
+    """Target validation syncs with the host, which CUDA-graph capture forbids: refused up
+    front (on CPU too, where the flag is otherwise ignored), naming the loss and the fix."""
+    import ngl.population as population
+    from ngl import LossExpression, get_loss
+
+    built: list[int] = []
+
+    def model_fn() -> nn.Module:
+        built.append(1)
+        return tiny_cnn()
+
+    monkeypatch.setattr(population, "_train_pass", lambda *a, **k: pytest.fail("trained"))
+
+    class Wrapper(nn.Module):  # a validating loss inside a user's module is found too
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = get_loss("ngl")
+
+        def forward(self, z: Tensor, y: Tensor) -> Tensor:
+            return self.inner(z, y)
+
+    text = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+    for bad in (get_loss("ngl"), LossExpression.parse(text).to_module(), Wrapper()):
+        with pytest.raises(ValueError, match=r"candidate 1 .*validate=False") as err:
+            train_population(model_fn, [nn.CrossEntropyLoss(), bad], data, BUDGET, seed=0,
+                             cuda_graph=True)
+        assert type(bad).__name__ in str(err.value) or "NGL" in str(err.value)
+    assert built == []
+    # the search's own compiled modules (validate=False) and torch's losses are accepted
+    monkeypatch.undo()
+    ok = [nn.CrossEntropyLoss(), LossExpression.parse(text).to_module(validate=False),
+          get_loss("ngl", validate=False)]
+    res = train_population(tiny_cnn, ok, data, TrainBudget(steps=2, batch_size=32), seed=0,
+                           cuda_graph=True)
+    assert [r.status for r in res] == ["ok"] * 3

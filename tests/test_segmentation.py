@@ -125,3 +125,37 @@ def test_imagenet_cli_refuses_missing_data(tmp_path):
         main(["--workers", "0", "--model", "resnet18"])
     with pytest.raises(SystemExit, match="does not exist"):
         main(["--data", str(tmp_path), "--workers", "0"])
+
+
+def test_finite_loss_with_infinite_gradient_takes_no_step():
+    """The same policy as every ngl loop: a finite loss value is not enough, its gradient must
+    be finite too, and no step is taken with a bad one."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    x, y = make_shapes(12, size=16, seed=0)
+    torch.manual_seed(0)
+    model = TinySegNet(1, 3, width=4)
+
+    class Bomb(nn.Module):
+        ignore_index = VOID
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls, self.before = 0, None
+
+        def forward(self, logits, target):
+            self.calls += 1
+            value = F.cross_entropy(logits, target, ignore_index=VOID)
+            if self.calls <= 2:
+                return value
+            self.before = [p.detach().clone() for p in model.parameters()]
+            return value + torch.sqrt(logits - logits.detach()).sum()  # value + 0, gradient inf
+
+    bomb = Bomb()
+    res = train_segmentation(model, bomb, x[:8], y[:8], x[8:], y[8:], num_classes=3, epochs=2,
+                             batch_size=2, progress=False)
+    assert res["status"] == "nonfinite" and bomb.calls == 3
+    after = [p.detach() for p in model.parameters()]
+    assert all(torch.isfinite(p).all() for p in after)
+    assert all(torch.equal(a, b) for a, b in zip(bomb.before, after, strict=True))

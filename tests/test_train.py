@@ -276,7 +276,12 @@ def _other_model(path, digits):
     torch.save(state, path)
 
 
-@pytest.mark.parametrize("damage", [_garbage, _truncated, _other_model])
+def _bare_state_dict(path, digits):
+    """Some other program's checkpoint: a plain model state_dict, no run state."""
+    torch.save(build_model("small_cnn", 1, 10, 8, width=12).state_dict(), path)
+
+
+@pytest.mark.parametrize("damage", [_garbage, _truncated, _other_model, _bare_state_dict])
 def test_unloadable_checkpoint_is_moved_aside_and_the_run_starts_over(digits, tmp_path, damage):
     cfg = dataclasses.replace(CFG, epochs=2, random_crop=0, hflip=False)
     ckpt = tmp_path / "run.pt"

@@ -404,23 +404,19 @@ def _env_dir(holding: str) -> pathlib.Path | None:
     value = os.environ.get(DATA_DIR_ENV)
     if not value:
         return None
-    path = pathlib.Path(value).expanduser()
-    if path.exists() and not path.is_dir():
-        kind = "a file" if path.is_file() else "not a directory"
-        raise NotADirectoryError(
-            f"{DATA_DIR_ENV}={value} is {kind}, expected a directory holding {holding}"
-        )
-    return path
+    return _directory(value, f"{DATA_DIR_ENV}={value}", holding)
 
 
 def _explicit_root(root: str | os.PathLike[str], holding: str) -> pathlib.Path:
     """``root`` as a path; a file there is reported as such (a download could not go there)."""
-    path = pathlib.Path(root).expanduser()
+    return _directory(root, f"root={str(root)!r}", holding)
+
+
+def _directory(value: str | os.PathLike[str], label: str, holding: str) -> pathlib.Path:
+    path = pathlib.Path(value).expanduser()
     if path.exists() and not path.is_dir():
         kind = "a file" if path.is_file() else "not a directory"
-        raise NotADirectoryError(
-            f"root={str(root)!r} is {kind}, expected a directory holding {holding}"
-        )
+        raise NotADirectoryError(f"{label} is {kind}, expected a directory holding {holding}")
     return path
 
 

@@ -228,8 +228,10 @@ def test_a_locked_run_directory_is_refused_at_once(straight, tmp_path, capsys):
 
 
 def test_two_search_processes_on_one_directory(tmp_path):
-    """The real thing: two `python -m ngl search` at once; one runs, the other exits 2 at once."""
-    cfg = tiny(budget=TrainBudget(steps=150, batch_size=32), generations=2)
+    """The real thing: two `python -m ngl search` at once; one runs, the other exits 2 at once.
+
+    The first is paused (SIGSTOP) mid-run so the overlap does not depend on timing."""
+    cfg = tiny(budget=TrainBudget(steps=30, batch_size=32), generations=2)
     cfg_file = tmp_path / "run.json"
     cfg_file.write_text(cfg.to_json())
     run_dir = tmp_path / "run"
@@ -239,15 +241,18 @@ def test_two_search_processes_on_one_directory(tmp_path):
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 120
-        while not (run_dir / "checkpoint.json").exists() and time.time() < deadline:
-            time.sleep(0.05)
+        while not read_rows(run_dir / "history.jsonl") and time.time() < deadline:
+            time.sleep(0.01)
+        os.kill(first.pid, signal.SIGSTOP)
+        assert first.poll() is None, "the first search ended before it could be paused"
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        assert first.poll() is None, "the first search ended before the second started"
+        os.kill(first.pid, signal.SIGCONT)
         assert second.returncode == 2, second.stderr
         assert "in use" in second.stderr and "Traceback" not in second.stderr
         assert first.wait(timeout=300) == 0, first.stderr.read().decode()[-2000:]
     finally:
         if first.poll() is None:
+            os.kill(first.pid, signal.SIGCONT)
             first.kill()
     rows = read_rows(run_dir / "history.jsonl")
     assert sorted((r["generation"], r["index"]) for r in rows) == \

@@ -182,9 +182,8 @@ def test_cli_show_and_example_config(finished, tmp_path, capsys):
     assert "hall of fame" in out and "complete: True" in out
     assert main(["example-config"]) == 0
     assert SearchConfig.from_json(capsys.readouterr().out) == SearchConfig()
-    with pytest.raises(SystemExit):
-        main(["search", "--config", str(tmp_path / "no.json")])
-    assert "does not exist" in capsys.readouterr().err
+    assert main(["search", "--config", str(tmp_path / "no.json")]) == 2
+    assert "no.json: no such file" in capsys.readouterr().err
 
 
 def test_load_result_of_missing_dir_is_clear(tmp_path):

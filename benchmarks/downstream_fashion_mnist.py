@@ -1,6 +1,6 @@
 """Downstream grid on full Fashion-MNIST: SmallCNN, Adam, CE vs NGL vs focal vs label smoothing.
 
-Trains every (loss, seed) cell with ``ngl.experiments.run_grid`` (resumable: finished runs in the
+Trains every (loss, seed) cell with ``ngl.evaluate.grid.run_grid`` (resumable: finished runs in the
 results file are skipped), then prints the paper-style table (mean ± std test accuracy, change
 against CE, paired t-test and Wilcoxon p-values), the paper's Fashion-MNIST numbers next to
 ours, and the time per run. The last line is JSON.
@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 import ngl
-from ngl import tables
-from ngl.experiments import GridConfig, run_grid
-from ngl.records import json_safe
-from ngl.train import TrainConfig
+from ngl.evaluate import tables
+from ngl.evaluate.grid import GridConfig, run_grid
+from ngl.io.records import json_safe
+from ngl.train.loop import TrainConfig
 
 
 def main() -> None:

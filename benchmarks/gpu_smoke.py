@@ -13,8 +13,8 @@ import time
 import torch
 
 import ngl
-from ngl.population import TrainBudget
-from ngl.search import SearchConfig, run_search
+from ngl.fitness.population import TrainBudget
+from ngl.gp.search import SearchConfig, run_search
 
 NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
 

@@ -1,16 +1,16 @@
 """Sequential vs population-batched fitness training: same work, timed side by side.
 
 Trains P candidate losses -- the search's own compiled modules,
-``LossExpression.parse(text).to_module(validate=False)`` exactly as `ngl.search.evaluate_chunk`
+``LossExpression.parse(text).to_module(validate=False)`` exactly as `ngl.gp.search.evaluate_chunk`
 builds them, for a CE-like family (CE, label smoothing, focal with several gammas, poly-1, NGL,
 Brier, ...) -- three ways:
 
-* ``sequential``: `ngl.population.train_sequential`, the reference (one host sync per step for
+* ``sequential``: `ngl.fitness.population.train_sequential`, the reference (one host sync per step for
   its finite-loss-and-gradient check);
 * ``sequential, sync-free``: the same training with nothing but the work -- no per-step host
   sync or gradient check, and on CUDA the step recorded once as a CUDA graph and replayed; the
   fastest honest way to train the candidates one by one;
-* ``batched``: `ngl.population.train_population`.
+* ``batched``: `ngl.fitness.population.train_population`.
 
 It checks that all three give the same fitness and prints both speedups (batched vs each
 sequential side); the last line is one JSON object. The exit status is 1 when a side disagrees
@@ -18,7 +18,7 @@ with the reference, so a run that is fast but wrong does not pass as a result.
 
     python benchmarks/population_training.py --population 16 --steps 100 --device cpu
 
-The run also prints the arithmetic ceiling (`ngl.profiling`): the FLOPs of one candidate's
+The run also prints the arithmetic ceiling (`profiling`): the FLOPs of one candidate's
 training step, this machine's measured matmul throughput, and so the largest speedup that any
 batched run of the same arithmetic could reach. Where one candidate's step is already bound by
 its convolutions, that ceiling -- not the batching -- limits the speedup.
@@ -39,12 +39,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from profiling import matmul_gflops, speed_ceiling, training_step_flops
 from torch import Tensor, nn
 
-from ngl.expression import LossExpression
-from ngl.models import build_model
-from ngl.optim import optimizer_from_config
-from ngl.population import (
+from ngl.fitness.population import (
     CPU_PASS_SIZE,
     FitnessResult,
     TrainBudget,
@@ -56,7 +54,9 @@ from ngl.population import (
     train_population,
     train_sequential,
 )
-from ngl.profiling import matmul_gflops, speed_ceiling, training_step_flops
+from ngl.gp.expression import LossExpression
+from ngl.models.networks import build_model
+from ngl.train.optim import optimizer_from_config
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -154,7 +154,7 @@ def train_sequential_syncfree(model_fn: Callable[[], nn.Module], losses: Sequenc
 
 
 def _digits(device: str) -> object:
-    from ngl.data import load_dataset
+    from ngl.data.datasets import load_dataset
 
     return load_dataset("digits", device=device)
 

@@ -14,10 +14,10 @@ import json
 import time
 
 import ngl
-from ngl.data import load_cached
-from ngl.models import build_model
-from ngl.population import TrainBudget, train_population
-from ngl.search import SearchConfig, run_search
+from ngl.data.datasets import load_cached
+from ngl.fitness.population import TrainBudget, train_population
+from ngl.gp.search import SearchConfig, run_search
+from ngl.models.networks import build_model
 
 NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
 

@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 
 from ngl import NGL_ALPHA, get_loss
-from ngl import analysis as A
-from ngl.data import load_dataset
-from ngl.train import TrainConfig
+from ngl.data.datasets import load_dataset
+from ngl.evaluate import analysis as A
+from ngl.train.loop import TrainConfig
 
 
 def main() -> None:

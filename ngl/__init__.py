@@ -3,23 +3,21 @@
 Nothing here has side effects on import; call :func:`ngl.setup` for seeds and figure style.
 """
 
-from ngl.expression import ExpressionLoss, LossExpression
-from ngl.losses import (
+from ngl.gp.expression import ExpressionLoss, LossExpression
+from ngl.gp.primitives import PRESETS, PrimitiveSet, preset
+from ngl.gp.sampling import sample_expressions
+from ngl.losses.base import ClassificationLoss, ElementwiseLoss
+from ngl.losses.registry import available_losses, get_loss, register_loss
+from ngl.losses.zoo import (
     NGL,
     NGL_ALPHA,
     BaikalLoss,
-    ClassificationLoss,
     CrossEntropy,
-    ElementwiseLoss,
     FocalLoss,
     LabelSmoothingCE,
     PolyLoss,
     SymmetricCE,
-    available_losses,
-    get_loss,
-    register_loss,
 )
-from ngl.primitives import PRESETS, PrimitiveSet, preset, sample_expressions
 from ngl.setup import quick_mode, seed_everything, setup
 
 __version__ = "0.1.0"

@@ -12,9 +12,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ngl.config import ConfigError, load_config_file, require_available
-from ngl.records import InUseError
-from ngl.search import RunDirError, SearchConfig, load_result, resume, run_search
+from ngl.gp.search import RunDirError, SearchConfig, load_result, resume, run_search
+from ngl.io.config import ConfigError, load_config_file, require_available
+from ngl.io.records import InUseError
 
 
 def _executor(address: str | None):

@@ -43,16 +43,16 @@ import pandas as pd
 from IPython.display import Math, display
 
 import ngl
-from ngl import viz
-from ngl.primitives import LEAVES, OPERATORS
+from ngl.gp.primitives import LEAVES, OPERATORS
 from ngl.setup import runs_dir
-from ngl.widgets import primitive_set_picker
+from ngl.ui import viz
+from ngl.ui.widgets import primitive_set_picker
 
 ngl.setup(seed=SEED, style="paper")
 
 # %% [markdown]
 # ## The operators and leaves on offer
-# Every operator is defined once in `ngl.primitives`, with a torch form (training), a numpy form
+# Every operator is defined once in `ngl.gp.primitives`, with a torch form (training), a numpy form
 # (gplearn) and a sympy form (formulas). Protected operators never produce inf or NaN.
 
 # %%

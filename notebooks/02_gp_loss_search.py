@@ -59,12 +59,12 @@ import matplotlib.pyplot as plt
 from IPython.display import Math, display
 
 import ngl
-from ngl import viz
-from ngl.population import TrainBudget
-from ngl.primitives import PrimitiveSet
-from ngl.search import GPSearch, SearchConfig
+from ngl.fitness.population import TrainBudget
+from ngl.gp.primitives import PrimitiveSet
+from ngl.gp.search import GPSearch, SearchConfig
 from ngl.setup import runs_dir
-from ngl.widgets import search_config_form
+from ngl.ui import viz
+from ngl.ui.widgets import search_config_form
 
 ngl.setup(seed=SEED, style="paper")
 

@@ -44,11 +44,11 @@ import numpy as np
 from IPython.display import Math, display
 
 import ngl
-from ngl import viz
-from ngl.population import TrainBudget
-from ngl.search import SearchConfig, load_result, run_search
+from ngl.fitness.population import TrainBudget
+from ngl.gp.search import SearchConfig, load_result, run_search
 from ngl.setup import runs_dir
-from ngl.widgets import hall_of_fame_browser, loss_explorer
+from ngl.ui import viz
+from ngl.ui.widgets import hall_of_fame_browser, loss_explorer
 
 ngl.setup(seed=SEED, style="paper")
 

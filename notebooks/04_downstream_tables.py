@@ -17,7 +17,7 @@
 # The paper compares NGL with cross entropy (CE) and other losses by training the same networks
 # with each loss and reporting test accuracy: CE as an absolute accuracy, every other loss as a
 # change against CE, with a change within ±0.5 counted as "same as CE". Here every
-# (dataset, model, loss, seed) cell is trained with one standard loop (`ngl.train`) and one row
+# (dataset, model, loss, seed) cell is trained with one standard loop (`ngl.train.loop`) and one row
 # per run is appended to `runs/downstream/results.jsonl`. Re-running a cell skips every run that
 # already finished, so you can stop the kernel at any time and continue later, or widen the grid
 # (more seeds, more losses) and train only what is new.
@@ -28,7 +28,7 @@
 #
 # Quick mode: the embedded 8x8 digits, a small CNN, 2 seeds, about a minute on a laptop CPU.
 # Full mode (`NGL_QUICK=0`): Fashion-MNIST, 3 seeds, 10 epochs (a GPU helps). CIFAR-10/100 run
-# through the same code once their files are available (`ngl.data.load_dataset("cifar10", root=...)`).
+# through the same code once their files are available (`ngl.data.datasets.load_dataset("cifar10", root=...)`).
 # Long grids are better run from a script: see `benchmarks/downstream_fashion_mnist.py`.
 
 # %% tags=["parameters"]
@@ -54,11 +54,12 @@ import torch
 from IPython.display import Markdown, display
 
 import ngl
-from ngl import tables, viz
-from ngl.experiments import GridConfig, run_grid
+from ngl.evaluate import tables
+from ngl.evaluate.grid import GridConfig, run_grid
 from ngl.setup import runs_dir
-from ngl.train import TrainConfig
-from ngl.widgets import table_builder
+from ngl.train.loop import TrainConfig
+from ngl.ui import viz
+from ngl.ui.widgets import table_builder
 
 ngl.setup(seed=0, style="paper")
 if TORCH_THREADS:

@@ -29,8 +29,8 @@
 # Parts 1-2 are exact properties of the formulas. Parts 3-4 train a small CNN: in quick mode
 # (`NGL_QUICK=1`) a few seconds per run on the 8x8 digits data, which shows *how* to measure but
 # is too small and too short to decide anything; in full mode on Fashion-MNIST with 3 seeds. The
-# functions live in `ngl.analysis` (they accept any loss module, found expressions included) and
-# the figures in `ngl.viz`.
+# functions live in `ngl.evaluate.analysis` (they accept any loss module, found expressions included) and
+# the figures in `ngl.ui.viz`.
 
 # %% tags=["parameters"]
 import os
@@ -57,10 +57,10 @@ import pandas as pd
 from IPython.display import display
 
 import ngl
-from ngl import analysis as A
-from ngl import viz
-from ngl.data import load_dataset
-from ngl.train import TrainConfig
+from ngl.data.datasets import load_dataset
+from ngl.evaluate import analysis as A
+from ngl.train.loop import TrainConfig
+from ngl.ui import viz
 
 ngl.setup(seed=SEED, style="paper")
 LOSSES = {
@@ -118,7 +118,7 @@ print(f"SGD lr for NGL that matches CE's steps at a uniform prediction (C={C}): 
 # C = 2, 0.08x for C = 10, 0.001x for C = 100 at a uniform prediction. Adam and AdamW normalise
 # each step by the gradient's running scale and do not care; plain SGD takes steps proportional to
 # it. At CE's learning rate SGD barely moves an NGL network; the fix is to scale SGD's learning
-# rate by `1 / gradient_scale` (`ngl.analysis.sgd_lr_for`), about 12x for C = 10 and ~1000x for
+# rate by `1 / gradient_scale` (`ngl.evaluate.analysis.sgd_lr_for`), about 12x for C = 10 and ~1000x for
 # C = 100. Part 4 measures both. **Always report which optimizer a loss comparison used.**
 
 # %% [markdown]

@@ -1,4 +1,4 @@
-"""Known answers for ngl.analysis: optimum confidence, gradient scale, calibration, sweeps."""
+"""Known answers for ngl.evaluate.analysis: optimum confidence, gradient scale, calibration, sweeps."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from ngl import NGL, CrossEntropy, FocalLoss, LabelSmoothingCE, LossExpression, viz
-from ngl import analysis as A
+from ngl import NGL, CrossEntropy, FocalLoss, LabelSmoothingCE, LossExpression
+from ngl.evaluate import analysis as A
+from ngl.ui import viz
 
 NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
 ALPHA = 2.4092
@@ -226,13 +227,13 @@ def test_sweep_collects_one_row_per_value_and_seed():
 
 @pytest.fixture(scope="module")
 def tiny_digits():
-    from ngl.data import load_dataset
+    from ngl.data.datasets import load_dataset
 
     return load_dataset("digits", seed=0).subset(200, 100, 100, seed=0)
 
 
 def test_training_sweeps_run_end_to_end(tiny_digits):
-    from ngl.train import TrainConfig
+    from ngl.train.loop import TrainConfig
 
     cfg = TrainConfig(epochs=2, batch_size=64, max_steps_per_epoch=2, lr=3e-3)
     res = A.train_and_evaluate("ngl", tiny_digits, cfg, seed=0, width=8)

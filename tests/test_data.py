@@ -1,4 +1,4 @@
-"""Tests for ngl.data: splits, normalisation, subsets and the real on-disk formats.
+"""Tests for ngl.data.datasets: splits, normalisation, subsets and the real on-disk formats.
 
 File-based datasets are tested on tiny files written here in the official formats (idx for
 Fashion-MNIST, python pickles for CIFAR), so the readers are exercised without downloads.
@@ -18,8 +18,8 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-import ngl.data as data
-from ngl.data import (
+import ngl.data.datasets as data
+from ngl.data.datasets import (
     DataSplits,
     available_datasets,
     find_fashion_mnist,

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-import ngl.experiments as ex
-from ngl.experiments import GridConfig, grid_cells, load_results, loss_label, run_cell, run_grid
-from ngl.parallel import InProcessExecutor
-from ngl.records import read_rows
-from ngl.train import TrainConfig
+import ngl.evaluate.grid as ex
+from ngl.evaluate.grid import GridConfig, grid_cells, load_results, loss_label, run_cell, run_grid
+from ngl.gp.executors import InProcessExecutor
+from ngl.io.records import read_rows
+from ngl.train.loop import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -144,7 +144,7 @@ def test_dask_local_cluster(tmp_path):
 
 
 def test_table_builder_widget_runs_a_grid(tmp_path):
-    from ngl.widgets import table_builder
+    from ngl.ui.widgets import table_builder
 
     tb = table_builder(results_path=tmp_path / "w.jsonl", datasets=("digits",),
                        models=("small_cnn",), losses=("ce", "ngl", "focal"),

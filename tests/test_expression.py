@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import ngl
-from ngl.expression import ExpressionLoss, LossExpression
-from ngl.primitives import OPERATORS, PrimitiveSet, preset, sample_expressions
+from ngl.gp.expression import ExpressionLoss, LossExpression
+from ngl.gp.primitives import OPERATORS, PrimitiveSet, preset
+from ngl.gp.sampling import sample_expressions
 
 NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
 
@@ -330,7 +331,7 @@ def _balanced_sum(depth: int) -> str:
     ids=["200-nested-exp", "2000-term-sum", "200-parentheses", "5000-minus-signs", "2047-nodes"],
 )
 def test_deep_or_long_text_is_a_value_error_naming_the_limit(text, limit):
-    import ngl.expression as ngl_expression
+    import ngl.gp.expression as ngl_expression
 
     value = getattr(ngl_expression, limit)
     with pytest.raises(ValueError, match=rf"limit {limit}={value}\b.* at position \d+ in "):
@@ -338,7 +339,7 @@ def test_deep_or_long_text_is_a_value_error_naming_the_limit(text, limit):
 
 
 def test_text_at_the_limits_still_parses_prints_and_compiles():
-    import ngl.expression as ngl_expression
+    import ngl.gp.expression as ngl_expression
 
     deepest = LossExpression.parse("sin(" * ngl_expression.MAX_DEPTH + "y_pred" + ")" * ngl_expression.MAX_DEPTH)
     assert deepest.depth == ngl_expression.MAX_DEPTH

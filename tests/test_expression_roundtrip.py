@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import ngl
-from ngl.expression import LossExpression
-from ngl.primitives import OPERATORS
+from ngl.gp.expression import LossExpression
+from ngl.gp.primitives import OPERATORS
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add waiting
 

@@ -20,11 +20,9 @@ import pandas as pd
 import pytest
 
 from ngl.__main__ import main
-from ngl.config import ConfigError
-from ngl.experiments import GridConfig, load_results, run_grid
-from ngl.population import TrainBudget
-from ngl.records import InUseError, append_rows, exclusive_lock, read_rows, write_json_atomic
-from ngl.search import (
+from ngl.evaluate.grid import GridConfig, load_results, run_grid
+from ngl.fitness.population import TrainBudget
+from ngl.gp.search import (
     GPSearch,
     RunDirError,
     SearchConfig,
@@ -33,7 +31,9 @@ from ngl.search import (
     run_dir_lock,
     run_search,
 )
-from ngl.train import TrainConfig
+from ngl.io.config import ConfigError
+from ngl.io.records import InUseError, append_rows, exclusive_lock, read_rows, write_json_atomic
+from ngl.train.loop import TrainConfig
 
 NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
 COLS = ["generation", "index", "expression", "status", "cache_hit", "origin", "parents",
@@ -294,7 +294,7 @@ def test_sigkill_at_several_points_then_resume(straight, tmp_path, kill_after):
 
 # -- search: what runs is what was asked -----------------------------------------------------------
 def test_gp_seed_does_not_change_the_data(monkeypatch):
-    import ngl.search as search
+    import ngl.gp.search as search
 
     seen = []
     real = search._load_data.__wrapped__
@@ -449,7 +449,7 @@ def test_grid_torn_tail_then_rerun(grid_reference, tmp_path):
 @pytest.mark.slow
 def test_grid_sigkill_then_rerun_matches_uninterrupted(grid_reference, tmp_path):
     path = tmp_path / "results.jsonl"
-    script = ("import sys; from ngl.experiments import GridConfig, run_grid; "
+    script = ("import sys; from ngl.evaluate.grid import GridConfig, run_grid; "
               f"run_grid(GridConfig.from_json({grid_config().to_json()!r}), sys.argv[1], "
               "progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.DEVNULL,

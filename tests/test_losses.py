@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 import ngl
-from ngl.losses import (
+from ngl.losses.registry import available_losses, get_loss
+from ngl.losses.zoo import (
     NGL,
     BaikalLoss,
     CrossEntropy,
@@ -19,8 +20,6 @@ from ngl.losses import (
     LabelSmoothingCE,
     PolyLoss,
     SymmetricCE,
-    available_losses,
-    get_loss,
 )
 
 ALL = available_losses()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ngl.models import (
+from ngl.models.networks import (
     OWN_MODELS,
     ResNetCIFAR,
     SmallCNN,

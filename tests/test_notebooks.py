@@ -8,7 +8,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from ngl.notebook_runner import list_notebooks, run_notebook
+from ngl.ui.notebook_runner import list_notebooks, run_notebook
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = list_notebooks(NB_DIR)

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ngl.models import SmallCNN, build_model
-from ngl.population import (
+from ngl.fitness.population import (
     FitnessResult,
     TrainBudget,
     _foldable,
@@ -19,6 +18,7 @@ from ngl.population import (
     train_population,
     train_sequential,
 )
+from ngl.models.networks import SmallCNN, build_model
 
 BUDGET = TrainBudget(steps=6, batch_size=32, lr=1e-2)
 METHODS = ["folded", "vmap"]
@@ -31,11 +31,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def data() -> SimpleNamespace:
     """A small digits slice: enough for real (if short) training, fast on 2 CPU cores."""
     try:
-        from ngl.data import load_dataset
+        from ngl.data.datasets import load_dataset
 
         d = load_dataset("digits")
         x_tr, y_tr, x_val, y_val = d.x_train, d.y_train, d.x_val, d.y_val
-    except ImportError:  # pragma: no cover - ngl.data is written in parallel
+    except ImportError:  # pragma: no cover - ngl.data.datasets is written in parallel
         from sklearn.datasets import load_digits
 
         x, y = load_digits(return_X_y=True)
@@ -201,7 +201,7 @@ def test_nonfinite_candidate_masked_others_unaffected(data, method):
 
 def test_dead_candidate_parameters_freeze(data):
     """After going non-finite, a candidate's stacked parameters stop changing."""
-    from ngl.population import _FoldedEngine
+    from ngl.fitness.population import _FoldedEngine
 
     snapshots: list[list[Tensor]] = []
     original_call = _FoldedEngine.__call__
@@ -298,7 +298,7 @@ def test_cuda_graph_flag_is_ignored_on_cpu(data):
 
 
 def test_auto_pass_size_is_cache_sized_on_cpu(data, monkeypatch):
-    import ngl.population as population
+    import ngl.fitness.population as population
 
     seen: list[int] = []
     original = population._train_pass
@@ -323,7 +323,7 @@ def test_auto_pass_size_is_cache_sized_on_cpu(data, monkeypatch):
 def test_cuda_graph_refuses_validating_losses_before_anything_runs(data, monkeypatch):
     """Target validation syncs with the host, which CUDA-graph capture forbids: refused up
     front (on CPU too, where the flag is otherwise ignored), naming the loss and the fix."""
-    import ngl.population as population
+    import ngl.fitness.population as population
     from ngl import LossExpression, get_loss
 
     built: list[int] = []

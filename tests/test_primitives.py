@@ -9,7 +9,7 @@ import pytest
 import sympy
 import torch
 
-from ngl.primitives import (
+from ngl.gp.primitives import (
     LEAVES,
     OPERATORS,
     PRESETS,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ngl.expression import LossExpression
-from ngl.sanity import check_candidate, make_probe
+from ngl.gp.expression import LossExpression
+from ngl.gp.sanity import check_candidate, make_probe
 
 PROBE = make_probe(10)
 NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"

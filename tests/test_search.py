@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ngl.expression import LossExpression
-from ngl.population import TrainBudget
-from ngl.primitives import PrimitiveSet, preset
-from ngl.records import read_json, read_rows
-from ngl.search import SearchConfig, load_result, resume, run_search
+from ngl.fitness.population import TrainBudget
+from ngl.gp.expression import LossExpression
+from ngl.gp.primitives import PrimitiveSet, preset
+from ngl.gp.search import SearchConfig, load_result, resume, run_search
+from ngl.io.records import read_json, read_rows
 
 NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
 COLS = ["generation", "index", "expression", "status", "cache_hit", "origin", "val_accuracy"]

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from ngl.losses import get_loss
-from ngl.segmentation import (
+from ngl.evaluate.segmentation import (
     VOID,
     TinySegNet,
     confusion_matrix,
@@ -16,6 +15,7 @@ from ngl.segmentation import (
     miou,
     train_segmentation,
 )
+from ngl.losses.registry import get_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -98,7 +98,7 @@ def test_imagenet_recipe_runs_under_torchrun(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     try:
         proc = subprocess.run(
-            [*cmd, "--standalone", "--nproc_per_node=2", "-m", "ngl.imagenet", "--fake-data",
+            [*cmd, "--standalone", "--nproc_per_node=2", "-m", "ngl.evaluate.imagenet", "--fake-data",
              "--model", "resnet18", "--image-size", "32", "--epochs", "1", "--steps", "2",
              "--batch-size", "4", "--fake-size", "16", "--num-classes", "10", "--workers", "0",
              "--out", str(tmp_path / "ckpt")],
@@ -119,7 +119,7 @@ def test_imagenet_recipe_runs_under_torchrun(tmp_path):
 
 
 def test_imagenet_cli_refuses_missing_data(tmp_path):
-    from ngl.imagenet import main
+    from ngl.evaluate.imagenet import main
 
     with pytest.raises(SystemExit, match="--data"):
         main(["--workers", "0", "--model", "resnet18"])

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from ngl.data import DataSplits, load_dataset
-from ngl.losses import get_loss
-from ngl.models import build_model
-from ngl.train import TrainConfig, augment_batch, evaluate, train_model
+from ngl.data.datasets import DataSplits, load_dataset
+from ngl.losses.registry import get_loss
+from ngl.models.networks import build_model
+from ngl.train.loop import TrainConfig, augment_batch, evaluate, train_model
 
 
 @pytest.fixture(autouse=True)
@@ -229,8 +229,8 @@ def test_imagenet_recipe_takes_no_step_with_an_infinite_gradient(monkeypatch, tm
 
     import torchvision
 
-    import ngl.losses
-    from ngl import imagenet
+    import ngl.losses.registry
+    from ngl.evaluate import imagenet
 
     class Bomb(nn.Module):
         def forward(self, logits, target):
@@ -245,7 +245,7 @@ def test_imagenet_recipe_takes_no_step_with_an_infinite_gradient(monkeypatch, tm
         return model
 
     monkeypatch.setattr(torchvision.models, "get_model", get_model)
-    monkeypatch.setattr(ngl.losses, "get_loss", lambda name, **kw: Bomb())
+    monkeypatch.setattr(ngl.losses.registry, "get_loss", lambda name, **kw: Bomb())
     rc = imagenet.main([*IMAGENET_SMOKE, "--out", str(tmp_path)])
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 2 and row["status"] == "nonfinite"
@@ -299,7 +299,7 @@ def test_unloadable_checkpoint_is_moved_aside_and_the_run_starts_over(digits, tm
 
 
 def test_grid_cell_with_a_corrupt_checkpoint_trains(tmp_path):
-    from ngl.experiments import GridConfig, grid_cells, run_cell
+    from ngl.evaluate.grid import GridConfig, grid_cells, run_cell
 
     cell = grid_cells(GridConfig(losses=("ce",), seeds=(0,), n_train=120, n_val=40, n_test=40,
                                  train=TrainConfig(epochs=1, batch_size=32, max_steps_per_epoch=2),

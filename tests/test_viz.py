@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import ngl  # noqa: E402
-from ngl import viz  # noqa: E402
+from ngl.ui import viz  # noqa: E402
 
 
 def test_loss_shape_data_is_tidy_and_finds_known_optima():

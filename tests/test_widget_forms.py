@@ -12,13 +12,13 @@ import html
 
 import pytest
 
-from ngl import widgets
-from ngl.experiments import GridConfig
-from ngl.population import TrainBudget
-from ngl.primitives import PrimitiveSet, preset
-from ngl.search import SearchConfig
-from ngl.train import TrainConfig
-from ngl.widgets import primitive_set_picker, search_config_form, table_builder
+from ngl.evaluate.grid import GridConfig
+from ngl.fitness.population import TrainBudget
+from ngl.gp.primitives import PrimitiveSet, preset
+from ngl.gp.search import SearchConfig
+from ngl.train.loop import TrainConfig
+from ngl.ui import widgets
+from ngl.ui.widgets import primitive_set_picker, search_config_form, table_builder
 
 NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
 

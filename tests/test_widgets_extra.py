@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ngl import viz
-from ngl.losses import NGL_ALPHA
-from ngl.population import TrainBudget
-from ngl.search import SearchConfig, load_result
-from ngl.widgets import hall_of_fame_browser, loss_explorer, search_runner
+from ngl.fitness.population import TrainBudget
+from ngl.gp.search import SearchConfig, load_result
+from ngl.losses.zoo import NGL_ALPHA
+from ngl.ui import viz
+from ngl.ui.widgets import hall_of_fame_browser, loss_explorer, search_runner
 
 PNG = b"\x89PNG"
 

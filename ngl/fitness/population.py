@@ -36,10 +36,10 @@ gain is small (about 1.0-1.2x for the width-32 SmallCNN on digits) because there
 overhead to remove: one candidate's step is 916 MFLOP of convolutions, which the sequential
 reference already runs at ~46 GFLOP/s against a ~157 GFLOP/s hardware peak, with BatchNorm,
 ReLU and Adam (not counted) taking most of the rest. The benchmark prints that arithmetic
-ceiling (`ngl.profiling`). A 16-candidate pass also spills activations out of cache, so CPU
+ceiling (`profiling`). A 16-candidate pass also spills activations out of cache, so CPU
 passes hold `CPU_PASS_SIZE` candidates (``max_population_per_pass="auto"``).
 
-Non-finite candidates (the policy of `ngl.optim`, shared by every training loop of ngl: loss
+Non-finite candidates (the policy of `ngl.train.optim`, shared by every training loop of ngl: loss
 and gradients finite, else no step): a candidate whose loss or any gradient is NaN/inf at some
 step is masked out from that step on: its gradients are zeroed and its parameters restored after every
 optimizer step, so they stay at the last finite values, and the other candidates are not
@@ -65,8 +65,8 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from ngl.config import STRICT, ConfigMixin
-from ngl.optim import all_finite, optimizer_from_config
+from ngl.io.config import STRICT, ConfigMixin
+from ngl.train.optim import all_finite, optimizer_from_config
 
 __all__ = [
     "LossFn",
@@ -102,7 +102,7 @@ class TrainBudget(ConfigMixin):
     """How one candidate is trained: the same budget for every candidate of a search.
 
     ``optimizer="sgd"`` uses ``momentum`` and, only when asked, ``nesterov`` (the same
-    optimizer builder as downstream training, :func:`ngl.train.build_optimizer`).
+    optimizer builder as downstream training, :func:`ngl.train.loop.build_optimizer`).
     """
 
     steps: Annotated[int, Field(ge=0)] = 200
@@ -197,7 +197,7 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 def _make_optimizer(params: Sequence[Tensor], budget: TrainBudget,
                     capturable: bool = False) -> torch.optim.Optimizer:
-    """The shared builder (:func:`ngl.optim.build_optimizer`), so "sgd" means the same
+    """The shared builder (:func:`ngl.train.optim.build_optimizer`), so "sgd" means the same
     optimizer in the search as in downstream training (Nesterov only if ``budget.nesterov``)."""
     return optimizer_from_config(params, budget, capturable=capturable)
 
@@ -270,7 +270,7 @@ def _train_one(model_fn: Callable[[], nn.Module], loss_fn: LossFn, index: int, x
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
             last_loss = loss.detach()
-            # One sync per step (ngl.optim's policy: loss and gradients finite, else no step);
+            # One sync per step (ngl.train.optim's policy: loss and gradients finite, else no step);
             # acceptable for the reference implementation.
             if not bool(all_finite(last_loss, (p.grad for p in params))):
                 ok = False
@@ -613,7 +613,7 @@ def _refuse_validating(losses: Sequence[LossFn]) -> None:
                 f"cuda_graph=True: candidate {i} ({name}) validates its targets (validate=True), "
                 "which syncs with the host inside CUDA-graph capture; build it with "
                 "validate=False, e.g. get_loss(name, validate=False) or "
-                "LossExpression.parse(text).to_module(validate=False) as ngl.search does")
+                "LossExpression.parse(text).to_module(validate=False) as ngl.gp.search does")
 
 
 def _blocks(t: Tensor, pop: int) -> Tensor:

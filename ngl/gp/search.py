@@ -2,7 +2,7 @@
 
 One generation: sanity-filter every candidate on a probe batch (rejects are never trained),
 look each up in the equivalence cache (functionally equal losses are trained once), train
-the rest population-batched (``ngl.population``) through any ``concurrent.futures.Executor``,
+the rest population-batched (``ngl.fitness.population``) through any ``concurrent.futures.Executor``,
 append one history row per candidate as soon as its chunk finishes, then select and vary
 (gplearn's crossover and subtree/hoist/point mutation) and checkpoint population + RNG.
 
@@ -31,7 +31,13 @@ import pandas as pd
 from pydantic import Field, PlainSerializer, PlainValidator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from ngl.config import (
+from ngl.data.datasets import available_datasets
+from ngl.fitness.population import TrainBudget
+from ngl.gp.executors import InProcessExecutor
+from ngl.gp.expression import MAX_DEPTH, MAX_SIZE, LossExpression
+from ngl.gp.primitives import PrimitiveSet, preset
+from ngl.gp.sanity import check_candidate, make_probe
+from ngl.io.config import (
     STRICT,
     AsTuple,
     ConfigError,
@@ -40,20 +46,12 @@ from ngl.config import (
     load_config_file,
     require_available,
 )
-from ngl.data import available_datasets
-from ngl.expression import MAX_DEPTH, MAX_SIZE, LossExpression
-from ngl.models import available_models
-from ngl.parallel import InProcessExecutor
-from ngl.population import TrainBudget
-from ngl.primitives import PrimitiveSet, preset
-from ngl.records import append_rows, exclusive_lock, read_rows, write_json_atomic
-from ngl.sanity import check_candidate, make_probe
+from ngl.io.paths import search_run_dir
+from ngl.io.records import append_rows, exclusive_lock, read_rows, write_json_atomic
+from ngl.models.networks import available_models
 
 __all__ = ["SearchConfig", "SearchResult", "GPSearch", "run_search", "resume", "load_result",
            "evaluate_chunk", "RunDirError", "run_dir_lock", "config_diff"]
-
-_ORIGINS = ("init", "seed", "elite", "crossover", "subtree_mutation", "hoist_mutation",
-            "point_mutation", "reproduction")
 
 
 def _primitive_set(value: Any) -> PrimitiveSet:
@@ -155,15 +153,15 @@ class SearchConfig(ConfigMixin):
 def _load_data(dataset: str, root: str | None, n_train: int | None, n_val: int | None,
                seed: int, device: str):
     """The search's data on its device, once per worker process."""
-    from ngl.data import load_cached
+    from ngl.data.datasets import load_cached
 
     return load_cached(dataset, root, n_train, n_val, None, seed).to(device)
 
 
 def evaluate_chunk(config: dict, texts: Sequence[str]) -> list[dict]:
     """Train the candidate losses ``texts`` together; a plain, picklable function for executors."""
-    from ngl.models import build_model
-    from ngl.population import train_population
+    from ngl.fitness.population import train_population
+    from ngl.models.networks import build_model
 
     cfg = SearchConfig.from_dict(config)
     device = cfg.resolved_device()
@@ -268,10 +266,8 @@ class GPSearch:
                  callback: Callable[[dict, GPSearch], None] | None = None):
         if not isinstance(config, SearchConfig):
             raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
-        from ngl.setup import runs_dir
-
         self.config = config
-        self.run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "search" / config.key
+        self.run_dir = Path(run_dir) if run_dir is not None else search_run_dir(config.key)
         self.executor = executor or InProcessExecutor()
         self.progress = progress
         self.callback = callback

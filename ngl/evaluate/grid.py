@@ -1,14 +1,14 @@
 """Downstream evaluation grids: every (dataset, model, loss, seed) cell trained once, resumable.
 
-    from ngl.experiments import GridConfig, run_grid
-    from ngl.train import TrainConfig
+    from ngl.evaluate.grid import GridConfig, run_grid
+    from ngl.train.loop import TrainConfig
 
     cfg = GridConfig(datasets=("fashion_mnist",), models=("small_cnn",),
                      losses=("ce", "ngl", {"name": "focal", "gamma": 2}, "label_smoothing"),
                      seeds=(0, 1, 2), train=TrainConfig(epochs=2, batch_size=128))
     df = run_grid(cfg, "runs/downstream/results.jsonl")
 
-Each finished cell appends one row to a JSON-lines file (:mod:`ngl.records`): the cell's
+Each finished cell appends one row to a JSON-lines file (:mod:`ngl.io.records`): the cell's
 settings, final and per-epoch metrics, time, torch/ngl versions and ``status`` (``ok``,
 ``nonfinite`` or ``error``). Re-running the same grid skips every cell that already has an
 ``ok``/``nonfinite`` row (a cell is identified by a hash of everything that defines it), and a
@@ -24,12 +24,13 @@ the table row), or loss-expression text (``"exp(2.4092 - y_pred*(1 + y_real)) - 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, as_completed
 from dataclasses import field
 from pathlib import Path
@@ -39,9 +40,9 @@ import pandas as pd
 from pydantic import BeforeValidator, Field, PlainSerializer
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from ngl.config import STRICT, ConfigMixin, check_device
-from ngl.records import append_rows, exclusive_lock, read_rows
-from ngl.train import TrainConfig
+from ngl.io.config import STRICT, ConfigMixin, check_device
+from ngl.io.records import append_rows, exclusive_lock, read_rows
+from ngl.train.loop import TrainConfig
 
 __all__ = ["GridConfig", "run_grid", "run_cell", "grid_cells", "loss_label", "load_results",
            "DONE_STATUSES"]
@@ -75,7 +76,7 @@ def loss_label(spec: str | Mapping) -> str:
 
 def build_loss(spec: str | Mapping):
     """``get_loss`` for a loss spec (name, dict with ``name`` + kwargs, or expression text)."""
-    from ngl.losses import get_loss
+    from ngl.losses.registry import get_loss
 
     if isinstance(spec, str):
         return get_loss(spec)
@@ -190,7 +191,7 @@ def grid_cells(config: GridConfig) -> list[dict]:
 
 def _load_data(dataset: str, root: str | None, n_train: int | None, n_val: int | None,
                n_test: int | None, seed: int):
-    from ngl.data import load_cached
+    from ngl.data.datasets import load_cached
 
     return load_cached(dataset, root, n_train, n_val, n_test, seed)
 
@@ -198,9 +199,7 @@ def _load_data(dataset: str, root: str | None, n_train: int | None, n_val: int |
 def _versions() -> dict:
     import torch
 
-    import ngl
-
-    return {"torch_version": torch.__version__, "ngl_version": ngl.__version__,
+    return {"torch_version": torch.__version__, "ngl_version": importlib.metadata.version("ngl"),
             "python_version": platform.python_version(), "host": platform.node()}
 
 
@@ -212,8 +211,8 @@ def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = 
     """
     import torch
 
-    from ngl.models import build_model
-    from ngl.train import train_model
+    from ngl.models.networks import build_model
+    from ngl.train.loop import train_model
 
     cell = dict(cell)
     device = cell.get("device", "auto")
@@ -323,17 +322,3 @@ def _run_grid_locked(config: GridConfig, results_path: Path, executor: Executor 
     finally:
         bar.close()
     return load_results(results_path, config)
-
-
-def cells_summary(cells: Sequence[Mapping]) -> pd.DataFrame:
-    """The cells of a grid as a small table (dataset, model, loss, seed, key)."""
-    return pd.DataFrame([{k: c[k] for k in ("dataset", "model", "loss", "seed", "cell_key")}
-                         for c in cells])
-
-
-def quick_grid(datasets: Sequence[str] = ("digits",), epochs: int = 2, **kw: Any) -> GridConfig:
-    """A small grid for trying things out: digits, small_cnn, CE vs NGL vs focal vs LS, 2 seeds."""
-    kw.setdefault("losses", ("ce", "ngl", "focal", "label_smoothing"))
-    kw.setdefault("seeds", (0, 1))
-    kw.setdefault("train", TrainConfig(epochs=epochs, batch_size=64))
-    return GridConfig(datasets=tuple(datasets), **kw)

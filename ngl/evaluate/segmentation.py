@@ -4,8 +4,8 @@ Every loss in :mod:`ngl.losses` takes logits ``[B, C, H, W]`` and a target ``[B,
 indices: NGL is applied per pixel (class axis moved last) and averaged over the non-ignored
 pixels; ``ignore_index`` pixels (VOC's 255 "void" borders) contribute neither value nor gradient.
 
-    from ngl.segmentation import make_shapes, TinySegNet, train_segmentation
-    from ngl.losses import get_loss
+    from ngl.evaluate.segmentation import make_shapes, TinySegNet, train_segmentation
+    from ngl.losses.registry import get_loss
 
     x, y = make_shapes(256, size=32, seed=0)            # shapes on noise, void borders = 255
     model = TinySegNet(in_channels=1, num_classes=3)
@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ngl.optim import all_finite, build_optimizer
+from ngl.train.optim import all_finite, build_optimizer
 
 __all__ = ["make_shapes", "TinySegNet", "confusion_matrix", "miou", "train_segmentation",
            "VOID"]
@@ -160,8 +160,8 @@ def train_segmentation(model: nn.Module, loss: nn.Module, x_train: Tensor, y_tra
                        momentum: float = 0.9, nesterov: bool = False) -> dict[str, Any]:
     """Training on in-memory tensors; per-epoch train loss, val mIoU and pixel accuracy.
 
-    The optimizer (Adam by default) comes from :func:`ngl.optim.build_optimizer`, the builder
-    of every ``ngl`` loop. Follows :mod:`ngl.optim`'s non-finite policy: a NaN/inf loss *or
+    The optimizer (Adam by default) comes from :func:`ngl.train.optim.build_optimizer`, the builder
+    of every ``ngl`` loop. Follows :mod:`ngl.train.optim`'s non-finite policy: a NaN/inf loss *or
     gradient* stops the run with ``status="nonfinite"`` before any step with it. The loss must
     have been built with the same ``ignore_index`` (``get_loss("ngl", ignore_index=255)``).
     """

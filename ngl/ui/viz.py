@@ -20,13 +20,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ngl.losses import per_sample_losses
+from ngl.io.paths import figures_dir, repo_root
+from ngl.losses.registry import per_sample_losses
 
 __all__ = [
     "COLUMN_WIDTH",
     "TEXT_WIDTH",
     "set_style",
-    "figures_dir",
     "save_figure",
     "loss_shape_data",
     "plot_loss_shapes",
@@ -58,29 +58,8 @@ def set_style(style: str = "paper") -> None:
     })
 
 
-def _repo_root(start: Path) -> Path | None:
-    for p in [start, *start.parents]:
-        if (p / "pyproject.toml").exists() and (p / "ngl").is_dir():
-            return p
-    return None
-
-
-def project_dir(env_var: str, name: str) -> Path:
-    """``$env_var`` if set, else ``<repository>/<name>`` (found from the cwd), else ``./<name>``."""
-    env = os.environ.get(env_var)
-    if env:
-        return Path(env)
-    root = _repo_root(Path.cwd().resolve())
-    return (root if root is not None else Path.cwd()) / name
-
-
-def figures_dir() -> Path:
-    """Where figures go: ``$NGL_FIGURES_DIR``, else the repository's ``figures/``, else ``./figures``."""
-    return project_dir("NGL_FIGURES_DIR", "figures")
-
-
 def _git_commit() -> str | None:
-    root = _repo_root(Path(__file__).resolve().parent)
+    root = repo_root(Path(__file__).resolve().parent)
     if root is None:
         return None
     try:
@@ -215,7 +194,7 @@ _LEAF_COLOURS = {"y_pred": "#cfe2f3", "y_real": "#d9ead3", "logits": "#fce5cd", 
 
 def draw_tree(expr, ax=None, formula: bool = True) -> plt.Figure:
     """Draw an expression tree with matplotlib alone (no graphviz needed), formula as title."""
-    from ngl.expression import LossExpression
+    from ngl.gp.expression import LossExpression
 
     expr = LossExpression.parse(expr) if isinstance(expr, str) else expr
     nodes, edges = tree_layout(expr)
@@ -337,7 +316,7 @@ def plot_training_curves(metrics: pd.DataFrame, columns: Sequence[str] | None = 
     if hue is not None and hue not in metrics:
         hue = None
     skip = {x, hue, "seed", "run", "dataset", "model"}
-    if columns is None:  # the usual ones of ngl.train's per-epoch history, else every numeric column
+    if columns is None:  # the usual ones of ngl.train.loop's per-epoch history, else every numeric column
         columns = [c for c in ("train_loss", "val_accuracy", "test_accuracy") if c in metrics] or [
             c for c in metrics.columns if c not in skip and pd.api.types.is_numeric_dtype(metrics[c])]
     missing = [c for c in columns if c not in metrics]
@@ -447,10 +426,10 @@ def save_table(text: str, name: str, notebook: str | None = None, ext: str = "te
 __all__ += ["save_table"]
 
 
-# -- why NGL works (notebook 05, data from ngl.analysis) ----------------------------------------
+# -- why NGL works (notebook 05, data from ngl.evaluate.analysis) ----------------------------------------
 def plot_reliability_diagram(diagrams: Mapping[str, pd.DataFrame], axes=None,
                              min_count: int = 1) -> plt.Figure:
-    """One panel per entry of ``diagrams`` (name -> :func:`ngl.analysis.reliability_diagram_data`).
+    """One panel per entry of ``diagrams`` (name -> :func:`ngl.evaluate.analysis.reliability_diagram_data`).
 
     Filled bars: accuracy per confidence bin; red outlines: the bin's mean confidence; the
     diagonal is perfect calibration; the title gives the ECE. Bins with fewer than ``min_count`` samples are left out.
@@ -482,7 +461,7 @@ def plot_reliability_diagram(diagrams: Mapping[str, pd.DataFrame], axes=None,
 def plot_optimum_confidence(table: pd.DataFrame, ax=None) -> plt.Figure:
     """Optimum true-class probability against the number of classes (log x), one line per loss.
 
-    ``table`` is :func:`ngl.analysis.optimum_table`; the dotted line is the uniform ``1/C``.
+    ``table`` is :func:`ngl.evaluate.analysis.optimum_table`; the dotted line is the uniform ``1/C``.
     """
     if ax is None:
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.3))
@@ -502,7 +481,7 @@ def plot_optimum_confidence(table: pd.DataFrame, ax=None) -> plt.Figure:
 def plot_gradient_scale(table: pd.DataFrame, ax=None, reference_power: float | None = 2.0) -> plt.Figure:
     """Gradient norm relative to CE against the number of classes (log-log), per loss and point.
 
-    ``table`` is :func:`ngl.analysis.gradient_scale_table`. ``reference_power`` draws a
+    ``table`` is :func:`ngl.evaluate.analysis.gradient_scale_table`. ``reference_power`` draws a
     ``C^-k`` guide through the first NGL-like point (None: no guide).
     """
     if ax is None:

@@ -32,12 +32,13 @@ from dataclasses import dataclass
 
 import sympy
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ngl.losses import ElementwiseLoss
-from ngl.primitives import LEAVES, OPERATOR_ALIASES, OPERATORS, Interval, PrimitiveSet
+from ngl.gp.primitives import LEAVES, OPERATOR_ALIASES, OPERATORS, Interval, PrimitiveSet
+from ngl.losses.base import ElementwiseLoss
+from ngl.losses.registry import available_losses, loss_aliases
 
-__all__ = ["LossExpression", "ExpressionLoss", "MAX_DEPTH", "MAX_SIZE"]
+__all__ = ["LossExpression", "ExpressionLoss", "MAX_DEPTH", "MAX_SIZE", "compile_loss_text"]
 
 Node = str | float
 
@@ -660,3 +661,35 @@ class ExpressionLoss(ElementwiseLoss):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.elementwise = self.expression.compile()
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _looks_like_expression(text: str) -> bool:
+    """True for text meant as a loss expression: it has an operator, a parenthesis or comma,
+    or names a leaf or operator (``y_pred``, ``exp``), so its parse error is the useful message."""
+    if any(ch in text for ch in "()+-*/^,"):
+        return True
+    names = set(LEAVES) | set(OPERATORS) | set(OPERATOR_ALIASES)
+    return any(word in names for word in _IDENTIFIER.findall(text))
+
+
+def compile_loss_text(text: str, **kwargs) -> nn.Module:
+    """What ``ngl.get_loss`` does with a name it does not know (registered by :mod:`ngl.gp`).
+
+    Text that reads as a loss expression is compiled (a parse error keeps its position); any
+    other unknown name is neither a registered loss nor an expression, and says so.
+    """
+    if _looks_like_expression(text):
+        try:
+            expr = LossExpression.parse(text)
+        except ValueError as err:
+            raise ValueError(f"{err} (read as a loss expression: {text!r} is not a registered loss "
+                             f"name; see ngl.available_losses())") from err
+        return expr.to_module(**kwargs)
+    raise ValueError(
+        f"unknown loss {text!r}: neither a registered loss name (expected one of "
+        f"{available_losses()}, aliases {sorted(loss_aliases())}) nor a loss expression over the "
+        f"leaves {list(LEAVES)} such as 'exp(2.4 - y_pred*(1 + y_real))'"
+    )

@@ -13,7 +13,7 @@ targets, with a ``reduction`` attribute.
 * Calibration: :func:`expected_calibration_error`, :func:`reliability_diagram_data`,
   :func:`mean_confidence`, :func:`fit_temperature`, :func:`calibration_report`.
 * Sensitivity: :func:`sweep` runs a ``train_fn(value, seed) -> dict`` over values and seeds;
-  :func:`train_and_evaluate` is such a training run (small CNN, :func:`ngl.train.train_model`)
+  :func:`train_and_evaluate` is such a training run (small CNN, :func:`ngl.train.loop.train_model`)
   and :func:`alpha_sweep`, :func:`optimizer_sweep`, :func:`length_sweep` are the three studies of
   notebook 05.
 
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ngl.losses import per_sample_losses
+from ngl.losses.registry import per_sample_losses
 
 __all__ = [
     "optimum_confidence",
@@ -211,7 +211,7 @@ def gradient_scale(loss: nn.Module, num_classes: int, at: str | float = "uniform
     norm = _grad_norm(loss, z, target)
     if not relative:
         return norm
-    from ngl.losses import CrossEntropy
+    from ngl.losses.zoo import CrossEntropy
 
     ref = _grad_norm(reference if reference is not None else CrossEntropy(), z, target)
     return norm / ref
@@ -402,7 +402,7 @@ def sweep(train_fn: Callable[[Any, int], Mapping[str, Any]], values: Iterable[An
 def _as_loss(loss: nn.Module | str) -> nn.Module:
     if isinstance(loss, nn.Module):
         return loss
-    from ngl.losses import get_loss
+    from ngl.losses.registry import get_loss
 
     return get_loss(loss)
 
@@ -412,16 +412,16 @@ def train_and_evaluate(loss: nn.Module | str, data, config=None, seed: int = 0,
                        n_bins: int = 15, **model_kwargs) -> dict[str, Any]:
     """Train a fresh ``model`` with ``loss`` on ``data`` (a ``DataSplits``); return metrics.
 
-    Uses :func:`ngl.train.train_model` with ``config`` (a ``TrainConfig``; default Adam lr 1e-3,
+    Uses :func:`ngl.train.loop.train_model` with ``config`` (a ``TrainConfig``; default Adam lr 1e-3,
     3 epochs). With ``calibration=True`` the result also holds :func:`calibration_report` of
     the test split, with the temperature fitted on the validation split, and the per-epoch
     ``history``. Keys: ``test_accuracy``, ``val_accuracy``, ``status``, ``time_s``, ``history``,
     and ``ece``, ``confidence``, ``nll``, ``temperature``, ``ece_ts``, ``confidence_ts``,
     ``nll_ts``, ``reliability`` / ``reliability_ts`` (DataFrames) when calibrating.
     """
-    from ngl.models import build_model
-    from ngl.setup import seed_everything
-    from ngl.train import TrainConfig, train_model
+    from ngl.models.networks import build_model
+    from ngl.train.loop import TrainConfig, train_model
+    from ngl.train.seeding import seed_everything
 
     config = config if config is not None else TrainConfig(epochs=3)
     seed_everything(seed)
@@ -454,7 +454,7 @@ def alpha_sweep(data, alphas: Sequence[float], config=None, seeds: Sequence[int]
     mostly changes the balance between the exp and the cos terms (and hence the optimum
     confidence), not the step size.
     """
-    from ngl.losses import NGL
+    from ngl.losses.zoo import NGL
 
     def fn(a, s):
         return train_and_evaluate(NGL(alpha=float(a)), data, config, seed=s, device=device, **kw)
@@ -483,7 +483,7 @@ def optimizer_sweep(data, losses: Mapping[str, nn.Module | str] | Sequence[str] 
     with the lr rescaled by 1/gradient_scale (~12x for NGL with C = 10). Every ``"sgd"`` entry
     runs with ``nesterov=True`` and the momentum of ``config`` (0.9 by default; plain SGD if 0).
     """
-    from ngl.train import TrainConfig
+    from ngl.train.loop import TrainConfig
 
     optimizers = dict(optimizers or DEFAULT_OPTIMIZERS)
     losses = dict(losses) if isinstance(losses, Mapping) else {n: n for n in losses}
@@ -517,7 +517,7 @@ def length_sweep(data, epochs: int, losses: Mapping[str, nn.Module | str] | Sequ
     ``test_accuracy`` and ``gain`` (accuracy minus ``reference``'s at the same epoch and seed,
     in percentage points).
     """
-    from ngl.train import TrainConfig
+    from ngl.train.loop import TrainConfig
 
     losses = dict(losses) if isinstance(losses, Mapping) else {n: n for n in losses}
     base = config if config is not None else TrainConfig()

@@ -3,7 +3,7 @@
 Everything is a pandas object first:
 
 - :func:`summarise` turns the results DataFrame (one row per run, from
-  :func:`ngl.experiments.run_grid`) into one row per (dataset, loss) (or per
+  :func:`ngl.evaluate.grid.run_grid`) into one row per (dataset, loss) (or per
   (dataset, model, loss)) with ``n`` (finished runs), ``mean``, ``std`` (sample std, ddof=1),
   and, against the baseline loss, paired on (model, seed) -- seed s of every loss starts from
   the same initial weights, so only seeds finished by *both* the loss and the baseline count:

@@ -5,9 +5,9 @@ recipe are not known. This script is a standard, documented baseline to run that
 yourself: the same command with ``--loss ce`` and ``--loss ngl`` (and the same ``--seed``).
 
     # 8 GPUs on one machine (NCCL):
-    torchrun --nproc_per_node=8 -m ngl.imagenet --loss ngl --data /path/imagenet --model resnet50
+    torchrun --nproc_per_node=8 -m ngl.evaluate.imagenet --loss ngl --data /path/imagenet --model resnet50
     # smoke test on CPU, 2 processes (gloo), no dataset needed:
-    torchrun --standalone --nproc_per_node=2 -m ngl.imagenet --fake-data --model resnet18 \\
+    torchrun --standalone --nproc_per_node=2 -m ngl.evaluate.imagenet --fake-data --model resnet18 \\
         --image-size 32 --epochs 1 --steps 2 --batch-size 4
 
 ``--data`` must hold ``train/`` and ``val/`` in ``torchvision.datasets.ImageFolder`` layout (one
@@ -17,14 +17,14 @@ gradients are about 1000x smaller than CE's for 1000 classes (mean over classes)
 learning rates barely trains: AdamW, lr 1e-3 x (global batch / 1024), weight decay 0.05, cosine
 schedule with linear warm-up, random-resized crop 224 + flip, 90 epochs, mixed precision on GPU.
 ``--optimizer sgd`` uses momentum 0.9 with Nesterov momentum unless ``--no-nesterov`` (the
-optimizer comes from :func:`ngl.optim.build_optimizer`, like every other ``ngl`` loop).
+optimizer comes from :func:`ngl.train.optim.build_optimizer`, like every other ``ngl`` loop).
 Say which optimizer you used next to every number you report.
 
 Each process runs on its ``LOCAL_RANK`` GPU (NCCL) or on the CPU (gloo). Rank 0 writes a
 checkpoint per epoch to ``--out`` (``--resume`` continues from it) and prints one JSON line per
 epoch: ``{"epoch", "train_loss", "val_top1", "val_top5", "status", ...}``. A non-finite loss or
 gradient on any rank stops every rank with ``status="nonfinite"`` before any step with it
-(:mod:`ngl.optim`'s policy). Run ``python -m ngl.imagenet --help`` for all
+(:mod:`ngl.train.optim`'s policy). Run ``python -m ngl.evaluate.imagenet --help`` for all
 options.
 """
 
@@ -41,13 +41,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ngl.optim import all_finite, build_optimizer
+from ngl.train.optim import all_finite, build_optimizer
 
 __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ngl.imagenet",
+    p = argparse.ArgumentParser(prog="python -m ngl.evaluate.imagenet",
                                 description="ImageNet-1k training with an ngl loss (DDP).")
     p.add_argument("--loss", default="ngl", help="a name for ngl.get_loss (ngl, ce, focal, ...)")
     p.add_argument("--data", default=None, help="ImageNet root with train/ and val/ (ImageFolder)")
@@ -137,7 +137,7 @@ def _train(args, rank: int, world: int, device: torch.device) -> int:
     import torchvision
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from ngl.losses import get_loss
+    from ngl.losses.registry import get_loss
 
     if args.nesterov is None:
         args.nesterov = args.optimizer == "sgd" and args.momentum > 0
@@ -208,7 +208,7 @@ def _train(args, rank: int, world: int, device: torch.device) -> int:
             value = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(value).backward()  # every rank: DDP's all-reduce needs all of them
-            # ngl.optim's policy: loss and gradients finite on every rank, else no step anywhere.
+            # ngl.train.optim's policy: loss and gradients finite on every rank, else no step anywhere.
             # Under AMP the loss's logit gradient is checked; overflow of the scaled parameter
             # gradients is the GradScaler's (it skips the step and lowers the scale).
             finite = all_finite(value, [logits.grad] if amp else [p.grad for p in params])

@@ -18,7 +18,9 @@ from typing import Any
 
 import ipywidgets as W
 
-from ngl.primitives import LEAVES, OPERATORS, PrimitiveSet, preset, sample_expressions
+from ngl.gp.primitives import LEAVES, OPERATORS, PrimitiveSet, preset
+from ngl.gp.sampling import sample_expressions
+from ngl.io.paths import search_run_dir
 
 __all__ = ["PrimitiveSetPicker", "SearchConfigForm", "error_html", "error_text", "kept_fields",
            "primitive_set_picker", "search_config_form", "show_errors", "show_validation"]
@@ -27,7 +29,7 @@ __all__ = ["PrimitiveSetPicker", "SearchConfigForm", "error_html", "error_text",
 def error_text(exc: BaseException) -> str:
     """The config's own message for ``exc``, one readable line per problem for pydantic errors."""
     try:
-        from ngl.config import describe_error
+        from ngl.io.config import describe_error
     except ImportError:  # configs without the shared pydantic helpers
         return str(exc)
     return describe_error(exc)
@@ -271,8 +273,8 @@ class SearchConfigForm:
     SHOWN = ("population_size", "generations", "seed", "dataset", "model", "device", "budget.steps")
 
     def __init__(self, config=None, primitive_set: PrimitiveSet | None = None):
-        from ngl.data import available_datasets
-        from ngl.search import SearchConfig
+        from ngl.data.datasets import available_datasets
+        from ngl.gp.search import SearchConfig
 
         cfg = config if config is not None else SearchConfig()
         self.base = cfg
@@ -351,19 +353,17 @@ class SearchRunner:
     The search runs in a background thread (``.thread``) so the kernel stays responsive and
     **Stop** works: it calls :meth:`GPSearch.request_stop`, the search stops after the chunk in
     progress, and the checkpoint keeps what was done; **Resume** continues from it
-    (:func:`ngl.search.resume`). ``.state`` is ``idle``, ``running``, ``stopping``, ``stopped``,
+    (:func:`ngl.gp.search.resume`). ``.state`` is ``idle``, ``running``, ``stopping``, ``stopped``,
     ``finished`` or ``error``; ``.result`` the last :class:`SearchResult`; ``.rows`` the
     per-generation summaries; ``.image`` the live figure (PNG); errors land in ``.out``.
     """
 
     def __init__(self, config, run_dir=None, executor=None, plot_every: float = 1.0):
-        from ngl.search import SearchConfig
-        from ngl.setup import runs_dir
-
+        from ngl.gp.search import SearchConfig
         if not isinstance(config, SearchConfig):
             raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
         self.config = config
-        self.run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "search" / config.key
+        self.run_dir = Path(run_dir) if run_dir is not None else search_run_dir(config.key)
         self.executor = executor
         self.plot_every = plot_every
         self.search = None
@@ -404,7 +404,7 @@ class SearchRunner:
                              f"<br><code>{self.run_dir}</code>")
 
     def _show_existing(self) -> None:
-        from ngl.search import load_result
+        from ngl.gp.search import load_result
 
         if (self.run_dir / "config.json").exists():
             try:
@@ -425,15 +425,15 @@ class SearchRunner:
     # -- actions -------------------------------------------------------------------------------
     def start(self) -> threading.Thread:
         """Run (or continue) the search for ``config`` in ``run_dir`` in a background thread."""
-        from ngl.search import GPSearch
+        from ngl.gp.search import GPSearch
 
         return self._launch(lambda: GPSearch(self.config, self.run_dir, executor=self.executor,
                                              progress=False, callback=self._on_generation))
 
     def resume(self) -> threading.Thread:
         """Continue the search saved in ``run_dir`` (its own saved configuration) from its checkpoint."""
-        from ngl.records import read_json
-        from ngl.search import GPSearch, SearchConfig
+        from ngl.gp.search import GPSearch, SearchConfig
+        from ngl.io.records import read_json
 
         cfg_path = self.run_dir / GPSearch.CONFIG
         if not cfg_path.exists():
@@ -466,7 +466,7 @@ class SearchRunner:
         return self.thread
 
     def _work(self) -> None:
-        from ngl.search import load_result
+        from ngl.gp.search import load_result
 
         try:
             self.result = self.search.run()
@@ -507,7 +507,7 @@ class SearchRunner:
         """Redraw the progress figure from ``.rows`` into ``.image``."""
         import pandas as pd
 
-        from ngl.viz import TEXT_WIDTH, plot_search_progress
+        from ngl.ui.viz import TEXT_WIDTH, plot_search_progress
 
         fig = _new_figure((TEXT_WIDTH, 2.2))
         plot_search_progress(pd.DataFrame(self.rows), axes=fig.subplots(1, 3))
@@ -554,9 +554,9 @@ class HallOfFameBrowser:
     def show(self) -> None:
         from IPython.display import Math
 
-        from ngl.expression import LossExpression
-        from ngl.losses import get_loss
-        from ngl.viz import TEXT_WIDTH, draw_tree, loss_shape_data, plot_loss_shapes, tree_layout
+        from ngl.gp.expression import LossExpression
+        from ngl.losses.registry import get_loss
+        from ngl.ui.viz import TEXT_WIDTH, draw_tree, loss_shape_data, plot_loss_shapes, tree_layout
 
         self.out.outputs = ()
         i = self.dropdown.value
@@ -601,7 +601,7 @@ class LossExplorer:
 
     def __init__(self, num_classes: int = 10, alpha: float | None = None, gamma: float = 2.0,
                  epsilon: float = 0.1, expression: str = ""):
-        from ngl.losses import NGL_ALPHA
+        from ngl.losses.zoo import NGL_ALPHA
 
         style = {"description_width": "110px"}
         self.alpha = W.FloatSlider(value=NGL_ALPHA if alpha is None else alpha, min=0.0, max=5.0, step=0.01,
@@ -635,7 +635,7 @@ class LossExplorer:
 
     def current_losses(self) -> dict:
         """The loss modules for the current slider values (the ticked ones)."""
-        from ngl.losses import get_loss
+        from ngl.losses.registry import get_loss
 
         made = {
             "CE": lambda: get_loss("ce"),
@@ -647,7 +647,7 @@ class LossExplorer:
                   for name, make in made.items() if self.show[name].value}
         text = self.expression.value.strip()
         if text:
-            from ngl.expression import LossExpression
+            from ngl.gp.expression import LossExpression
 
             losses[text if len(text) <= 30 else text[:29] + "…"] = LossExpression.parse(text).to_module(validate=False)
         if not losses:
@@ -659,7 +659,7 @@ class LossExplorer:
                 "label smoothing": f"ε={self.epsilon.value:.3g}"}.get(name, "")
 
     def redraw(self) -> None:
-        from ngl.viz import TEXT_WIDTH, loss_shape_data, plot_loss_shapes
+        from ngl.ui.viz import TEXT_WIDTH, loss_shape_data, plot_loss_shapes
 
         self.out.outputs = ()
         losses = self.current_losses()
@@ -716,7 +716,7 @@ def resize_seeds(seeds: tuple[int, ...], n: int) -> tuple[int, ...]:
 class TableBuilder:
     """Pick datasets, models, losses and seeds, run the grid, watch the table grow.
 
-    ``.value`` is the :class:`ngl.experiments.GridConfig` of the current selection. An untouched
+    ``.value`` is the :class:`ngl.evaluate.grid.GridConfig` of the current selection. An untouched
     form returns ``base`` itself; an edit replaces exactly its field, and every field not on the
     form (training settings but epochs, subset sizes, data seed, head, device, model kwargs)
     passes through and is listed in ``.kept``. Base losses the option list lacks (dict specs,
@@ -724,8 +724,8 @@ class TableBuilder:
     text box (``"3, 7, 11"``); ``.n_seeds`` resizes it (first n, or more after the largest).
     Bounds are ``GridConfig``'s own: while the selection is invalid ``.status`` shows its error,
     ``.error`` holds it and ``.value`` raises it. The Run button calls
-    :func:`ngl.experiments.run_grid` (finished cells in ``results_path`` are skipped) and after
-    every finished cell redraws ``table_out`` with :func:`ngl.tables.format_table`; ``.results``
+    :func:`ngl.evaluate.grid.run_grid` (finished cells in ``results_path`` are skipped) and after
+    every finished cell redraws ``table_out`` with :func:`ngl.evaluate.tables.format_table`; ``.results``
     and ``.table`` hold the latest DataFrames. Errors are shown in ``out``.
     """
 
@@ -734,8 +734,8 @@ class TableBuilder:
     def __init__(self, results_path, datasets=None, models=("small_cnn", "small_inception",
                  "resnet_cifar"), losses=("ce", "ngl", "focal", "label_smoothing", "sce", "poly"),
                  base=None, executor=None):
-        from ngl.data import available_datasets
-        from ngl.experiments import GridConfig, loss_label
+        from ngl.data.datasets import available_datasets
+        from ngl.evaluate.grid import GridConfig, loss_label
 
         self.results_path = results_path
         self.executor = executor
@@ -840,7 +840,7 @@ class TableBuilder:
 
     def show_table(self, results) -> None:
         """Recompute the summary and replace what ``table_out`` shows."""
-        from ngl.tables import format_table, summarise
+        from ngl.evaluate.tables import format_table, summarise
 
         self.results = results
         ok = results[results["status"] == "ok"] if "status" in results else results
@@ -853,7 +853,7 @@ class TableBuilder:
 
     def run(self):
         """Run (or continue) the selected grid; return the results DataFrame."""
-        from ngl.experiments import run_grid
+        from ngl.evaluate.grid import run_grid
 
         cfg = self.value
         self.progress.max, self.progress.value = cfg.n_cells, 0

@@ -1,6 +1,6 @@
 """A standard training loop for downstream runs: one model, one loss, one seed.
 
-``train_model`` trains on the tensors of a :class:`ngl.data.DataSplits` (no DataLoader: the
+``train_model`` trains on the tensors of a :class:`ngl.data.datasets.DataSplits` (no DataLoader: the
 datasets used here fit in memory) with Adam/AdamW/SGD, an optional cosine or plateau
 schedule, tensor-level augmentation (random crop with zero padding, horizontal flip) and
 mixed precision on CUDA. It records per-epoch metrics (train loss, validation/test top-1,
@@ -13,7 +13,7 @@ with ``seed``; dropout uses torch's global generator, which is seeded too. With
 every epoch, so an interrupted run continues from its last finished epoch and, on CPU, ends
 with exactly the result of an uninterrupted run.
 
-Non-finite values (the policy of :mod:`ngl.optim`, shared by every loop of ``ngl``): a step is
+Non-finite values (the policy of :mod:`ngl.train.optim`, shared by every loop of ``ngl``): a step is
 applied only when the loss value and its gradients are finite; otherwise the run stops at once
 with ``status="nonfinite"`` and the weights of the last finite step -- it never trains on
 silently with NaN weights, nor takes a step with an infinite gradient of a finite loss. Under
@@ -43,15 +43,10 @@ from pydantic import Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import Tensor, nn
 
-from ngl.config import STRICT, ConfigMixin
-from ngl.optim import all_finite, build_optimizer, optimizer_from_config
+from ngl.io.config import STRICT, ConfigMixin
+from ngl.train.optim import all_finite, optimizer_from_config
 
-__all__ = ["TrainConfig", "train_model", "evaluate", "augment_batch", "NonFiniteLossError",
-           "build_optimizer"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised internally when the training loss is NaN or infinite."""
+__all__ = ["TrainConfig", "train_model", "evaluate", "augment_batch"]
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
@@ -204,7 +199,7 @@ def _rng_tensor(values: list[int]) -> Tensor:
 
 
 def _build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The shared builder (:func:`ngl.optim.build_optimizer`): Nesterov only if ``config.nesterov``."""
+    """The shared builder (:func:`ngl.train.optim.build_optimizer`): Nesterov only if ``config.nesterov``."""
     return optimizer_from_config([p for p in model.parameters() if p.requires_grad], config)
 
 
@@ -318,7 +313,7 @@ def train_model(model: nn.Module, loss: nn.Module, data, config: TrainConfig, se
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(value).backward()
                 # One host sync per step: the loss and its gradients must be finite, or no step
-                # is taken (ngl.optim's policy). Under AMP, overflow of the scaled parameter
+                # is taken (ngl.train.optim's policy). Under AMP, overflow of the scaled parameter
                 # gradients is the GradScaler's to handle (it skips the step).
                 checked = [logits.grad] if amp else [p.grad for p in model.parameters()]
                 if not bool(all_finite(value, checked)):

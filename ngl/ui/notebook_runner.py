@@ -3,7 +3,7 @@
 Executed copies (with outputs) go to ``runs/executed/``; the committed notebooks stay
 output-free. Used by ``make notebooks`` and by the tests.
 
-    python -m ngl.notebook_runner [--full] [--only 01 02] [-p NAME VALUE ...]
+    python -m ngl.ui.notebook_runner [--full] [--only 01 02] [-p NAME VALUE ...]
 """
 
 from __future__ import annotations

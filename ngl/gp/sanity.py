@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ngl.expression import LossExpression
+from ngl.gp.expression import LossExpression
 
 __all__ = ["Probe", "SanityReport", "check_candidate", "make_probe"]
 
@@ -64,7 +64,6 @@ class SanityReport:
         return self.status == "ok"
 
 
-REASONS = ("no_prediction", "nonfinite", "constant", "wrong_direction")
 
 
 def _quantise(x: np.ndarray, rel: float = 1e-7) -> np.ndarray:

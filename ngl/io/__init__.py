@@ -1,0 +1,49 @@
+"""Files of a run: tidy JSON-lines rows, atomic JSON, locks, and strict configs (the bottom layer)."""
+
+from ngl.io.config import (
+    STRICT,
+    AsTuple,
+    ConfigError,
+    ConfigMixin,
+    check_device,
+    describe_error,
+    load_config_file,
+)
+from ngl.io.paths import (
+    figures_dir,
+    project_dir,
+    repo_root,
+    runs_dir,
+    search_run_dir,
+)
+from ngl.io.records import (
+    InUseError,
+    append_rows,
+    exclusive_lock,
+    json_safe,
+    read_json,
+    read_rows,
+    write_json_atomic,
+)
+
+__all__ = [
+    "AsTuple",
+    "ConfigError",
+    "ConfigMixin",
+    "InUseError",
+    "STRICT",
+    "append_rows",
+    "check_device",
+    "describe_error",
+    "exclusive_lock",
+    "figures_dir",
+    "json_safe",
+    "load_config_file",
+    "project_dir",
+    "read_json",
+    "read_rows",
+    "repo_root",
+    "runs_dir",
+    "search_run_dir",
+    "write_json_atomic",
+]

@@ -1,0 +1,29 @@
+"""One training core: optimizer builder, non-finite policy, seeding and the downstream training loop."""
+
+from ngl.train.loop import (
+    TrainConfig,
+    augment_batch,
+    evaluate,
+    train_model,
+)
+from ngl.train.optim import (
+    OPTIMIZERS,
+    all_finite,
+    build_optimizer,
+    optimizer_from_config,
+)
+from ngl.train.seeding import (
+    seed_everything,
+)
+
+__all__ = [
+    "OPTIMIZERS",
+    "TrainConfig",
+    "all_finite",
+    "augment_batch",
+    "build_optimizer",
+    "evaluate",
+    "optimizer_from_config",
+    "seed_everything",
+    "train_model",
+]

@@ -20,11 +20,12 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m ngl.notebook_runner $(if $(FULL),--full,)
+	MPLBACKEND=Agg $(PY) -m ngl.ui.notebook_runner $(if $(FULL),--full,)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ngl tests benchmarks notebooks/*.py
 	$(VENV)/bin/nbstripout --keep-id --verify notebooks/*.ipynb
+	$(VENV)/bin/lint-imports --no-cache
 
 test: lint
 	NGL_QUICK=1 MPLBACKEND=Agg TQDM_DISABLE=1 $(PY) -m pytest -q $(PYTEST_ARGS)

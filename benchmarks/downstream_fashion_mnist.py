@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import ngl
-from ngl.evaluate import tables
+from ngl import evaluate
 from ngl.evaluate.grid import GridConfig, run_grid
 from ngl.io.records import json_safe
 from ngl.train.loop import TrainConfig
@@ -50,16 +50,16 @@ def main() -> None:
     results = run_grid(cfg, Path(args.results))
     wall = time.perf_counter() - t0
 
-    summary = tables.summarise(results, baseline="ce")
+    summary = evaluate.summarise(results, baseline="ce")
     print(f"\n{args.dataset}, {args.model}, Adam lr {args.lr}, batch {args.batch_size}, "
           f"{args.epochs} epochs, seeds {list(cfg.seeds)}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads\n")
-    print(tables.to_markdown(summary))
+    print(evaluate.to_markdown(summary))
     cols = ["loss", "n", "mean", "std", "delta", "p_ttest", "p_wilcoxon"]
     print(summary[cols].round(4).to_string(index=False))
-    side = tables.compare_with_paper(summary)
+    side = evaluate.compare_with_paper(summary)
     if len(side):
-        print("\npaper vs ours (", tables.PAPER_CAVEAT, ")")
+        print("\npaper vs ours (", evaluate.PAPER_CAVEAT, ")")
         print(side.round(3).to_string())
     ok = results[results.status == "ok"]
     per_run = ok.groupby("loss")["time_s"].mean()

@@ -17,8 +17,9 @@ import time
 import torch
 
 import ngl
+from ngl.losses import NGL_EXPRESSION
 
-NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+NGL_TEXT = NGL_EXPRESSION
 
 
 def _time(loss: torch.nn.Module, z: torch.Tensor, t: torch.Tensor, inner: int) -> float:

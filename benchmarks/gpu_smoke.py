@@ -15,8 +15,9 @@ import torch
 import ngl
 from ngl.fitness.population import TrainBudget
 from ngl.gp.search import SearchConfig, run_search
+from ngl.losses import NGL_EXPRESSION
 
-NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+NGL_TEXT = NGL_EXPRESSION
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ Trains P candidate losses -- the search's own compiled modules,
 builds them, for a CE-like family (CE, label smoothing, focal with several gammas, poly-1, NGL,
 Brier, ...) -- three ways:
 
-* ``sequential``: `ngl.fitness.population.train_sequential`, the reference (one host sync per step for
+* ``sequential``: `ngl.fitness.reference.train_sequential`, the reference (one host sync per step for
   its finite-loss-and-gradient check);
 * ``sequential, sync-free``: the same training with nothing but the work -- no per-step host
   sync or gradient check, and on CUDA the step recorded once as a CUDA graph and replayed; the
@@ -42,19 +42,17 @@ import torch.nn.functional as F
 from profiling import matmul_gflops, speed_ceiling, training_step_flops
 from torch import Tensor, nn
 
-from ngl.fitness.population import (
+from ngl.fitness import (
     CPU_PASS_SIZE,
     FitnessResult,
     TrainBudget,
-    _batch_indices,
-    _initial_model,
-    _seeded,
-    _split,
     default_pass_size,
     train_population,
     train_sequential,
 )
+from ngl.fitness.common import batch_indices, initial_model, seeded, split_data
 from ngl.gp.expression import LossExpression
+from ngl.losses import NGL_EXPRESSION
 from ngl.models.networks import build_model
 from ngl.train.optim import optimizer_from_config
 
@@ -72,7 +70,7 @@ CANDIDATES: tuple[tuple[str, str], ...] = (
     ("focal2", "neg(square(1 - y_pred)*log_pred*y_real)"),
     ("focal3", "neg(square(1 - y_pred)*(1 - y_pred)*log_pred*y_real)"),
     ("focal5", "neg(square(square(1 - y_pred))*(1 - y_pred)*log_pred*y_real)"),
-    ("ngl", "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"),
+    ("ngl", NGL_EXPRESSION),
     ("ngl_a2", "exp(2 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"),
     ("poly1", "y_real*(1 - y_pred - log_pred)"),
     ("poly-0.5", "y_real*(0.5*y_pred - 0.5 - log_pred)"),
@@ -95,12 +93,12 @@ def train_sequential_syncfree(model_fn: Callable[[], nn.Module], losses: Sequenc
     batches and optimizer, but no per-step host sync or finite check; on CUDA one whole step
     (forward, loss, backward, optimizer) is captured as a CUDA graph after 3 eager warm-up
     steps and replayed. A candidate whose weights end non-finite is reported ``nonfinite``."""
-    x_tr, y_tr, x_val, y_val = _split(data, device)
-    batches = _batch_indices(len(x_tr), budget, seed, device)
+    x_tr, y_tr, x_val, y_val = split_data(data, device)
+    batches = batch_indices(len(x_tr), budget, seed, device)
     graph_it = device.type == "cuda" and len(batches) > 3
     results = []
     for fn in losses:
-        model = _initial_model(model_fn, seed, device)
+        model = initial_model(model_fn, seed, device)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = optimizer_from_config(params, budget, capturable=graph_it)
         last = torch.full((), math.nan, device=device)
@@ -116,7 +114,7 @@ def train_sequential_syncfree(model_fn: Callable[[], nn.Module], losses: Sequenc
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        with _seeded(seed, device):
+        with seeded(seed, device):
             model.train()
             if graph_it:
                 side = torch.cuda.Stream(device)
@@ -154,7 +152,7 @@ def train_sequential_syncfree(model_fn: Callable[[], nn.Module], losses: Sequenc
 
 
 def _digits(device: str) -> object:
-    from ngl.data.datasets import load_dataset
+    from ngl.data import load_dataset
 
     return load_dataset("digits", device=device)
 

@@ -14,12 +14,13 @@ import json
 import time
 
 import ngl
-from ngl.data.datasets import load_cached
+from ngl.data import load_cached
 from ngl.fitness.population import TrainBudget, train_population
 from ngl.gp.search import SearchConfig, run_search
+from ngl.losses import NGL_EXPRESSION
 from ngl.models.networks import build_model
 
-NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+NGL_TEXT = NGL_EXPRESSION
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from ngl import NGL_ALPHA, get_loss
-from ngl.data.datasets import load_dataset
+from ngl.data import load_dataset
 from ngl.evaluate import analysis as A
 from ngl.train.loop import TrainConfig
 

@@ -1,30 +1,56 @@
 """ngl: a research companion for *Next Generation Loss Function for Image Classification*.
 
-Nothing here has side effects on import; call :func:`ngl.setup` for seeds and figure style.
+The front door (see ARCHITECTURE.md for the subpackages behind it)::
+
+    import ngl
+    ngl.setup(seed=0, style="paper")                       # explicit: nothing happens on import
+    spec = ngl.SearchSpec(primitive_set=ngl.preset("paper"), population_size=32, generations=10)
+    result = ngl.search(spec)                              # ngl.resume(dir), ngl.load(dir)
+    result.best.to_module(), result.best.latex(), result.to_latex()
+    ngl.grid(ngl.GridConfig(losses=("ce", "ngl", str(result.best))))
+
+Importing ngl has no side effects on seeds, styles or files.
 """
 
-from ngl.gp.expression import ExpressionLoss, LossExpression
-from ngl.gp.primitives import PRESETS, PrimitiveSet, preset
-from ngl.gp.sampling import sample_expressions
-from ngl.losses.base import ClassificationLoss, ElementwiseLoss
-from ngl.losses.registry import available_losses, get_loss, register_loss
-from ngl.losses.zoo import (
+from ngl.api import grid, load, resume, search
+from ngl.evaluate import GridConfig
+from ngl.fitness import TrainBudget
+from ngl.gp import (
+    PRESETS,
+    ExpressionLoss,
+    LossExpression,
+    PrimitiveSet,
+    RunOptions,
+    SearchResult,
+    SearchSpec,
+    preset,
+    sample_expressions,
+)
+from ngl.losses import (
     NGL,
     NGL_ALPHA,
+    NGL_EXPRESSION,
     BaikalLoss,
+    ClassificationLoss,
     CrossEntropy,
+    ElementwiseLoss,
     FocalLoss,
     LabelSmoothingCE,
     PolyLoss,
     SymmetricCE,
+    available_losses,
+    get_loss,
+    register_loss,
 )
 from ngl.setup import quick_mode, seed_everything, setup
+from ngl.train import TrainConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
     "NGL",
     "NGL_ALPHA",
+    "NGL_EXPRESSION",
     "PRESETS",
     "BaikalLoss",
     "ClassificationLoss",
@@ -32,17 +58,27 @@ __all__ = [
     "ElementwiseLoss",
     "ExpressionLoss",
     "FocalLoss",
+    "GridConfig",
     "LabelSmoothingCE",
     "LossExpression",
     "PolyLoss",
     "PrimitiveSet",
+    "RunOptions",
+    "SearchResult",
+    "SearchSpec",
     "SymmetricCE",
+    "TrainBudget",
+    "TrainConfig",
     "available_losses",
     "get_loss",
+    "grid",
+    "load",
     "preset",
     "quick_mode",
     "register_loss",
+    "resume",
     "sample_expressions",
+    "search",
     "seed_everything",
     "setup",
 ]

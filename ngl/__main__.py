@@ -1,9 +1,14 @@
-"""Command line: long searches on a GPU server, same engine as the notebooks.
+"""Command line: long searches on a GPU server, through the same front door as the notebooks.
 
-    python -m ngl search --config run.json [--run-dir DIR] [--dask-scheduler tcp://host:8786]
-    python -m ngl resume DIR
-    python -m ngl show DIR            # generation summary and hall of fame
-    python -m ngl example-config      # print a config to start from
+    python -m ngl search --spec spec.json [--run-dir DIR] [--device cuda] [--chunk-size 64]
+                         [--cuda-graph] [--data-root DIR] [--dask-scheduler tcp://host:8786]
+    python -m ngl resume DIR [--device ...]    # continue; run options default to the last used
+    python -m ngl show DIR                     # generation summary and hall of fame
+    python -m ngl example-spec                 # print a spec to start from
+
+The spec file holds what determines the search (its hash names the run directory); how it
+runs is given on the command line and never changes which search it is. User errors (a bad
+file, a field, a busy or inconsistent run directory) are one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ngl.gp.search import RunDirError, SearchConfig, load_result, resume, run_search
+import pandas as pd
+
+import ngl
+from ngl.gp import RunDirError, SearchResult, SearchSpec
 from ngl.io.config import ConfigError, load_config_file, require_available
 from ngl.io.records import InUseError
 
@@ -20,6 +28,7 @@ from ngl.io.records import InUseError
 def _executor(address: str | None):
     if not address:
         return None, None
+    # dask is an optional dependency of the [notebooks] extra: imported only when asked for
     from distributed import Client
 
     client = Client(address)
@@ -33,35 +42,43 @@ def _print_summary(summary: dict, _search) -> None:
           f"{summary['wall_time_s']:.1f} s", flush=True)
 
 
-def _show(result) -> None:
-    import pandas as pd
-
+def _show(result: SearchResult) -> None:
     with pd.option_context("display.width", 160, "display.max_colwidth", 80):
         print(result.generation_summary().to_string(index=False))
         hof = result.hall_of_fame()
         if len(hof):
-            print("\nhall of fame:")
+            print("\nhall of fame (search-validation accuracy):")
             print(hof[["val_accuracy", "size", "generation", "expression"]].to_string(index=False))
-    print(f"\nrun directory: {result.run_dir}  (complete: {result.complete})")
+    legacy = "  (written by an older ngl: load only)" if result.legacy else ""
+    print(f"\nrun directory: {result.run_dir}  (complete: {result.complete}){legacy}")
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="candidates per worker task (the unit of resume)")
+    p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+                   help="replay each training step as a CUDA graph")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset's files")
+    p.add_argument("--dask-scheduler", default=None, help="address of a Dask scheduler")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ngl", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("search", help="run (or continue) a GP loss search")
-    s.add_argument("--config", required=True, help="JSON file of SearchConfig fields")
-    s.add_argument("--run-dir", default=None, help="default: runs/search/<config key>")
-    s.add_argument("--dask-scheduler", default=None, help="address of a Dask scheduler")
-    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("--spec", "--config", dest="spec", required=True,
+                   help="JSON file of SearchSpec fields (python -m ngl example-spec)")
+    s.add_argument("--run-dir", default=None, help="default: runs/search/<spec key>")
+    _run_options(s)
     r = sub.add_parser("resume", help="continue a search from its checkpoint")
     r.add_argument("run_dir")
-    r.add_argument("--dask-scheduler", default=None)
-    r.add_argument("--quiet", action="store_true")
+    _run_options(r)
     sh = sub.add_parser("show", help="summarise a search directory")
     sh.add_argument("run_dir")
-    sub.add_parser("example-config", help="print an example configuration")
+    sub.add_parser("example-spec", aliases=["example-config"], help="print a spec to start from")
     args = ap.parse_args(argv)
-
     try:
         return _run(args)
     except (ConfigError, RunDirError, InUseError, FileNotFoundError) as exc:
@@ -71,29 +88,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.cmd == "example-config":
-        print(SearchConfig().to_json())
+    if args.cmd in ("example-spec", "example-config"):
+        print(SearchSpec().to_json())
         return 0
     if args.cmd == "show":
-        _show(load_result(args.run_dir))
+        _show(ngl.load(args.run_dir))
         return 0
-    if args.cmd == "search":
-        config = load_config_file(SearchConfig, args.config)
-        try:
-            require_available(config.resolved_device())
-        except ConfigError as exc:
-            raise ConfigError(f"{args.config}: {exc}") from None
-    else:
-        config = load_result(args.run_dir).config
-        require_available(config.resolved_device())
+    options = {"device": args.device, "chunk_size": args.chunk_size,
+               "cuda_graph": args.cuda_graph, "data_root": args.data_root}
+    where = args.spec if args.cmd == "search" else args.run_dir
+    try:
+        if args.cmd == "search":
+            spec = load_config_file(SearchSpec, args.spec)
+            device = args.device or "auto"
+        else:
+            device = args.device or ngl.load(args.run_dir).options.device
+        require_available(device if device != "auto" else "cpu")
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(str(where)) else f"{where}: {msg}") from None
     client, executor = _executor(args.dask_scheduler)
     try:
         if args.cmd == "search":
-            result = run_search(config, args.run_dir, executor=executor, progress=not args.quiet,
-                                callback=_print_summary)
+            result = ngl.search(spec, args.run_dir, executor=executor, progress=not args.quiet,
+                                callback=_print_summary, **options)
         else:
-            result = resume(args.run_dir, executor=executor, progress=not args.quiet,
-                            callback=_print_summary)
+            result = ngl.resume(args.run_dir, executor=executor, progress=not args.quiet,
+                                callback=_print_summary, **options)
     finally:
         if client is not None:
             client.close()

@@ -6,7 +6,7 @@ import os
 
 from ngl.io.paths import figures_dir, runs_dir
 from ngl.train.seeding import seed_everything
-from ngl.ui.viz import set_style
+from ngl.ui.style import set_style
 
 __all__ = ["seed_everything", "setup", "quick_mode", "runs_dir", "figures_dir"]
 

@@ -43,10 +43,9 @@ import pandas as pd
 from IPython.display import Math, display
 
 import ngl
-from ngl.gp.primitives import LEAVES, OPERATORS
-from ngl.setup import runs_dir
-from ngl.ui import viz
-from ngl.ui.widgets import primitive_set_picker
+from ngl import ui
+from ngl.gp import LEAVES, OPERATORS
+from ngl.io import runs_dir
 
 ngl.setup(seed=SEED, style="paper")
 
@@ -68,7 +67,7 @@ table
 # `runs/primitive_set.json`, where notebook 02 picks it up. (Re-run the cells below after changing it.)
 
 # %%
-picker = primitive_set_picker(PRESET, n_samples=N_SAMPLES, seed=SEED)
+picker = ui.primitive_set_picker(PRESET, n_samples=N_SAMPLES, seed=SEED)
 display(picker.widget)
 
 # %%
@@ -92,12 +91,12 @@ for e in samples:
 # %%
 ncols = min(4, len(samples))
 nrows = -(-len(samples) // ncols)
-fig, axes = plt.subplots(nrows, ncols, figsize=(viz.TEXT_WIDTH, 2.2 * nrows), squeeze=False)
+fig, axes = plt.subplots(nrows, ncols, figsize=(ui.TEXT_WIDTH, 2.2 * nrows), squeeze=False)
 for ax, e in zip(axes.flat, samples, strict=False):
-    viz.draw_tree(e, ax=ax)
+    ui.draw_tree(e, ax=ax)
 for ax in axes.flat[len(samples):]:
     ax.axis("off")
-viz.save_figure(fig, "random_trees", config={"preset": pset.name, "seed": SEED, "n": N_SAMPLES})
+ui.save_figure(fig, "random_trees", config={"preset": pset.name, "seed": SEED, "n": N_SAMPLES})
 plt.show()
 
 # %% [markdown]
@@ -105,9 +104,9 @@ plt.show()
 # The paper's winner, parsed from text. Its compiled module is exactly `ngl.get_loss("ngl")`.
 
 # %%
-ngl_expr = ngl.LossExpression.parse("exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))")
-fig = viz.draw_tree(ngl_expr)
-viz.save_figure(fig, "ngl_tree")
+ngl_expr = ngl.LossExpression.parse(ngl.NGL_EXPRESSION)
+fig = ui.draw_tree(ngl_expr)
+ui.save_figure(fig, "ngl_tree")
 plt.show()
 print(ngl_expr.source())
 
@@ -124,12 +123,12 @@ losses = {"CE": ngl.get_loss("ce"), "NGL": ngl.get_loss("ngl"), "focal (γ=2)": 
 for i, e in enumerate(samples[:3]):
     if "y_pred" in e.leaves:
         losses[f"random #{i}"] = e.to_module()
-fig = viz.plot_loss_shapes(losses, num_classes=NUM_CLASSES)
-viz.save_figure(fig, "loss_shapes", config={"num_classes": NUM_CLASSES, "losses": list(losses)})
+fig = ui.plot_loss_shapes(losses, num_classes=NUM_CLASSES)
+ui.save_figure(fig, "loss_shapes", config={"num_classes": NUM_CLASSES, "losses": list(losses)})
 plt.show()
 
 # %%
-shape = viz.loss_shape_data({"NGL": ngl.get_loss("ngl")}, num_classes=NUM_CLASSES)
+shape = ui.loss_shape_data({"NGL": ngl.get_loss("ngl")}, num_classes=NUM_CLASSES)
 p_opt = shape.loc[shape["loss"].idxmin(), "p_true"]
 print(f"NGL's optimum true-class probability for C={NUM_CLASSES}: {p_opt:.3f}")
 assert 0.3 < p_opt < 0.5

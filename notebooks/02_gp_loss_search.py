@@ -32,7 +32,7 @@
 # Quick mode: a small population on the embedded digits data, a few minutes on a laptop CPU.
 # Full mode (`NGL_QUICK=0`, a GPU): larger population and budget on Fashion-MNIST; the paper
 # searched on CIFAR-10/100 and Fashion-MNIST with InceptionV3. Long runs are better started from
-# a terminal: `python -m ngl search --config run.json` (same engine, same run directory).
+# a terminal: `python -m ngl search --spec spec.json` (same engine, same run directory).
 
 # %% tags=["parameters"]
 import os
@@ -52,19 +52,14 @@ SEED_WITH_NGL = True  # put the paper's NGL into generation 0, as a yardstick
 FRESH = False  # True: delete an earlier run of the same configuration first
 
 # %%
-import dataclasses
 import shutil
 
 import matplotlib.pyplot as plt
 from IPython.display import Math, display
 
 import ngl
-from ngl.fitness.population import TrainBudget
-from ngl.gp.primitives import PrimitiveSet
-from ngl.gp.search import GPSearch, SearchConfig
-from ngl.setup import runs_dir
-from ngl.ui import viz
-from ngl.ui.widgets import search_config_form
+from ngl import ui
+from ngl.io import runs_dir
 
 ngl.setup(seed=SEED, style="paper")
 
@@ -76,23 +71,23 @@ ngl.setup(seed=SEED, style="paper")
 
 # %%
 pset_file = runs_dir() / "primitive_set.json"
-pset = PrimitiveSet.load(pset_file) if pset_file.exists() else ngl.preset("paper")
+pset = ngl.PrimitiveSet.load(pset_file) if pset_file.exists() else ngl.preset("paper")
 print(pset.describe(), "(from notebook 01)" if pset_file.exists() else "(preset)")
 
-ngl_text = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+ngl_text = ngl.NGL_EXPRESSION
 seeds = (ngl_text,) if SEED_WITH_NGL and {"exp", "sub", "mul", "add", "cos", "sin"} <= set(pset.operators) else ()
-base = SearchConfig(primitive_set=pset, population_size=POPULATION, generations=GENERATIONS,
-                    dataset=DATASET, model=MODEL, n_train=N_TRAIN, n_val=N_VAL, device=DEVICE,
-                    seed=SEED, seed_expressions=seeds,
-                    budget=TrainBudget(steps=TRAIN_STEPS, batch_size=128, lr=1e-3, optimizer="adam"),
-                    elitism=1, chunk_size=max(POPULATION, 1), cuda_graph=CUDA_GRAPH)
-form = search_config_form(base)
+base = ngl.SearchSpec(primitive_set=pset, population_size=POPULATION, generations=GENERATIONS,
+                      dataset=DATASET, model=MODEL, n_train=N_TRAIN, n_val=N_VAL,
+                      seed=SEED, seed_expressions=seeds, elitism=1,
+                      budget=ngl.TrainBudget(steps=TRAIN_STEPS, batch_size=128, lr=1e-3,
+                                             optimizer="adam"))
+form = ui.search_spec_form(base)
 display(form.widget)
 
 # %%
-config = form.value
-print(config.to_json()[:600], "...")
-search_dir = runs_dir() / "search" / config.key
+spec = form.value
+print(spec.to_json()[:600], "...")
+search_dir = runs_dir() / "search" / spec.key
 if FRESH and search_dir.exists():
     shutil.rmtree(search_dir)
 
@@ -102,9 +97,10 @@ if FRESH and search_dir.exists():
 # cell to resume from the last finished chunk.
 
 # %%
-live = viz.LivePlot(every=1.0)
-search = GPSearch(config, search_dir, callback=live)
-result = search.run()
+live = ui.LivePlot(every=1.0)
+# how it runs (device, chunk size, CUDA graphs) is not part of the spec: changing it resumes
+result = ngl.search(spec, search_dir, device=DEVICE, chunk_size=max(POPULATION, 1),
+                    cuda_graph=CUDA_GRAPH, callback=live)
 live.close()
 print(f"{len(result.history)} candidates evaluated; complete: {result.complete}")
 
@@ -116,9 +112,9 @@ summary = result.generation_summary()
 summary
 
 # %%
-fig = viz.plot_search_progress(summary)
-viz.save_figure(fig, "fitness_curve", config={"key": config.key, "dataset": config.dataset,
-                                               "population": config.population_size})
+fig = ui.plot_search_progress(summary)
+ui.save_figure(fig, "fitness_curve", config={"key": spec.key, "dataset": spec.dataset,
+                                             "population": spec.population_size})
 plt.show()
 
 # %% [markdown]
@@ -133,8 +129,8 @@ hof[["val_accuracy", "val_ce", "size", "generation", "origin", "expression"]]
 best = result.best
 display(Math(best.latex()))
 print("best:", best)
-fig = viz.draw_tree(best)
-viz.save_figure(fig, "best_tree", config={"key": config.key, "expression": str(best)})
+fig = ui.draw_tree(best.expression)
+ui.save_figure(fig, "best_tree", config={"key": spec.key, "expression": str(best)})
 plt.show()
 
 # %% [markdown]
@@ -151,4 +147,4 @@ ngl_rows = result.history[result.history["expression"] == str(ngl.LossExpression
 if len(ngl_rows):
     print(f"NGL (seeded) reached validation accuracy {ngl_rows['val_accuracy'].iloc[0]:.4f}; "
           f"the best found loss {hof['val_accuracy'].iloc[0]:.4f}")
-dataclasses.asdict(config.budget)
+spec.budget.to_dict()

@@ -44,39 +44,32 @@ import numpy as np
 from IPython.display import Math, display
 
 import ngl
-from ngl.fitness.population import TrainBudget
-from ngl.gp.search import SearchConfig, load_result, run_search
-from ngl.setup import runs_dir
-from ngl.ui import viz
-from ngl.ui.widgets import hall_of_fame_browser, loss_explorer
+from ngl import ui
+from ngl.io import runs_dir
 
 ngl.setup(seed=SEED, style="paper")
 
 # %% [markdown]
 # ## Load the search
-# A search directory holds `config.json` (everything that determines the run; the directory is
-# named by its hash), `history.jsonl` (one row per evaluated candidate, appended as the search
-# goes) and `checkpoint.json` (population and random state after the last finished generation).
-# `load_result` reads all three; a partial run is fine.
+# A search directory holds `spec.json` (everything that determines the result; the directory is
+# named by its hash), `options.json` (how it was run), `history.jsonl` (one row per evaluated
+# candidate, appended as the search goes) and `checkpoint.json` (population and random state
+# after the last finished generation). `ngl.load` needs only the spec and the history; a partial
+# run is fine.
 
 # %%
-def latest_search(root: Path) -> Path | None:
-    runs = [p.parent for p in root.glob("*/history.jsonl") if (p.parent / "config.json").exists()]
-    return max(runs, key=lambda p: (p / "history.jsonl").stat().st_mtime) if runs else None
-
-
-search_dir = Path(SEARCH_DIR) if SEARCH_DIR else latest_search(runs_dir() / "search")
+search_dir = Path(SEARCH_DIR) if SEARCH_DIR else ui.latest_search(runs_dir() / "search")
 if search_dir is None:
     print("no search found under", runs_dir() / "search", "- running a tiny one (about a minute on a CPU)")
-    tiny = SearchConfig(population_size=6 if QUICK else 12, generations=2 if QUICK else 4,
-                        budget=TrainBudget(steps=20 if QUICK else 60, batch_size=64), dataset="digits",
-                        n_train=400 if QUICK else None, n_val=200 if QUICK else None, device="auto",
-                        seed=SEED, chunk_size=12,
-                        seed_expressions=("exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))",))
+    tiny = ngl.SearchSpec(population_size=6 if QUICK else 12, generations=2 if QUICK else 4,
+                          budget=ngl.TrainBudget(steps=20 if QUICK else 60, batch_size=64),
+                          dataset="digits", n_train=400 if QUICK else None,
+                          n_val=200 if QUICK else None, seed=SEED,
+                          seed_expressions=(ngl.NGL_EXPRESSION,))
     search_dir = runs_dir() / "search" / tiny.key
-    run_search(tiny, search_dir, progress=False)
-result = load_result(search_dir)
-config = result.config
+    ngl.search(tiny, search_dir, chunk_size=12, progress=False)
+result = ngl.load(search_dir)
+config = result.spec
 print(f"{search_dir}\n{len(result.history)} candidates, {config.generations} generations planned, "
       f"complete: {result.complete}; dataset {config.dataset}, model {config.model}, "
       f"{config.budget.steps} training steps per candidate")
@@ -101,8 +94,8 @@ summary[["generation", "candidates", "best", "median", "q25", "q75", "distinct_f
          "mean_size", "rejected", "cache_hits", "trained"]].round(4)
 
 # %%
-fig = viz.plot_search_progress(summary)
-viz.save_figure(fig, "fitness_curve", config=fig_config)
+fig = ui.plot_search_progress(summary)
+ui.save_figure(fig, "fitness_curve", config=fig_config)
 plt.show()
 
 # %% [markdown]
@@ -111,11 +104,11 @@ plt.show()
 
 # %%
 ok = result.history[result.history["status"] == "ok"]
-fig, ax = plt.subplots(figsize=(viz.COLUMN_WIDTH, 2.4))
+fig, ax = plt.subplots(figsize=(ui.COLUMN_WIDTH, 2.4))
 points = ax.scatter(ok["size"], ok["val_accuracy"], c=ok["generation"], s=12, cmap="viridis")
 fig.colorbar(points, ax=ax, label="generation")
 ax.set(xlabel="tree size (nodes)", ylabel="validation accuracy")
-viz.save_figure(fig, "fitness_vs_size", config=fig_config)
+ui.save_figure(fig, "fitness_vs_size", config=fig_config)
 plt.show()
 
 # %% [markdown]
@@ -144,13 +137,13 @@ top = hof.head(TOP_K)
 if len(top):
     cols = min(2, len(top))
     rows = int(np.ceil(len(top) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(viz.TEXT_WIDTH, 2.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(ui.TEXT_WIDTH, 2.3 * rows), squeeze=False)
     for ax, row in zip(axes.flat, top.itertuples(), strict=False):
-        viz.draw_tree(row.expression, ax=ax)
+        ui.draw_tree(row.expression, ax=ax)
         ax.set_title(f"#{row.Index + 1}  acc {row.val_accuracy:.3f}\n" + ax.get_title(), fontsize=7)
     for ax in list(axes.flat)[len(top):]:
         ax.axis("off")
-    viz.save_figure(fig, "hall_of_fame_trees", config=fig_config)
+    ui.save_figure(fig, "hall_of_fame_trees", config=fig_config)
     plt.show()
     for row in top.itertuples():
         display(Math(rf"\#{row.Index + 1}:\quad " + ngl.LossExpression.parse(row.expression).latex()))
@@ -171,11 +164,11 @@ shape_losses = {f"#{i + 1}": ngl.LossExpression.parse(t).to_module(validate=Fals
                 for i, t in enumerate(hof["expression"].head(3))}
 shape_losses.update({"NGL": ngl.get_loss("ngl"), "CE": ngl.get_loss("ce"),
                      "focal (γ=2)": ngl.get_loss("focal", gamma=2.0)})
-fig = viz.plot_loss_shapes(shape_losses, num_classes=NUM_CLASSES)
-viz.save_figure(fig, "loss_shapes_best", config={**fig_config, "num_classes": NUM_CLASSES})
+fig = ui.plot_loss_shapes(shape_losses, num_classes=NUM_CLASSES)
+ui.save_figure(fig, "loss_shapes_best", config={**fig_config, "num_classes": NUM_CLASSES})
 plt.show()
 
-shapes = viz.loss_shape_data(shape_losses, num_classes=NUM_CLASSES)
+shapes = ui.loss_shape_data(shape_losses, num_classes=NUM_CLASSES)
 optima = shapes.loc[shapes.groupby("loss_name", sort=False)["loss"].idxmin(), ["loss_name", "p_true"]]
 optima.rename(columns={"p_true": "optimal p_true"}).set_index("loss_name").round(3)
 
@@ -185,7 +178,7 @@ optima.rename(columns={"p_true": "optimal p_true"}).set_index("loss_name").round
 # kernel; in a static copy of this notebook only the figures above remain.)
 
 # %%
-browser = hall_of_fame_browser(result, num_classes=NUM_CLASSES)
+browser = ui.hall_of_fame_browser(result, num_classes=NUM_CLASSES)
 browser.widget
 
 # %% [markdown]
@@ -199,7 +192,7 @@ browser.widget
 # hand-made ways to temper confidence. Type a hall-of-fame formula into the expression box to add it.
 
 # %%
-explorer = loss_explorer(num_classes=NUM_CLASSES, expression=hof["expression"].iloc[0] if len(hof) else "")
+explorer = ui.loss_explorer(num_classes=NUM_CLASSES, expression=hof["expression"].iloc[0] if len(hof) else "")
 explorer.widget
 
 # %% [markdown]

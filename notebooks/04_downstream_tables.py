@@ -28,7 +28,7 @@
 #
 # Quick mode: the embedded 8x8 digits, a small CNN, 2 seeds, about a minute on a laptop CPU.
 # Full mode (`NGL_QUICK=0`): Fashion-MNIST, 3 seeds, 10 epochs (a GPU helps). CIFAR-10/100 run
-# through the same code once their files are available (`ngl.data.datasets.load_dataset("cifar10", root=...)`).
+# through the same code once their files are available (`ngl.data.load_dataset("cifar10", root=...)`).
 # Long grids are better run from a script: see `benchmarks/downstream_fashion_mnist.py`.
 
 # %% tags=["parameters"]
@@ -49,17 +49,12 @@ TORCH_THREADS = 1 if QUICK else None  # tiny nets gain nothing from threads; Non
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
 import ngl
-from ngl.evaluate import tables
-from ngl.evaluate.grid import GridConfig, run_grid
-from ngl.setup import runs_dir
-from ngl.train.loop import TrainConfig
-from ngl.ui import viz
-from ngl.ui.widgets import table_builder
+from ngl import evaluate, ui
+from ngl.io import runs_dir
 
 ngl.setup(seed=0, style="paper")
 if TORCH_THREADS:
@@ -73,11 +68,12 @@ results_path = runs_dir() / "downstream" / "results.jsonl"
 # which read the same form.
 
 # %%
-base = GridConfig(datasets=DATASETS, models=MODELS, losses=LOSSES, seeds=tuple(range(N_SEEDS)),
-                  train=TrainConfig(optimizer="adam", lr=LR, epochs=EPOCHS, batch_size=BATCH_SIZE),
-                  n_train=N_TRAIN, device=DEVICE)
-builder = table_builder(results_path, base=base, datasets=("digits", "fashion_mnist", "cifar10",
-                                                            "cifar100"))
+base = ngl.GridConfig(datasets=DATASETS, models=MODELS, losses=LOSSES, seeds=tuple(range(N_SEEDS)),
+                      train=ngl.TrainConfig(optimizer="adam", lr=LR, epochs=EPOCHS,
+                                            batch_size=BATCH_SIZE),
+                      n_train=N_TRAIN, device=DEVICE)
+builder = ui.table_builder(results_path, base=base,
+                           datasets=("digits", "fashion_mnist", "cifar10", "cifar100"))
 display(builder.widget)
 
 # %% [markdown]
@@ -89,17 +85,7 @@ config = builder.value
 print(f"{config.n_cells} runs: {config.datasets} x {config.models} x {len(config.losses)} losses "
       f"x {len(config.seeds)} seeds, {config.train.epochs} epochs, {config.train.optimizer} "
       f"lr {config.train.lr}")
-handle = display(Markdown("*waiting for the first run...*"), display_id=True)
-
-
-def redraw(row, results):
-    ok = results[results.status == "ok"]
-    if len(ok):
-        summary = tables.summarise(results, baseline="ce" if "ce" in set(ok.loss) else None)
-        handle.update(Markdown(tables.to_markdown(summary)))
-
-
-results = run_grid(config, results_path, callback=redraw)
+results = ngl.grid(config, results_path, callback=ui.LiveTable(baseline="ce"))
 print(results.status.value_counts().to_dict())
 
 # %% [markdown]
@@ -109,24 +95,24 @@ print(results.status.value_counts().to_dict())
 # loss or an error: they are not averaged in.
 
 # %%
-summary = tables.summarise(results, metric="test_accuracy", baseline="ce")
+summary = evaluate.summarise(results, metric="test_accuracy", baseline="ce")
 summary.round(4)
 
 # %%
-display(Markdown(tables.to_markdown(summary)))
-tex = tables.to_latex(summary, label="tab:downstream",
+display(Markdown(evaluate.to_markdown(summary)))
+tex = evaluate.to_latex(summary, label="tab:downstream",
                       caption=f"Test accuracy (%) with {config.train.optimizer} "
                               f"(lr {config.train.lr}, {config.train.epochs} epochs); mean ± std "
                               f"over {N_SEEDS} seeds, change against CE in brackets, best in bold, "
                               "* paired t-test p < 0.05.")
-print(viz.save_table(tex, "downstream_table"))
+print(ui.save_table(tex, "downstream_table"))
 print(tex)
 
 # %% [markdown]
 # Per model (the paper reports only the pooled numbers):
 
 # %%
-tables.format_table(tables.summarise(results, by=("dataset", "model", "loss")))
+evaluate.format_table(evaluate.summarise(results, by=("dataset", "model", "loss")))
 
 # %% [markdown]
 # ## Paper and reproduction side by side
@@ -137,11 +123,11 @@ tables.format_table(tables.summarise(results, by=("dataset", "model", "loss")))
 # the ±0.5 "same as CE" verdicts, not absolute values.
 
 # %%
-print(tables.PAPER_CITATION)
-tables.paper_wide()
+print(evaluate.PAPER_CITATION)
+evaluate.paper_wide()
 
 # %%
-side = tables.compare_with_paper(summary)
+side = evaluate.compare_with_paper(summary)
 side if len(side) else print("none of the datasets of this grid is in the paper's table "
                              "(digits is ours); run the full mode for Fashion-MNIST")
 
@@ -151,13 +137,13 @@ side if len(side) else print("none of the datasets of this grid is in the paper'
 
 # %%
 ok = results[results.status == "ok"]
-fig, ax = plt.subplots(figsize=(viz.COLUMN_WIDTH * 1.4, 2.4))
-viz.plot_downstream_comparison(ok, reference="ce", ax=ax)
+fig, ax = plt.subplots(figsize=(ui.COLUMN_WIDTH * 1.4, 2.4))
+ui.plot_downstream_comparison(ok, reference="ce", ax=ax)
 ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-viz.save_figure(fig, "downstream_comparison",
-                config={"datasets": list(config.datasets), "models": list(config.models),
-                        "losses": [tables.LOSS_NAMES.get(x, x) for x in summary.loss.unique()],
-                        "seeds": list(config.seeds), "train": config.train.to_dict()})
+ui.save_figure(fig, "downstream_comparison",
+               config={"datasets": list(config.datasets), "models": list(config.models),
+                       "losses": [evaluate.LOSS_NAMES.get(x, x) for x in summary.loss.unique()],
+                       "seeds": list(config.seeds), "train": config.train.to_dict()})
 plt.show()
 
 # %% [markdown]
@@ -166,9 +152,8 @@ plt.show()
 # approaches 0, so the training-loss panel is normalised by each run's first epoch.
 
 # %%
-curves = pd.DataFrame([{**h, "loss": r.loss, "seed": r.seed, "dataset": r.dataset}
-                       for r in results[results.status == "ok"].itertuples() for h in r.history])
-fig = viz.plot_training_curves(curves[curves.dataset == config.datasets[0]],
-                               columns=["train_loss", "val_accuracy"])
-viz.save_figure(fig, "training_curves", config={"dataset": config.datasets[0]})
+curves = ui.training_history(results)
+fig = ui.plot_training_curves(curves[curves.dataset == config.datasets[0]],
+                              columns=["train_loss", "val_accuracy"])
+ui.save_figure(fig, "training_curves", config={"dataset": config.datasets[0]})
 plt.show()

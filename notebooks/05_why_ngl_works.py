@@ -29,8 +29,8 @@
 # Parts 1-2 are exact properties of the formulas. Parts 3-4 train a small CNN: in quick mode
 # (`NGL_QUICK=1`) a few seconds per run on the 8x8 digits data, which shows *how* to measure but
 # is too small and too short to decide anything; in full mode on Fashion-MNIST with 3 seeds. The
-# functions live in `ngl.evaluate.analysis` (they accept any loss module, found expressions included) and
-# the figures in `ngl.ui.viz`.
+# functions live in `ngl.evaluate` (they accept any loss module, found expressions included) and
+# the figures in `ngl.ui`.
 
 # %% tags=["parameters"]
 import os
@@ -57,10 +57,9 @@ import pandas as pd
 from IPython.display import display
 
 import ngl
-from ngl.data.datasets import load_dataset
-from ngl.evaluate import analysis as A
-from ngl.train.loop import TrainConfig
-from ngl.ui import viz
+import ngl.evaluate as A
+from ngl import ui
+from ngl.data import load_dataset
 
 ngl.setup(seed=SEED, style="paper")
 LOSSES = {
@@ -70,7 +69,7 @@ LOSSES = {
     "focal γ=2": ngl.get_loss("focal", gamma=2.0),
     # a loss as a search would return it: parsed text, compiled to torch
     "NGL (as expression)": ngl.LossExpression.parse(
-        "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))").to_module(),
+        ngl.NGL_EXPRESSION).to_module(),
 }
 
 # %% [markdown]
@@ -83,8 +82,8 @@ LOSSES = {
 # %%
 opt_table = A.optimum_table(LOSSES, classes=CLASSES)
 display(opt_table.pivot(index="num_classes", columns="loss", values="p_true").round(3))
-fig = viz.plot_optimum_confidence(opt_table[opt_table["loss"] != "NGL (as expression)"])
-viz.save_figure(fig, "optimum_confidence", config={"classes": list(CLASSES)})
+fig = ui.plot_optimum_confidence(opt_table[opt_table["loss"] != "NGL (as expression)"])
+ui.save_figure(fig, "optimum_confidence", config={"classes": list(CLASSES)})
 plt.show()
 
 # %% [markdown]
@@ -105,8 +104,8 @@ plt.show()
 grad_table = A.gradient_scale_table({k: v for k, v in LOSSES.items() if k != "NGL (as expression)"},
                                     classes=CLASSES)
 display(grad_table.pivot_table(index="num_classes", columns=["loss", "at"], values="ratio").round(4))
-fig = viz.plot_gradient_scale(grad_table[grad_table["loss"].isin(["NGL", "focal γ=2"])])
-viz.save_figure(fig, "gradient_scale", config={"classes": list(CLASSES)})
+fig = ui.plot_gradient_scale(grad_table[grad_table["loss"].isin(["NGL", "focal γ=2"])])
+ui.save_figure(fig, "gradient_scale", config={"classes": list(CLASSES)})
 plt.show()
 C = 10  # classes of both datasets used below
 print(f"SGD lr for NGL that matches CE's steps at a uniform prediction (C={C}): "
@@ -118,7 +117,7 @@ print(f"SGD lr for NGL that matches CE's steps at a uniform prediction (C={C}): 
 # C = 2, 0.08x for C = 10, 0.001x for C = 100 at a uniform prediction. Adam and AdamW normalise
 # each step by the gradient's running scale and do not care; plain SGD takes steps proportional to
 # it. At CE's learning rate SGD barely moves an NGL network; the fix is to scale SGD's learning
-# rate by `1 / gradient_scale` (`ngl.evaluate.analysis.sgd_lr_for`), about 12x for C = 10 and ~1000x for
+# rate by `1 / gradient_scale` (`ngl.evaluate.sgd_lr_for`), about 12x for C = 10 and ~1000x for
 # C = 100. Part 4 measures both. **Always report which optimizer a loss comparison used.**
 
 # %% [markdown]
@@ -133,7 +132,7 @@ data = load_dataset(DATASET, seed=SEED)
 if N_TRAIN is not None:
     data = data.subset(n_train=N_TRAIN, seed=SEED)
 print(data)
-base = TrainConfig(optimizer="adam", lr=LR, epochs=EPOCHS, batch_size=BATCH_SIZE)
+base = ngl.TrainConfig(optimizer="adam", lr=LR, epochs=EPOCHS, batch_size=BATCH_SIZE)
 model_kw = {"width": WIDTH}
 
 runs = {}
@@ -144,7 +143,7 @@ cols = ["accuracy", "confidence", "ece", "nll", "temperature", "confidence_ts", 
 calib = pd.DataFrame([{"loss": n, "seed": s, **{c: r[c] for c in cols}} for (n, s), r in runs.items()])
 calib_mean = calib.groupby("loss")[cols].mean()
 display(calib_mean.round(4))
-viz.save_table(calib_mean.round(4).to_latex(), "calibration", ext="tex")
+ui.save_table(calib_mean.round(4).to_latex(), "calibration", ext="tex")
 
 # %%
 diagrams = {
@@ -153,8 +152,8 @@ diagrams = {
     "CE + T-scaling": runs["CE", SEEDS[0]]["reliability_ts"],
     "NGL + T-scaling": runs["NGL", SEEDS[0]]["reliability_ts"],
 }
-fig = viz.plot_reliability_diagram(diagrams)
-viz.save_figure(fig, "reliability", config={"dataset": DATASET, "epochs": EPOCHS, "seed": SEEDS[0],
+fig = ui.plot_reliability_diagram(diagrams)
+ui.save_figure(fig, "reliability", config={"dataset": DATASET, "epochs": EPOCHS, "seed": SEEDS[0],
                                             "train": base.to_dict()})
 plt.show()
 
@@ -186,10 +185,10 @@ alpha_df = pd.concat([alpha_df, pd.DataFrame([{"alpha": ngl.NGL_ALPHA, "seed": s
                                                "test_accuracy": runs["NGL", s]["test_accuracy"]}
                                               for s in SEEDS])], ignore_index=True)
 ce_acc = calib[calib["loss"] == "CE"]["accuracy"].mean()
-fig = viz.plot_sensitivity(alpha_df, "alpha", reference=ngl.NGL_ALPHA)
+fig = ui.plot_sensitivity(alpha_df, "alpha", reference=ngl.NGL_ALPHA)
 fig.axes[0].axhline(ce_acc, color="C3", lw=0.8, ls=":", label="CE")
 fig.axes[0].legend(frameon=False, fontsize="small")
-viz.save_figure(fig, "alpha_sensitivity", config={"alphas": list(ALPHAS), "train": base.to_dict()})
+ui.save_figure(fig, "alpha_sensitivity", config={"alphas": list(ALPHAS), "train": base.to_dict()})
 plt.show()
 display(alpha_df.groupby("alpha")["test_accuracy"].agg(["mean", "std"]).round(4))
 
@@ -212,8 +211,8 @@ if "adam" in settings:
                           "test_accuracy": r["test_accuracy"]} for (n, s), r in runs.items()])
     opt_df = pd.concat([adam, opt_df], ignore_index=True)
 display(opt_df.groupby(["optimizer", "loss"], sort=False)[["lr", "test_accuracy"]].mean().round(4).unstack())
-fig = viz.plot_sensitivity(opt_df, "optimizer", hue="loss")
-viz.save_figure(fig, "optimizer_sensitivity", config={"settings": settings, "train": base.to_dict()})
+fig = ui.plot_sensitivity(opt_df, "optimizer", hue="loss")
+ui.save_figure(fig, "optimizer_sensitivity", config={"settings": settings, "train": base.to_dict()})
 plt.show()
 
 # %% [markdown]
@@ -225,13 +224,13 @@ plt.show()
 # %%
 length_df = A.length_sweep(data, LENGTH_EPOCHS, {"CE": LOSSES["CE"], "NGL": LOSSES["NGL"]}, base,
                            seeds=SEEDS, reference="CE", device=DEVICE, **model_kw)
-fig, axes = plt.subplots(1, 2, figsize=(viz.TEXT_WIDTH * 0.7, 2.2))
-viz.plot_sensitivity(length_df, "epoch", hue="loss", ax=axes[0])
-viz.plot_sensitivity(length_df[length_df["loss"] == "NGL"], "epoch", y="gain", ax=axes[1],
+fig, axes = plt.subplots(1, 2, figsize=(ui.TEXT_WIDTH * 0.7, 2.2))
+ui.plot_sensitivity(length_df, "epoch", hue="loss", ax=axes[0])
+ui.plot_sensitivity(length_df[length_df["loss"] == "NGL"], "epoch", y="gain", ax=axes[1],
                      ylabel="NGL − CE (points)")
 axes[1].axhspan(-0.5, 0.5, color="0.85", lw=0, zorder=0)
 axes[1].axhline(0, color="0.5", lw=0.6)
-viz.save_figure(fig, "length_sensitivity", config={"epochs": LENGTH_EPOCHS, "train": base.to_dict()})
+ui.save_figure(fig, "length_sensitivity", config={"epochs": LENGTH_EPOCHS, "train": base.to_dict()})
 plt.show()
 display(length_df[length_df["loss"] == "NGL"].groupby("epoch")["gain"].agg(["mean", "std"]).round(2).T)
 

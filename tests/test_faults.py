@@ -19,37 +19,45 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import ngl
 from ngl.__main__ import main
 from ngl.evaluate.grid import GridConfig, load_results, run_grid
 from ngl.fitness.population import TrainBudget
-from ngl.gp.search import (
+from ngl.gp import (
     GPSearch,
     RunDirError,
-    SearchConfig,
+    RunOptions,
+    SearchSpec,
     load_result,
     resume,
     run_dir_lock,
-    run_search,
 )
+from ngl.gp import run_search as _run_search
 from ngl.io.config import ConfigError
 from ngl.io.records import InUseError, append_rows, exclusive_lock, read_rows, write_json_atomic
+from ngl.losses import NGL_EXPRESSION
 from ngl.train.loop import TrainConfig
 
-NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+NGL_TEXT = NGL_EXPRESSION
 COLS = ["generation", "index", "expression", "status", "cache_hit", "origin", "parents",
         "val_accuracy", "fitness"]
 POP, GENS = 4, 3
 
 
-def tiny(**kw) -> SearchConfig:
-    base = dict(population_size=POP, generations=GENS, n_train=120, n_val=60, chunk_size=1,
+def tiny(**kw) -> SearchSpec:
+    base = dict(population_size=POP, generations=GENS, n_train=120, n_val=60,
                 budget=TrainBudget(steps=3, batch_size=32), seed_expressions=(NGL_TEXT,), seed=3)
     base.update(kw)
-    return SearchConfig(**base)
+    return SearchSpec(**base)
+
+
+def run_search(spec: SearchSpec, run_dir: Path, **kw):
+    """A search with one candidate per chunk: every row is its own unit of resume."""
+    return _run_search(spec, run_dir, RunOptions(chunk_size=1), **kw)
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory) -> tuple[SearchConfig, Path, pd.DataFrame]:
+def straight(tmp_path_factory) -> tuple[SearchSpec, Path, pd.DataFrame]:
     """The uninterrupted reference run."""
     cfg = tiny()
     run_dir = tmp_path_factory.mktemp("faults") / "straight"
@@ -101,7 +109,7 @@ def test_infinite_parsimony_is_refused():
     with pytest.raises(ValueError, match="parsimony_coefficient"):
         tiny(parsimony_coefficient=float("inf"))
     with pytest.raises(ValueError, match="finite"):
-        SearchConfig.from_json('{"parsimony_coefficient": Infinity}')
+        SearchSpec.from_json('{"parsimony_coefficient": Infinity}')
 
 
 # -- search: resume after every kind of interruption ---------------------------------------------
@@ -157,7 +165,7 @@ def test_stale_checkpoint_older_than_history_is_refused(straight, tmp_path):
 
 @pytest.mark.parametrize("content", ["", "garbage{", "null", "[]", '{"generation": 1}',
                                      '{"generation": 1, "population": [], "rng_state": 5, '
-                                     '"config_key": "KEY"}'])
+                                     '"spec_key": "KEY"}'])
 def test_corrupt_checkpoint_names_the_file_and_show_still_works(straight, tmp_path, content,
                                                                 capsys):
     cfg, src, reference = straight
@@ -183,14 +191,14 @@ def test_edited_config_is_refused_with_what_differs(straight, tmp_path):
     ckpt = json.loads((run_dir / "checkpoint.json").read_text())
     ckpt["generation"] = 1  # the checkpoint as it was at that point
     write_json_atomic(run_dir / "checkpoint.json", ckpt)
-    edited = json.loads((run_dir / "config.json").read_text())
+    edited = json.loads((run_dir / "spec.json").read_text())
     edited["budget"]["steps"] = 5
-    write_json_atomic(run_dir / "config.json", edited)
+    write_json_atomic(run_dir / "spec.json", edited)
     before = (run_dir / "history.jsonl").read_bytes()
     with pytest.raises(RunDirError, match=r"budget\.steps: 3 -> 5"):
         resume(run_dir, progress=False)
     (run_dir / "checkpoint.json").unlink()  # without a checkpoint the history's rows tell
-    with pytest.raises(RunDirError, match="rows of another configuration"):
+    with pytest.raises(RunDirError, match="rows of another spec"):
         resume(run_dir, progress=False)
     assert (run_dir / "history.jsonl").read_bytes() == before
 
@@ -236,8 +244,8 @@ def test_two_search_processes_on_one_directory(tmp_path):
     cfg_file.write_text(cfg.to_json())
     run_dir = tmp_path / "run"
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    cmd = [sys.executable, "-m", "ngl", "search", "--config", str(cfg_file), "--run-dir",
-           str(run_dir), "--quiet"]
+    cmd = [sys.executable, "-m", "ngl", "search", "--spec", str(cfg_file), "--run-dir",
+           str(run_dir), "--chunk-size", "1", "--quiet"]
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 120
@@ -282,8 +290,8 @@ def test_sigkill_at_several_points_then_resume(straight, tmp_path, kill_after):
     cfg_file = tmp_path / "run.json"
     cfg_file.write_text(cfg.to_json())
     run_dir = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "ngl", "search", "--config", str(cfg_file),
-                             "--run-dir", str(run_dir), "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "ngl", "search", "--spec", str(cfg_file),
+                             "--run-dir", str(run_dir), "--chunk-size", "1", "--quiet"],
                             env={**os.environ, "TQDM_DISABLE": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     n = _kill_when(proc, run_dir / "history.jsonl", lambda rows: len(rows) >= kill_after)
@@ -305,7 +313,8 @@ def test_gp_seed_does_not_change_the_data(monkeypatch):
 
     monkeypatch.setattr(search, "_load_data", spy)
     for gp_seed in (0, 5):
-        search.evaluate_chunk(tiny(seed=gp_seed, data_seed=11).to_dict(), ["y_pred"])
+        search.evaluate_chunk(tiny(seed=gp_seed, data_seed=11).to_dict(), RunOptions().to_dict(),
+                              ["y_pred"])
     assert seen == [11, 11]
     a = real("digits", None, 120, 60, 11, "cpu")
     b = real("digits", None, 120, 60, 12, "cpu")
@@ -339,9 +348,8 @@ BAD_CONFIGS = [
     ('{"seed": true}', "seed = true"),
     ('{"elitism": 1.5}', "elitism = 1.5"),
     ('{"init_depth": [1.5, 2]}', r"init_depth\[0\] = 1.5"),
-    ('{"cuda_graph": "yes"}', 'cuda_graph = "yes"'),
+    ('{"cuda_graph": true}', "cuda_graph = true: unknown field"),
     ('{"n_train": -5}', "n_train = -5"),
-    ('{"device": "tpu"}', "device='tpu'"),
     ('{"budget": {"optimizer": "rmsprop"}}', "budget.optimizer"),
     ('{"parsimony_coefficient": 1e999}', "parsimony_coefficient"),
     ('{"primitive_set": {"operators": ["add"], "leaves": ["y_pred"], "colour": 1}}', "colour"),
@@ -365,13 +373,14 @@ def test_cuda_without_a_gpu_is_refused_before_anything_is_written(tmp_path, caps
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cfg_file = tmp_path / "run.json"
-    cfg_file.write_text('{"device": "cuda"}')
-    assert main(["search", "--config", str(cfg_file), "--run-dir", str(tmp_path / "run")]) == 2
+    cfg_file.write_text("{}")
+    assert main(["search", "--spec", str(cfg_file), "--run-dir", str(tmp_path / "run"),
+                 "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "no CUDA GPU" in err and str(cfg_file) in err
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match="no CUDA GPU"):
-        run_search(tiny(device="cuda"), tmp_path / "run2", progress=False)
+        _run_search(tiny(), tmp_path / "run2", RunOptions(device="cuda"), progress=False)
     assert not (tmp_path / "run2").exists()
 
 
@@ -386,8 +395,10 @@ def test_bad_config_cli_prints_no_traceback(tmp_path):
 
 
 @pytest.mark.parametrize(("cls", "kw", "pattern"), [
-    (SearchConfig, {"seed": True}, "seed"),
-    (SearchConfig, {"chunk_size": 0}, "chunk_size"),
+    (SearchSpec, {"seed": True}, "seed"),
+    (RunOptions, {"chunk_size": 0}, "chunk_size"),
+    (RunOptions, {"device": "tpu"}, "device"),
+    (RunOptions, {"cuda_graph": "yes"}, "cuda_graph"),
     (TrainBudget, {"steps": 2.5}, "steps"),
     (TrainConfig, {"epochs": "3"}, "epochs"),
     (TrainConfig, {"lr": float("nan")}, "lr"),
@@ -460,3 +471,55 @@ def test_grid_sigkill_then_rerun_matches_uninterrupted(grid_reference, tmp_path)
     ok = [r["cell_key"] for r in read_rows(path) if r["status"] == "ok"]
     assert len(ok) == len(set(ok)) == 4
     assert load_results(path, grid_config())["status"].eq("ok").all()
+
+
+@pytest.mark.parametrize(("flags", "pattern"), [
+    (["--device", "tpu"], "device='tpu'"),
+    (["--chunk-size", "0"], "chunk_size = 0"),
+])
+def test_bad_run_option_flags_are_one_line(tmp_path, capsys, flags, pattern):
+    cfg_file = tmp_path / "spec.json"
+    cfg_file.write_text("{}")
+    assert main(["search", "--spec", str(cfg_file), "--run-dir", str(tmp_path / "run"),
+                 *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and pattern in err, err
+    assert not (tmp_path / "run").exists()
+
+
+# -- run options never change which search it is ------------------------------------------------
+def test_other_run_options_resume_the_same_search(straight, tmp_path, monkeypatch):
+    cfg, src, reference = straight
+    run_dir = copy_run(src, tmp_path / "run")
+    cut_history(run_dir, POP + 1)
+    (run_dir / "checkpoint.json").unlink()
+    result = ngl.search(cfg, run_dir, chunk_size=3, hall_of_fame_size=2, progress=False)
+    assert_same_history(run_dir, reference)
+    assert result.options.chunk_size == 3 and len(result.hall_of_fame()) == 2
+    # the default run directory is named by the spec alone
+    monkeypatch.setenv("NGL_RUNS_DIR", str(tmp_path / "runs"))
+    assert ngl.gp.GPSearch(cfg, options=RunOptions(chunk_size=7, device="cpu")).run_dir == \
+        ngl.gp.GPSearch(cfg).run_dir == tmp_path / "runs" / "search" / cfg.key
+
+
+def test_run_directory_of_an_older_ngl_loads_but_is_not_resumed(straight, tmp_path, capsys):
+    """Before the spec/options split a run directory held config.json (spec + options, with the
+    data split drawn by the GP seed) and rows keyed by that config."""
+    cfg, src, reference = straight
+    run_dir = copy_run(src, tmp_path / "old")
+    old = {**cfg.to_dict(), "device": "auto", "chunk_size": 1, "cuda_graph": False,
+           "data_root": None, "hall_of_fame_size": 10}
+    del old["data_seed"]
+    (run_dir / "spec.json").unlink()
+    (run_dir / "options.json").unlink()
+    write_json_atomic(run_dir / "config.json", old)
+    rows = read_rows(run_dir / "history.jsonl")
+    (run_dir / "history.jsonl").unlink()
+    append_rows(run_dir / "history.jsonl", [{**r, "run": "0123456789ab"} for r in rows])
+    result = ngl.load(run_dir)
+    assert result.legacy and result.complete and result.spec.data_seed == cfg.seed
+    pd.testing.assert_frame_equal(result.history[COLS], reference)
+    with pytest.raises(RunDirError, match="older ngl.*loaded.*not continued"):
+        ngl.resume(run_dir, progress=False)
+    assert main(["show", str(run_dir)]) == 0
+    assert "older ngl" in capsys.readouterr().out

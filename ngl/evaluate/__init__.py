@@ -1,23 +1,26 @@
-"""After a search: downstream grids, paper-style tables, analysis of NGL, segmentation, ImageNet."""
+"""After a search: downstream grids, paper-style tables, analysis of NGL, segmentation, ImageNet.
 
-from ngl.evaluate.analysis import (
-    DEFAULT_OPTIMIZERS,
-    alpha_sweep,
+In the order of the research flow:
+
+* :mod:`ngl.evaluate.grid` -- train every (dataset, model, loss, seed) cell once, resumable.
+* :mod:`ngl.evaluate.summary` -- mean ± std per (dataset, loss) and paired tests against CE.
+* :mod:`ngl.evaluate.tables` -- the summary as a paper-style table (strings, LaTeX, markdown).
+* :mod:`ngl.evaluate.paper` -- the paper's reported numbers, and ours side by side with them.
+* :mod:`ngl.evaluate.loss_properties` -- why NGL behaves as it does, without training: the
+  confidence it drives a sample to and its gradient scale against CE's.
+* :mod:`ngl.evaluate.calibration` -- ECE, reliability diagrams, temperature scaling.
+* :mod:`ngl.evaluate.sensitivity` -- training sweeps over alpha, optimizer and length.
+* :mod:`ngl.evaluate.segmentation` -- NGL per pixel on a tiny segmentation task.
+* :mod:`ngl.evaluate.imagenet` -- the ImageNet recipe (a script: ``python -m ngl.evaluate.imagenet``).
+"""
+
+from ngl.evaluate.calibration import (
     calibration_report,
     collect_logits,
     expected_calibration_error,
     fit_temperature,
-    gradient_scale,
-    gradient_scale_table,
-    length_sweep,
     mean_confidence,
-    optimizer_sweep,
-    optimum_confidence,
-    optimum_table,
     reliability_diagram_data,
-    sgd_lr_for,
-    sweep,
-    train_and_evaluate,
 )
 from ngl.evaluate.grid import (
     DONE_STATUSES,
@@ -28,6 +31,21 @@ from ngl.evaluate.grid import (
     run_cell,
     run_grid,
 )
+from ngl.evaluate.loss_properties import (
+    gradient_scale,
+    gradient_scale_table,
+    optimum_confidence,
+    optimum_table,
+    sgd_lr_for,
+)
+from ngl.evaluate.paper import (
+    PAPER_CAVEAT,
+    PAPER_CITATION,
+    SAME_AS_CE_BAND,
+    compare_with_paper,
+    paper_table,
+    paper_wide,
+)
 from ngl.evaluate.segmentation import (
     VOID,
     TinySegNet,
@@ -36,20 +54,24 @@ from ngl.evaluate.segmentation import (
     miou,
     train_segmentation,
 )
+from ngl.evaluate.sensitivity import (
+    DEFAULT_OPTIMIZERS,
+    alpha_sweep,
+    length_sweep,
+    optimizer_sweep,
+    sweep,
+    train_and_evaluate,
+)
+from ngl.evaluate.summary import (
+    paired_test,
+    summarise,
+)
 from ngl.evaluate.tables import (
     DATASET_NAMES,
     LOSS_NAMES,
-    PAPER_CAVEAT,
-    PAPER_CITATION,
-    SAME_AS_CE_BAND,
     best_mask,
-    compare_with_paper,
     format_table,
     latex_escape,
-    paired_test,
-    paper_table,
-    paper_wide,
-    summarise,
     to_latex,
     to_markdown,
 )

@@ -1,7 +1,7 @@
 """Downstream evaluation grids: every (dataset, model, loss, seed) cell trained once, resumable.
 
-    from ngl.evaluate.grid import GridConfig, run_grid
-    from ngl.train.loop import TrainConfig
+    from ngl.evaluate import GridConfig, run_grid
+    from ngl.train import TrainConfig
 
     cfg = GridConfig(datasets=("fashion_mnist",), models=("small_cnn",),
                      losses=("ce", "ngl", {"name": "focal", "gamma": 2}, "label_smoothing"),
@@ -37,12 +37,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
+import torch
 from pydantic import BeforeValidator, Field, PlainSerializer
 from pydantic.dataclasses import dataclass as pydantic_dataclass
+from tqdm.auto import tqdm
 
+from ngl.data import load_cached
 from ngl.io.config import STRICT, ConfigMixin, check_device
 from ngl.io.records import append_rows, exclusive_lock, read_rows
-from ngl.train.loop import TrainConfig
+from ngl.losses import get_loss
+from ngl.models import build_model
+from ngl.train import TrainConfig, train_model
 
 __all__ = ["GridConfig", "run_grid", "run_cell", "grid_cells", "loss_label", "load_results",
            "DONE_STATUSES"]
@@ -76,8 +81,6 @@ def loss_label(spec: str | Mapping) -> str:
 
 def build_loss(spec: str | Mapping):
     """``get_loss`` for a loss spec (name, dict with ``name`` + kwargs, or expression text)."""
-    from ngl.losses.registry import get_loss
-
     if isinstance(spec, str):
         return get_loss(spec)
     kw = {k: v for k, v in spec.items() if k not in ("name", "label")}
@@ -154,8 +157,6 @@ class GridConfig(ConfigMixin):
     def resolved_device(self) -> str:
         if self.device != "auto":
             return self.device
-        import torch
-
         return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -189,16 +190,7 @@ def grid_cells(config: GridConfig) -> list[dict]:
     return cells
 
 
-def _load_data(dataset: str, root: str | None, n_train: int | None, n_val: int | None,
-               n_test: int | None, seed: int):
-    from ngl.data.datasets import load_cached
-
-    return load_cached(dataset, root, n_train, n_val, n_test, seed)
-
-
 def _versions() -> dict:
-    import torch
-
     return {"torch_version": torch.__version__, "ngl_version": importlib.metadata.version("ngl"),
             "python_version": platform.python_version(), "host": platform.node()}
 
@@ -209,11 +201,6 @@ def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = 
     Exceptions become a row with ``status="error"`` and the message, so one broken loss does not
     sink a grid; such cells are retried when the grid is run again.
     """
-    import torch
-
-    from ngl.models.networks import build_model
-    from ngl.train.loop import train_model
-
     cell = dict(cell)
     device = cell.get("device", "auto")
     if device == "auto":
@@ -225,8 +212,8 @@ def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = 
     row["device"] = device
     t0 = time.perf_counter()
     try:
-        data = _load_data(cell["dataset"], cell.get("data_root"), cell["n_train"], cell["n_val"],
-                          cell["n_test"], cell["data_seed"])
+        data = load_cached(cell["dataset"], cell.get("data_root"), cell["n_train"], cell["n_val"],
+                           cell["n_test"], cell["data_seed"])
         c, h, _w = data.input_shape
         torch.manual_seed(cell["seed"])  # initial weights: same for every loss at this seed
         model = build_model(cell["model"], c, data.num_classes, h, head=cell["head"],
@@ -287,8 +274,6 @@ def run_grid(config: GridConfig, results_path: str | os.PathLike,
 def _run_grid_locked(config: GridConfig, results_path: Path, executor: Executor | None,
                      progress: bool, callback: Callable[[dict, pd.DataFrame], None] | None,
                      checkpoint_dir: str | os.PathLike | None, retry_errors: bool) -> pd.DataFrame:
-    from tqdm.auto import tqdm
-
     if checkpoint_dir is None:
         checkpoint_dir = results_path.with_name(results_path.stem + "_checkpoints")
     checkpoint_dir = str(checkpoint_dir)

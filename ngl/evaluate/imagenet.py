@@ -39,9 +39,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torchvision
 from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from torchvision import transforms as T
 
-from ngl.train.optim import all_finite, build_optimizer
+from ngl.losses import registry as loss_registry  # get_loss looked up per call, so patchable
+from ngl.train import all_finite, build_optimizer
 
 __all__ = ["main", "build_parser"]
 
@@ -91,9 +95,6 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
 
 
 def _datasets(args):
-    import torchvision
-    from torchvision import transforms as T
-
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     s = args.image_size
     train_tf = T.Compose([T.RandomResizedCrop(s, antialias=True), T.RandomHorizontalFlip(),
@@ -134,11 +135,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args, rank: int, world: int, device: torch.device) -> int:
-    import torchvision
-    from torch.utils.data import DataLoader, DistributedSampler
-
-    from ngl.losses.registry import get_loss
-
     if args.nesterov is None:
         args.nesterov = args.optimizer == "sgd" and args.momentum > 0
     elif args.nesterov and args.optimizer != "sgd":
@@ -161,7 +157,7 @@ def _train(args, rank: int, world: int, device: torch.device) -> int:
     loss_kw = {"label_smoothing": args.label_smoothing} if args.label_smoothing else {}
     if loss_kw and args.loss != "ce":
         raise SystemExit("--label-smoothing applies to --loss ce only")
-    loss_fn = (nn.CrossEntropyLoss(**loss_kw) if loss_kw else get_loss(args.loss)).to(device)
+    loss_fn = (nn.CrossEntropyLoss(**loss_kw) if loss_kw else loss_registry.get_loss(args.loss)).to(device)
 
     global_batch = args.batch_size * world
     base_lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 1e-3)

@@ -4,8 +4,8 @@ Every loss in :mod:`ngl.losses` takes logits ``[B, C, H, W]`` and a target ``[B,
 indices: NGL is applied per pixel (class axis moved last) and averaged over the non-ignored
 pixels; ``ignore_index`` pixels (VOC's 255 "void" borders) contribute neither value nor gradient.
 
-    from ngl.evaluate.segmentation import make_shapes, TinySegNet, train_segmentation
-    from ngl.losses.registry import get_loss
+    from ngl.evaluate import make_shapes, TinySegNet, train_segmentation
+    from ngl import get_loss
 
     x, y = make_shapes(256, size=32, seed=0)            # shapes on noise, void borders = 255
     model = TinySegNet(in_channels=1, num_classes=3)
@@ -49,8 +49,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from ngl.train.optim import all_finite, build_optimizer
+from ngl.train import all_finite, build_optimizer
 
 __all__ = ["make_shapes", "TinySegNet", "confusion_matrix", "miou", "train_segmentation",
            "VOID"]
@@ -165,8 +166,6 @@ def train_segmentation(model: nn.Module, loss: nn.Module, x_train: Tensor, y_tra
     gradient* stops the run with ``status="nonfinite"`` before any step with it. The loss must
     have been built with the same ``ignore_index`` (``get_loss("ngl", ignore_index=255)``).
     """
-    from tqdm.auto import tqdm
-
     if getattr(loss, "ignore_index", ignore_index) != ignore_index:
         raise ValueError(f"loss.ignore_index={loss.ignore_index} but ignore_index={ignore_index}")
     device = torch.device(device)

@@ -1,5 +1,9 @@
 """The GP loss search: primitives, loss expressions (parse, print, compile), sanity filter, search loop."""
 
+from ngl.gp.compiler import (
+    compile_program,
+    generate_source,
+)
 from ngl.gp.executors import (
     InProcessExecutor,
 )
@@ -9,6 +13,15 @@ from ngl.gp.expression import (
     ExpressionLoss,
     LossExpression,
     compile_loss_text,
+)
+from ngl.gp.parse import (
+    Node,
+    format_infix,
+    format_prefix,
+    looks_like_expression,
+    parse_program,
+    program_tree,
+    text_key,
 )
 from ngl.gp.primitives import (
     LEAVES,
@@ -22,6 +35,28 @@ from ngl.gp.primitives import (
     gplearn_functions,
     preset,
 )
+from ngl.gp.result import (
+    HallOfFameEntry,
+    SearchResult,
+    load_result,
+    summarise_generations,
+)
+from ngl.gp.rundir import (
+    CHECKPOINT,
+    HISTORY,
+    LEGACY_CONFIG,
+    OPTIONS,
+    SPEC,
+    RunDirError,
+    RunFiles,
+    config_diff,
+    history_rows,
+    read_checkpoint,
+    read_run_files,
+    rng_from_json,
+    rng_to_json,
+    run_dir_lock,
+)
 from ngl.gp.sampling import (
     sample_expressions,
 )
@@ -33,50 +68,75 @@ from ngl.gp.sanity import (
 )
 from ngl.gp.search import (
     GPSearch,
-    RunDirError,
-    SearchConfig,
-    SearchResult,
-    config_diff,
     evaluate_chunk,
-    load_result,
     resume,
-    run_dir_lock,
     run_search,
+)
+from ngl.gp.spec import (
+    OPTION_FIELDS,
+    SPEC_FIELDS,
+    RunOptions,
+    SearchSpec,
 )
 from ngl.losses.registry import register_text_compiler
 
 __all__ = [
+    "CHECKPOINT",
     "ExpressionLoss",
     "GPSearch",
+    "HISTORY",
+    "HallOfFameEntry",
     "InProcessExecutor",
     "LEAVES",
+    "LEGACY_CONFIG",
     "Leaf",
     "LossExpression",
     "MAX_DEPTH",
     "MAX_SIZE",
+    "Node",
     "OPERATORS",
+    "OPTIONS",
+    "OPTION_FIELDS",
     "PRESETS",
     "Primitive",
     "PrimitiveSet",
     "Probe",
     "RunDirError",
+    "RunFiles",
+    "RunOptions",
+    "SPEC",
+    "SPEC_FIELDS",
     "SanityReport",
-    "SearchConfig",
     "SearchResult",
+    "SearchSpec",
     "available_leaves",
     "available_operators",
     "check_candidate",
     "compile_loss_text",
+    "compile_program",
     "config_diff",
     "evaluate_chunk",
+    "format_infix",
+    "format_prefix",
+    "generate_source",
     "gplearn_functions",
+    "history_rows",
     "load_result",
+    "looks_like_expression",
     "make_probe",
+    "parse_program",
     "preset",
+    "program_tree",
+    "read_checkpoint",
+    "read_run_files",
     "resume",
+    "rng_from_json",
+    "rng_to_json",
     "run_dir_lock",
     "run_search",
     "sample_expressions",
+    "summarise_generations",
+    "text_key",
 ]
 
 # `ngl.get_loss(text)` compiles loss-expression text through this layer (ngl.losses sits below

@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import sympy
 import torch
+from gplearn._program import _Program
+from gplearn.fitness import mean_absolute_error
+from gplearn.functions import make_function
 
 __all__ = [
     "Primitive",
@@ -322,9 +325,6 @@ class PrimitiveSet:
     def random_program(self, random_state: np.random.RandomState, init_depth: tuple[int, int] = (2, 4),
                        init_method: str = "half and half"):
         """A random gplearn ``_Program`` (ramped half-and-half by default)."""
-        from gplearn._program import _Program
-        from gplearn.fitness import mean_absolute_error
-
         functions = self.gplearn_functions()
         return _Program(
             function_set=functions,
@@ -353,8 +353,6 @@ _GPLEARN_CACHE: dict[str, object] = {}
 
 def gplearn_functions(names: Iterable[str]) -> list:
     """gplearn ``_Function`` objects for operator names, built once from the numpy forms."""
-    from gplearn.functions import make_function
-
     out = []
     for name in names:
         if name not in _GPLEARN_CACHE:

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
 __all__ = ["STRICT", "AsTuple", "ConfigError", "ConfigMixin", "describe_error", "load_config_file",
@@ -142,8 +143,6 @@ def check_device(device: str, where: str = "device") -> str:
 def require_available(device: str) -> None:
     """Refuse a CUDA device on a machine without one, before a run directory is created."""
     if device.startswith("cuda"):
-        import torch
-
         if not torch.cuda.is_available():
             raise ConfigError(f"device={device!r} but this machine has no CUDA GPU "
                               "(torch.cuda.is_available() is False); use 'auto' or 'cpu'")

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 
 import torch
+import torchvision
 from torch import Tensor, nn
 
 __all__ = [
@@ -208,8 +209,6 @@ _PROBE_SIZES = (32, 64, 80, 128, 224, 299)
 
 
 def _torchvision_names() -> list[str]:
-    import torchvision
-
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
@@ -315,8 +314,6 @@ def build_model(name: str, in_channels: int, num_classes: int, input_size: int,
         )
     if head not in ("linear", "paper"):
         raise ValueError(f"unknown head {head!r}; choose 'linear' or 'paper'")
-    import torchvision
-
     kwargs = {**_TV_DEFAULT_KW.get(name, {}), **kw}
     model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     if head == "paper":

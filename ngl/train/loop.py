@@ -1,6 +1,6 @@
 """A standard training loop for downstream runs: one model, one loss, one seed.
 
-``train_model`` trains on the tensors of a :class:`ngl.data.datasets.DataSplits` (no DataLoader: the
+``train_model`` trains on the tensors of a :class:`ngl.data.DataSplits` (no DataLoader: the
 datasets used here fit in memory) with Adam/AdamW/SGD, an optional cosine or plateau
 schedule, tensor-level augmentation (random crop with zero padding, horizontal flip) and
 mixed precision on CUDA. It records per-epoch metrics (train loss, validation/test top-1,
@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ngl.io.config import STRICT, ConfigMixin
 from ngl.train.optim import all_finite, optimizer_from_config
@@ -287,8 +288,6 @@ def train_model(model: nn.Module, loss: nn.Module, data, config: TrainConfig, se
     steps_per_epoch = math.ceil(n_train / bs)
     if config.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-
-    from tqdm.auto import tqdm
 
     bar = tqdm(total=config.epochs, initial=start_epoch, disable=not progress, desc="epochs",
                leave=False)

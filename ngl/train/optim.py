@@ -1,9 +1,9 @@
 """One optimizer builder and one non-finite policy for every training loop of ``ngl``.
 
 Why one place: ``optimizer="sgd"`` used to mean Nesterov momentum in downstream training
-(:mod:`ngl.train.loop`) and plain momentum in the loss search (:mod:`ngl.fitness.population`), so a loss
+(:mod:`ngl.train.loop`) and plain momentum in the loss search (:mod:`ngl.fitness`), so a loss
 selected under one optimizer was evaluated under another. Now the search, downstream training,
-segmentation, the ImageNet recipe and :mod:`ngl.evaluate.analysis` all build their optimizer with
+segmentation, the ImageNet recipe and :mod:`ngl.evaluate.sensitivity` all build their optimizer with
 :func:`build_optimizer`, and Nesterov momentum is used only where a config says
 ``nesterov=True``.
 
@@ -38,7 +38,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 class OptimizerSettings(Protocol):
-    """What :class:`ngl.train.loop.TrainConfig` and :class:`ngl.fitness.population.TrainBudget` share."""
+    """What :class:`ngl.train.loop.TrainConfig` and :class:`ngl.fitness.budget.TrainBudget` share."""
 
     optimizer: str
     lr: float

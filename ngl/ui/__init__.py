@@ -1,43 +1,105 @@
 """What a notebook shows: paper figures (viz), widgets and the headless notebook runner."""
 
-from ngl.ui.viz import (
-    COLUMN_WIDTH,
-    TEXT_WIDTH,
+from ngl.ui.browsers import (
+    HallOfFameBrowser,
+    LossExplorer,
+    hall_of_fame_browser,
+    latest_search,
+    loss_explorer,
+)
+from ngl.ui.downstream import (
+    LiveTable,
+    TableBuilder,
+    parse_seeds,
+    resize_seeds,
+    summary_so_far,
+    table_builder,
+)
+from ngl.ui.forms import (
+    PrimitiveSetPicker,
+    SearchSpecForm,
+    primitive_set_picker,
+    search_spec_form,
+)
+from ngl.ui.plots_analysis import (
+    plot_gradient_scale,
+    plot_optimum_confidence,
+    plot_reliability_diagram,
+    plot_sensitivity,
+)
+from ngl.ui.plots_downstream import (
+    plot_downstream_comparison,
+    plot_training_curves,
+    training_history,
+)
+from ngl.ui.plots_losses import (
     draw_tree,
     loss_shape_data,
     plot_loss_shapes,
-    save_figure,
-    set_style,
     tree_layout,
 )
-from ngl.ui.widgets import (
-    PrimitiveSetPicker,
-    SearchConfigForm,
+from ngl.ui.plots_search import (
+    LivePlot,
+    plot_search_progress,
+)
+from ngl.ui.runner import (
+    SearchRunner,
+    search_runner,
+)
+from ngl.ui.style import (
+    COLUMN_WIDTH,
+    TEXT_WIDTH,
+    save_figure,
+    save_table,
+    set_style,
+)
+from ngl.ui.widget_kit import (
     error_html,
     error_text,
     kept_fields,
-    primitive_set_picker,
-    search_config_form,
     show_errors,
     show_validation,
 )
 
 __all__ = [
     "COLUMN_WIDTH",
+    "HallOfFameBrowser",
+    "LivePlot",
+    "LiveTable",
+    "LossExplorer",
     "PrimitiveSetPicker",
-    "SearchConfigForm",
+    "SearchRunner",
+    "SearchSpecForm",
     "TEXT_WIDTH",
+    "TableBuilder",
     "draw_tree",
     "error_html",
     "error_text",
+    "hall_of_fame_browser",
     "kept_fields",
+    "latest_search",
+    "loss_explorer",
     "loss_shape_data",
+    "parse_seeds",
+    "plot_downstream_comparison",
+    "plot_gradient_scale",
     "plot_loss_shapes",
+    "plot_optimum_confidence",
+    "plot_reliability_diagram",
+    "plot_search_progress",
+    "plot_sensitivity",
+    "plot_training_curves",
     "primitive_set_picker",
+    "resize_seeds",
     "save_figure",
-    "search_config_form",
+    "save_table",
+    "search_runner",
+    "search_spec_form",
     "set_style",
     "show_errors",
     "show_validation",
+    "summary_so_far",
+    "table_builder",
+    "training_history",
     "tree_layout",
 ]

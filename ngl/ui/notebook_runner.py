@@ -9,6 +9,7 @@ output-free. Used by ``make notebooks`` and by the tests.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 import time
@@ -30,7 +31,7 @@ def run_notebook(path: str | os.PathLike, out_dir: str | os.PathLike, *, quick: 
                  parameters: Mapping | None = None, figures_dir: str | os.PathLike | None = None,
                  timeout: int = 1800) -> Path:
     """Execute one notebook with papermill in its own directory; return the executed copy."""
-    import papermill as pm
+    import papermill as pm  # lazy on purpose: an optional, heavy dependency needed only here
 
     path = Path(path).resolve()
     out = Path(out_dir).resolve() / path.name
@@ -80,8 +81,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="papermill parameter override (value parsed as a Python literal)")
     args = ap.parse_args(argv)
-    import ast
-
     params = {}
     for name, value in args.p:
         try:

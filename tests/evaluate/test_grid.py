@@ -144,7 +144,7 @@ def test_dask_local_cluster(tmp_path):
 
 
 def test_table_builder_widget_runs_a_grid(tmp_path):
-    from ngl.ui.widgets import table_builder
+    from ngl.ui import table_builder
 
     tb = table_builder(results_path=tmp_path / "w.jsonl", datasets=("digits",),
                        models=("small_cnn",), losses=("ce", "ngl", "focal"),

@@ -6,9 +6,13 @@ import pickle
 
 import numpy as np
 import pytest
+import sympy
 import torch
 
 import ngl
+import ngl.gp.expression as ngl_expression
+import ngl.gp.parse as ngl_parse
+from ngl.gp.compiler import compile_program, generate_source
 from ngl.gp.expression import ExpressionLoss, LossExpression
 from ngl.gp.primitives import OPERATORS, PrimitiveSet, preset
 from ngl.gp.sampling import sample_expressions
@@ -179,8 +183,6 @@ def test_sympy_latex_and_simplify():
     )
     s = LossExpression.parse("y_pred*y_real + y_real*y_pred - 2*y_pred*y_real").simplify()
     assert s == 0
-    import sympy
-
     p, y = sympy.Symbol("y_pred", real=True), sympy.Symbol("y_real", real=True)
     assert sympy.simplify(e.sympy() - (sympy.exp(sympy.Float(2.4092) - p * (1 + y))
                                        - sympy.cos(sympy.cos(sympy.sin(p))))) == 0
@@ -331,16 +333,12 @@ def _balanced_sum(depth: int) -> str:
     ids=["200-nested-exp", "2000-term-sum", "200-parentheses", "5000-minus-signs", "2047-nodes"],
 )
 def test_deep_or_long_text_is_a_value_error_naming_the_limit(text, limit):
-    import ngl.gp.expression as ngl_expression
-
     value = getattr(ngl_expression, limit)
     with pytest.raises(ValueError, match=rf"limit {limit}={value}\b.* at position \d+ in "):
         LossExpression.parse(text)
 
 
 def test_text_at_the_limits_still_parses_prints_and_compiles():
-    import ngl.gp.expression as ngl_expression
-
     deepest = LossExpression.parse("sin(" * ngl_expression.MAX_DEPTH + "y_pred" + ")" * ngl_expression.MAX_DEPTH)
     assert deepest.depth == ngl_expression.MAX_DEPTH
     assert LossExpression.parse(str(deepest)) == deepest
@@ -394,3 +392,28 @@ def test_one_token_expressions_compile_to_working_modules(text):
         (gz,) = torch.autograd.grad(got, z)
         (wz,) = torch.autograd.grad(want, z) if want.requires_grad else (torch.zeros_like(z),)
         torch.testing.assert_close(gz, wz, rtol=1e-12, atol=1e-12)
+
+
+def test_text_and_code_modules_agree_with_the_expression_class():
+    """parse/print (ngl.gp.parse) and compile (ngl.gp.compiler) are what LossExpression uses;
+    the limits are one object, re-exported by ngl.gp.expression."""
+    e = LossExpression.parse(NGL_TEXT)
+    program = ngl_parse.parse_program(NGL_TEXT, tuple(e.leaves) + ("logits",), tuple(OPERATORS))
+    assert program == e.program
+    tree = ngl_parse.program_tree(program)
+    assert ngl_parse.format_infix(tree) == str(e) and ngl_parse.format_prefix(tree) == e.prefix()
+    assert ngl_parse.text_key(str(e)) == e.key
+    assert compile_program(e.program) is e.compile()
+    assert generate_source(e.program)[0] == e.source()
+    assert (ngl_expression.MAX_DEPTH, ngl_expression.MAX_SIZE) == (ngl_parse.MAX_DEPTH,
+                                                                   ngl_parse.MAX_SIZE)
+    assert ngl_parse.looks_like_expression("y_pred") and not ngl_parse.looks_like_expression("cee")
+
+
+def test_the_one_ngl_constant_is_the_papers_formula():
+    """ngl.NGL_EXPRESSION (used by notebooks, benchmarks and tests) is the formula as written in
+    the authors' reference implementation, typed here independently."""
+    import ngl
+
+    assert ngl.NGL_EXPRESSION == "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+    assert LossExpression.parse(ngl.NGL_EXPRESSION).key == LossExpression.parse(NGL_TEXT).key

@@ -1,4 +1,4 @@
-"""Tests for ngl.data.datasets: splits, normalisation, subsets and the real on-disk formats.
+"""Tests for ngl.data: splits, normalisation, subsets and the real on-disk formats.
 
 File-based datasets are tested on tiny files written here in the official formats (idx for
 Fashion-MNIST, python pickles for CIFAR), so the readers are exercised without downloads.
@@ -18,11 +18,13 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-import ngl.data.datasets as data
-from ngl.data.datasets import (
+import ngl.data.fashion_mnist as fashion_mnist
+from ngl.data import (
     DataSplits,
     available_datasets,
+    find_cifar,
     find_fashion_mnist,
+    load_cached,
     load_dataset,
     read_cifar,
     read_idx,
@@ -228,9 +230,9 @@ def test_digits_normalised_with_train_statistics_only(digits: DataSplits) -> Non
 
 def test_load_cached_seed_is_the_data_seed() -> None:
     # The search passes its data seed here: it must draw the same split as load_dataset.
-    a = data.load_cached("digits", None, None, None, None, 3)
+    a = load_cached("digits", None, None, None, None, 3)
     assert torch.equal(a.x_val, load_dataset("digits", seed=3).x_val)
-    sub = data.load_cached("digits", None, 100, None, None, 3)
+    sub = load_cached("digits", None, 100, None, None, 3)
     assert torch.equal(
         sub.x_train, load_dataset("digits", seed=3).subset(n_train=100, seed=3).x_train
     )
@@ -307,7 +309,7 @@ def test_source_is_recorded_and_kept(digits: DataSplits) -> None:
     assert digits.subset(n_train=20, seed=1).source == "sklearn"
     assert digits.to("meta").source == "sklearn"
     assert "source='sklearn'" in repr(digits) and digits.summary()["source"] == "sklearn"
-    assert data.load_cached("digits", None, 50, 20, 20, 0).source == "sklearn"
+    assert load_cached("digits", None, 50, 20, 20, 0).source == "sklearn"
 
 
 def test_source_names_the_folder_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -316,7 +318,7 @@ def test_source_names_the_folder_read(tmp_path: Path, monkeypatch: pytest.Monkey
     assert ds.source == str(root) and f"source='{root}'" in repr(ds)
     assert ds.summary()["source"] == str(root)
     assert ds.subset(n_train=20, n_val=10).to("meta").source == str(root)
-    cached = data.load_cached("fashion_mnist", str(root), 20, 10, None, 0)
+    cached = load_cached("fashion_mnist", str(root), 20, 10, None, 0)
     assert cached.source == str(root) and len(cached.y_train) == 20
     # The subfolder actually read, and an absolute path even for a relative root.
     monkeypatch.chdir(tmp_path)
@@ -497,7 +499,7 @@ def test_fashion_mnist_root_wins_over_env(tmp_path: Path, monkeypatch: pytest.Mo
 def test_fashion_mnist_missing_lists_every_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "usr-share-fashion-mnist")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", tmp_path / "usr-share-fashion-mnist")
     env_dir = tmp_path / "env"
     env_dir.mkdir()
     (env_dir / "train-images-idx3-ubyte.gz").write_bytes(b"")  # a partial copy
@@ -515,7 +517,7 @@ def test_fashion_mnist_missing_lists_every_place(
 
 def test_env_data_dir_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Valid copies in the default places: a skipped NGL_DATA_DIR would go unnoticed.
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", write_fake_fashion(tmp_path / "debian"))
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", write_fake_fashion(tmp_path / "debian"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     write_fake_cifar10(tmp_path / "xdg" / "ngl" / "cifar-10-batches-py")
     env_file = tmp_path / "data.tar"
@@ -536,7 +538,7 @@ def test_env_data_dir_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def write_fashion_everywhere_but_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Valid copies in every fallback place, so a fallback would succeed if it were taken."""
     monkeypatch.setenv("NGL_DATA_DIR", str(write_fake_fashion(tmp_path / "env")))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", write_fake_fashion(tmp_path / "debian"))
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", write_fake_fashion(tmp_path / "debian"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     write_fake_fashion(tmp_path / "xdg" / "ngl" / "FashionMNIST" / "raw")
 
@@ -660,7 +662,7 @@ def test_cifar_explicit_root_never_falls_back(
     assert str(tmp_path / "env") not in msg and str(tmp_path / "xdg") not in msg
     with pytest.raises(FileNotFoundError, match="root="):
         read_cifar(root, num_classes)  # type: ignore[arg-type]
-    assert data.find_cifar(None, num_classes) == tmp_path / "env" / sub  # type: ignore[arg-type]
+    assert find_cifar(None, num_classes) == tmp_path / "env" / sub  # type: ignore[arg-type]
 
 
 def test_cifar_rejects_foreign_pickles(tmp_path: Path) -> None:
@@ -715,13 +717,13 @@ def test_cifar_bad_label_names_are_named(tmp_path: Path, names: object) -> None:
 
 
 @pytest.mark.skipif(
-    not (data.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+    not (fashion_mnist.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
     reason="real Fashion-MNIST not installed: apt-get install dataset-fashion-mnist",
 )
 def test_real_fashion_mnist() -> None:
-    assert find_fashion_mnist() == data.DEBIAN_FASHION_MNIST
+    assert find_fashion_mnist() == fashion_mnist.DEBIAN_FASHION_MNIST
     ds = load_dataset("fashion_mnist")
-    assert ds.input_shape == (1, 28, 28) and ds.source == str(data.DEBIAN_FASHION_MNIST)
+    assert ds.input_shape == (1, 28, 28) and ds.source == str(fashion_mnist.DEBIAN_FASHION_MNIST)
     assert ds.summary()["sizes"] == {"train": 54000, "val": 6000, "test": 10000}
     assert ds.class_counts("train") == [5400] * 10 and ds.class_counts("val") == [600] * 10
     assert ds.class_counts("test") == [1000] * 10
@@ -754,7 +756,7 @@ def test_download_uses_torchvision_layout(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(tvd, "FashionMNIST", FakeFashionMNIST)
     monkeypatch.setattr(tvd, "CIFAR10", FakeCIFAR10)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
     root = tmp_path / "dl"
     with pytest.raises(FileNotFoundError):
         load_dataset("fashion_mnist", root)  # no download unless asked

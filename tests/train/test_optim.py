@@ -9,6 +9,14 @@ import pytest
 import torch
 from torch import nn
 
+import ngl.evaluate.sensitivity as A
+from ngl.data import load_dataset
+from ngl.evaluate import imagenet
+from ngl.evaluate.segmentation import VOID, TinySegNet, make_shapes, train_segmentation
+from ngl.fitness import TrainBudget, train_population, train_sequential
+from ngl.losses.registry import get_loss
+from ngl.models.networks import build_model
+from ngl.train.loop import TrainConfig, train_model
 from ngl.train.optim import all_finite, build_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -88,8 +96,6 @@ def _record(monkeypatch, stop: type[BaseException] | None = None) -> _Recorded:
 
 
 def _digits():
-    from ngl.data.datasets import load_dataset
-
     return load_dataset("digits").subset(64, 32, 32, seed=0)
 
 
@@ -102,10 +108,6 @@ SETTINGS = [dict(optimizer="sgd", lr=0.05, momentum=0.8, weight_decay=1e-3, nest
 @pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: f"{s['optimizer']}"
                          f"{'-nesterov' if s.get('nesterov') else ''}")
 def test_search_and_downstream_training_build_the_same_optimizer(monkeypatch, settings):
-    from ngl.fitness.population import TrainBudget, train_population, train_sequential
-    from ngl.models.networks import build_model
-    from ngl.train.loop import TrainConfig, train_model
-
     data = _digits()
     rec = _record(monkeypatch)
 
@@ -131,9 +133,6 @@ def test_search_and_downstream_training_build_the_same_optimizer(monkeypatch, se
 
 
 def test_segmentation_uses_the_builder(monkeypatch):
-    from ngl.evaluate.segmentation import VOID, TinySegNet, make_shapes, train_segmentation
-    from ngl.losses.registry import get_loss
-
     x, y = make_shapes(8, size=8, seed=0)
     rec = _record(monkeypatch)
     for nesterov in (False, True):
@@ -157,8 +156,6 @@ class _Built(Exception):
 @pytest.mark.parametrize("flags,nesterov", [([], True), (["--no-nesterov"], False),
                                             (["--nesterov", "--momentum", "0.5"], True)])
 def test_imagenet_recipe_nesterov_is_an_explicit_flag(monkeypatch, tmp_path, flags, nesterov):
-    from ngl.evaluate import imagenet
-
     rec = _record(monkeypatch, stop=_Built)
     with pytest.raises(_Built):
         imagenet.main(["--fake-data", "--fake-size", "4", "--model", "resnet18",
@@ -171,8 +168,6 @@ def test_imagenet_recipe_nesterov_is_an_explicit_flag(monkeypatch, tmp_path, fla
 
 
 def test_analysis_optimizer_sweep_asks_for_nesterov_sgd(monkeypatch):
-    import ngl.evaluate.analysis as A
-
     seen: dict[str, object] = {}
 
     def fake_train(loss, data, config, seed=0, **kw):

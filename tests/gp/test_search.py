@@ -14,28 +14,34 @@ import pandas as pd
 import pytest
 
 from ngl.fitness.population import TrainBudget
+from ngl.gp import RunOptions, SearchSpec, load_result, resume
+from ngl.gp import run_search as _run_search
 from ngl.gp.expression import LossExpression
 from ngl.gp.primitives import PrimitiveSet, preset
-from ngl.gp.search import SearchConfig, load_result, resume, run_search
 from ngl.io.records import read_json, read_rows
+from ngl.losses import NGL_EXPRESSION
 
-NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+NGL_TEXT = NGL_EXPRESSION
 COLS = ["generation", "index", "expression", "status", "cache_hit", "origin", "val_accuracy"]
 
 
-def tiny(**kw) -> SearchConfig:
-    base = dict(population_size=6, generations=2, n_train=240, n_val=120, chunk_size=3,
+def tiny(**kw) -> SearchSpec:
+    base = dict(population_size=6, generations=2, n_train=240, n_val=120,
                 budget=TrainBudget(steps=6, batch_size=32), seed_expressions=(NGL_TEXT,))
     base.update(kw)
-    return SearchConfig(**base)
+    return SearchSpec(**base)
+
+
+def run_search(spec, run_dir, chunk_size: int = 3, **kw):
+    return _run_search(spec, run_dir, RunOptions(chunk_size=chunk_size), **kw)
 
 
 def test_config_round_trips_and_hashes_stably():
     cfg = tiny()
-    again = SearchConfig.from_json(cfg.to_json())
+    again = SearchSpec.from_json(cfg.to_json())
     assert again == cfg and again.key == cfg.key
-    assert SearchConfig.from_dict({**cfg.to_dict(), "seed": 1}).key != cfg.key
-    assert SearchConfig.from_dict({"primitive_set": "gplearn"}).primitive_set == preset("gplearn")
+    assert SearchSpec.from_dict({**cfg.to_dict(), "seed": 1}).key != cfg.key
+    assert SearchSpec.from_dict({"primitive_set": "gplearn"}).primitive_set == preset("gplearn")
 
 
 @pytest.mark.parametrize(
@@ -58,7 +64,7 @@ def test_bad_config_is_a_clear_error(kw, pattern):
 
 def test_unknown_config_field():
     with pytest.raises(ValueError, match=r"popsize = 3: unknown field"):
-        SearchConfig.from_dict({"popsize": 3})
+        SearchSpec.from_dict({"popsize": 3})
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +103,9 @@ def test_summary_hall_of_fame_and_best(finished):
             "cache_hits"} <= set(summ.columns)
     hof = result.hall_of_fame()
     assert hof.val_accuracy.is_monotonic_decreasing and hof.fingerprint.is_unique
-    assert isinstance(result.best, LossExpression)
-    assert result.best.key == hof.iloc[0].key
+    assert isinstance(result.best.expression, LossExpression)
+    assert result.best.expression.key == hof.iloc[0].key
+    assert [e.expression.key for e in result.entries()] == list(hof.key)
 
 
 def test_same_seed_same_history(finished, tmp_path):
@@ -109,7 +116,7 @@ def test_same_seed_same_history(finished, tmp_path):
 
 def test_run_dir_with_another_config_is_refused(finished):
     result, _ = finished
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match="another spec"):
         run_search(tiny(seed=5), result.run_dir, progress=False)
 
 
@@ -123,14 +130,13 @@ def test_rerunning_a_finished_search_trains_nothing(finished):
 
 @pytest.mark.slow
 def test_kill_mid_generation_then_resume_matches_uninterrupted(tmp_path):
-    cfg = tiny(population_size=6, generations=2, chunk_size=1,
-               budget=TrainBudget(steps=25, batch_size=32))
+    cfg = tiny(population_size=6, generations=2, budget=TrainBudget(steps=25, batch_size=32))
     cfg_file = tmp_path / "run.json"
     cfg_file.write_text(cfg.to_json())
     killed_dir = tmp_path / "killed"
     env = {**os.environ, "TQDM_DISABLE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "ngl", "search", "--config", str(cfg_file),
-                             "--run-dir", str(killed_dir), "--quiet"], env=env,
+                             "--run-dir", str(killed_dir), "--chunk-size", "1", "--quiet"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     killed_at = None
@@ -154,7 +160,7 @@ def test_kill_mid_generation_then_resume_matches_uninterrupted(tmp_path):
     assert ckpt["generation"] == 1 and 0 < len(partial) < 6, "the kill did not land mid-generation"
 
     resumed = resume(killed_dir, progress=False)
-    straight = run_search(cfg, tmp_path / "straight", progress=False)
+    straight = run_search(cfg, tmp_path / "straight", chunk_size=1, progress=False)
     assert resumed.complete
     pd.testing.assert_frame_equal(resumed.history[COLS], straight.history[COLS])
     # nothing that was finished before the kill was trained again
@@ -180,14 +186,14 @@ def test_cli_show_and_example_config(finished, tmp_path, capsys):
     out = subprocess.run([sys.executable, "-m", "ngl", "show", str(result.run_dir)],
                          capture_output=True, text=True, check=True).stdout
     assert "hall of fame" in out and "complete: True" in out
-    assert main(["example-config"]) == 0
-    assert SearchConfig.from_json(capsys.readouterr().out) == SearchConfig()
+    assert main(["example-spec"]) == 0
+    assert SearchSpec.from_json(capsys.readouterr().out) == SearchSpec()
     assert main(["search", "--config", str(tmp_path / "no.json")]) == 2
     assert "no.json: no such file" in capsys.readouterr().err
 
 
 def test_load_result_of_missing_dir_is_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json is missing"):
+    with pytest.raises(FileNotFoundError, match="neither spec.json nor config.json"):
         load_result(tmp_path)
 
 
@@ -198,5 +204,5 @@ def test_primitive_set_restricts_the_search(tmp_path):
                      progress=False)
     for text in res.history.expression:
         assert set(LossExpression.parse(text).operators) <= {"add", "mul", "exp", "neg"}
-    assert json.loads((Path(tmp_path / "r") / "config.json").read_text())["primitive_set"]["operators"] == \
+    assert json.loads((Path(tmp_path / "r") / "spec.json").read_text())["primitive_set"]["operators"] == \
         ["add", "mul", "exp", "neg"]

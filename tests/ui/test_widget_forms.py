@@ -10,17 +10,29 @@ from __future__ import annotations
 import dataclasses
 import html
 
+import pandas as pd
 import pytest
 
+import ngl.ui.downstream
+from ngl.evaluate import summarise, to_markdown
 from ngl.evaluate.grid import GridConfig
 from ngl.fitness.population import TrainBudget
+from ngl.gp import SearchSpec
 from ngl.gp.primitives import PrimitiveSet, preset
-from ngl.gp.search import SearchConfig
+from ngl.losses import NGL_EXPRESSION
 from ngl.train.loop import TrainConfig
-from ngl.ui import widgets
-from ngl.ui.widgets import primitive_set_picker, search_config_form, table_builder
+from ngl.ui import (
+    LiveTable,
+    error_text,
+    parse_seeds,
+    primitive_set_picker,
+    resize_seeds,
+    search_spec_form,
+    summary_so_far,
+    table_builder,
+)
 
-NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+NGL_TEXT = NGL_EXPRESSION
 
 
 def _has(cls, name: str) -> bool:
@@ -34,28 +46,28 @@ def _with_new_fields(budget_or_train, **kw):
     return dataclasses.replace(budget_or_train, **kw) if kw else budget_or_train
 
 
-def search_configs() -> list[SearchConfig]:
+def search_configs() -> list[SearchSpec]:
     budget = _with_new_fields(TrainBudget(steps=5000, batch_size=64, lr=0.05, optimizer="sgd",
                                           momentum=0.8, weight_decay=5e-4))
-    extra = {"data_seed": 4} if _has(SearchConfig, "data_seed") else {}
-    big = SearchConfig(primitive_set=preset("full"), population_size=200, generations=300, seed=7,
+    extra = {"data_seed": 4}
+    big = SearchSpec(primitive_set=preset("full"), population_size=200, generations=300, seed=7,
                        p_crossover=0.5, p_subtree_mutation=0.2, p_point_mutation=0.15,
                        p_hoist_mutation=0.0, elitism=5, tournament_size=7,
-                       seed_expressions=(NGL_TEXT,), dataset="cifar10", data_root="/data/cifar",
-                       n_train=1000, n_val=500, model="resnet_cifar", budget=budget, device="cuda",
-                       chunk_size=50, cuda_graph=True, max_depth=10, init_depth=(3, 5), **extra)
+                       seed_expressions=(NGL_TEXT,), dataset="cifar10",
+                       n_train=1000, n_val=500, model="resnet_cifar", budget=budget,
+                       max_depth=10, init_depth=(3, 5), equivalence="gradient", probe_size=32,
+                       **extra)
     return [
         big,
         dataclasses.replace(big, model="resnet18", primitive_set=preset("gplearn"),
-                            seed_expressions=("y_pred*y_real - y_pred",), device="cpu",
-                            cuda_graph=False),
-        SearchConfig(population_size=2, generations=1, budget=TrainBudget(steps=0), elitism=0),
+                            seed_expressions=("y_pred*y_real - y_pred",)),
+        SearchSpec(population_size=2, generations=1, budget=TrainBudget(steps=0), elitism=0),
     ]
 
 
 @pytest.mark.parametrize("cfg", search_configs(), ids=["resnet_cifar", "resnet18", "minimal"])
 def test_untouched_search_form_returns_the_config_exactly(cfg):
-    form = search_config_form(cfg)
+    form = search_spec_form(cfg)
     assert form.value == cfg
     assert form.value.key == cfg.key and form.value.to_dict() == cfg.to_dict()
     assert form.error is None and cfg.key in form.status.value
@@ -63,14 +75,13 @@ def test_untouched_search_form_returns_the_config_exactly(cfg):
 
 def test_search_form_shows_what_its_widgets_do_not_list():
     cfg = search_configs()[1]
-    form = search_config_form(cfg)
+    form = search_spec_form(cfg)
     assert form.model.value == "resnet18" and form.model.label == "resnet18 (kept)"
-    assert form.device.value == "cpu"
-    cfg = dataclasses.replace(search_configs()[0], device="cuda:1")
-    form = search_config_form(cfg)
-    assert form.device.value == "cuda:1" and form.device.label == "cuda:1 (kept)" and form.value == cfg
+    cfg = search_configs()[0]
+    form = search_spec_form(cfg)
+    assert form.value == cfg
     assert (form.population.value, form.generations.value, form.steps.value) == (200, 300, 5000)
-    for shown in ("budget.optimizer=&#x27;sgd&#x27;", "data_root", "n_train=1000", "elitism=5",
+    for shown in ("budget.optimizer=&#x27;sgd&#x27;", "probe_size=32", "n_train=1000", "elitism=5",
                   "primitive_set", "seed_expressions", "p_crossover=0.5"):
         assert shown in form.kept.value, shown
     assert "budget.steps" not in form.kept.value and "population_size" not in form.kept.value
@@ -78,11 +89,11 @@ def test_search_form_shows_what_its_widgets_do_not_list():
 
 @pytest.mark.parametrize(("widget", "field", "new"), [
     ("population", "population_size", 40), ("generations", "generations", 12), ("seed", "seed", 0),
-    ("dataset", "dataset", "digits"), ("model", "model", "small_cnn"), ("device", "device", "auto"),
+    ("dataset", "dataset", "digits"), ("model", "model", "small_cnn"),
 ])
 def test_search_form_edit_changes_exactly_that_field(widget, field, new):
     cfg = search_configs()[1]
-    form = search_config_form(cfg)
+    form = search_spec_form(cfg)
     getattr(form, widget).value = new
     assert form.value == dataclasses.replace(cfg, **{field: new})
     assert form.value.to_dict() == {**cfg.to_dict(), field: new}
@@ -90,7 +101,7 @@ def test_search_form_edit_changes_exactly_that_field(widget, field, new):
 
 def test_search_form_steps_edit_changes_only_the_budget_steps():
     cfg = search_configs()[0]
-    form = search_config_form(cfg)
+    form = search_spec_form(cfg)
     form.steps.value = 7
     assert form.value == dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, steps=7))
     assert form.value.to_dict()["budget"] == {**cfg.to_dict()["budget"], "steps": 7}
@@ -100,7 +111,7 @@ def test_search_form_steps_edit_changes_only_the_budget_steps():
 
 def test_search_form_primitive_set_argument_is_an_edit_of_that_field():
     cfg = search_configs()[2]
-    form = search_config_form(cfg, primitive_set=preset("gplearn"))
+    form = search_spec_form(cfg, primitive_set=preset("gplearn"))
     assert form.value == dataclasses.replace(cfg, primitive_set=preset("gplearn"))
 
 
@@ -117,21 +128,20 @@ def _config_error(build) -> ValueError:
     ("generations", 0, lambda c: dataclasses.replace(c, generations=0)),
     ("steps", -1, lambda c: dataclasses.replace(c.budget, steps=-1)),
     ("seed", -3, lambda c: dataclasses.replace(c, seed=-3)),
-    ("device", "cpu", lambda c: dataclasses.replace(c, device="cpu")),  # cuda_graph needs CUDA
 ])
 def test_search_form_invalid_edit_shows_the_config_error_and_value_raises(widget, new, build):
     cfg = search_configs()[0]
     error = _config_error(lambda: build(cfg))
-    form = search_config_form(cfg)
+    form = search_spec_form(cfg)
     getattr(form, widget).value = new
     assert getattr(form, widget).value == new  # not clamped by the widget
     with pytest.raises(ValueError) as info:
         form.value  # noqa: B018 - the property is what notebooks read
     assert str(info.value) == str(error)
-    shown = widgets.error_text(error)  # the config's message, one line per problem
+    shown = error_text(error)  # the config's message, one line per problem
     assert html.escape(shown) in form.status.value and "#b00" in form.status.value
     assert form.error == shown
-    getattr(form, widget).value = getattr(search_config_form(cfg), widget).value
+    getattr(form, widget).value = getattr(search_spec_form(cfg), widget).value
     assert form.error is None and form.value == cfg
 
 
@@ -202,8 +212,8 @@ def test_table_builder_seed_box_and_count_stay_in_step(tmp_path):
     assert tb.n_seeds.value == 2
     tb.n_seeds.value = 3
     assert tb.seeds.value == "0, 9, 10"
-    assert widgets.parse_seeds("3,7 11") == (3, 7, 11) and widgets.resize_seeds((5, 6), 4) == (5, 6, 7, 8)
-    assert widgets.resize_seeds((3, 1), 3) == (3, 1, 4) and widgets.resize_seeds((), 2) == (0, 1)
+    assert parse_seeds("3,7 11") == (3, 7, 11) and resize_seeds((5, 6), 4) == (5, 6, 7, 8)
+    assert resize_seeds((3, 1), 3) == (3, 1, 4) and resize_seeds((), 2) == (0, 1)
 
 
 @pytest.mark.parametrize(("edit", "build"), [
@@ -213,7 +223,7 @@ def test_table_builder_seed_box_and_count_stay_in_step(tmp_path):
     (lambda tb: setattr(tb.epochs, "value", 0), lambda c: dataclasses.replace(c.train, epochs=0)),
     (lambda tb: setattr(tb.losses, "value", ()), lambda c: dataclasses.replace(c, losses=())),
     (lambda tb: setattr(tb.models, "value", ()), lambda c: dataclasses.replace(c, models=())),
-    (lambda tb: setattr(tb.seeds, "value", "3, x"), lambda c: widgets.parse_seeds("3, x")),
+    (lambda tb: setattr(tb.seeds, "value", "3, x"), lambda c: parse_seeds("3, x")),
 ], ids=["duplicate-seed", "negative-seed", "no-seeds", "epochs-0", "no-losses", "no-models", "not-an-int"])
 def test_table_builder_invalid_edit_shows_the_config_error_and_value_raises(tmp_path, edit, build):
     cfg = grid()
@@ -226,7 +236,7 @@ def test_table_builder_invalid_edit_shows_the_config_error_and_value_raises(tmp_
     tb.run_button.click()  # nothing runs; the same message lands in the visible Output
     assert any(str(error) in o.get("text", "") for o in tb.out.outputs)
     assert tb.results is None
-    shown = widgets.error_text(error)  # the config's message, one line per problem
+    shown = error_text(error)  # the config's message, one line per problem
     assert html.escape(shown) in tb.status.value and "#b00" in tb.status.value
     assert tb.error == shown
 
@@ -238,3 +248,47 @@ def test_picker_keeps_a_constant_range_beyond_the_slider_default():
     assert picker.value == wide and picker.const_range.value == (-20.0, 15.5)
     picker.op_boxes["sub"].value = True  # an edit elsewhere leaves the constants alone
     assert picker.value == PrimitiveSet(operators=("add", "mul", "sub"), const_range=(-20.0, 15.5))
+
+
+# -- live table (notebook 04's run_grid callback) --------------------------------------------------
+def grid_results(losses=("ce", "ngl"), failed=()) -> pd.DataFrame:
+    rows = [{"dataset": "digits", "model": "small_cnn", "loss": loss, "seed": s, "status": "ok",
+             "test_accuracy": 0.8 + 0.01 * i + 0.002 * s}
+            for i, loss in enumerate(losses) for s in (0, 1)]
+    rows += [{"dataset": "digits", "model": "small_cnn", "loss": loss, "seed": 0,
+              "status": "nonfinite", "test_accuracy": float("nan")} for loss in failed]
+    return pd.DataFrame(rows)
+
+
+def test_summary_so_far_waits_for_a_finished_run_and_for_the_baseline():
+    assert summary_so_far(grid_results(losses=(), failed=("ngl",))) is None
+    no_ce = summary_so_far(grid_results(losses=("ngl",)))
+    assert no_ce.attrs["baseline"] is None and no_ce["delta"].isna().all()
+    results = grid_results(failed=("focal",))
+    pd.testing.assert_frame_equal(summary_so_far(results), summarise(results, baseline="ce"))
+    assert summary_so_far(results, baseline=None).attrs["baseline"] is None
+
+
+def test_live_table_redraws_the_summary_in_place(monkeypatch):
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(("update", obj.data))
+
+    def display(obj, display_id=False):
+        assert display_id is True
+        shown.append(("display", obj.data))
+        return Handle()
+
+    monkeypatch.setattr(ngl.ui.downstream, "display", display)
+    live = LiveTable()
+    assert shown == [("display", "*waiting for the first run...*")] and live.summary is None
+    live(None, grid_results(losses=(), failed=("ngl",)))  # nothing finished: placeholder stays
+    assert len(shown) == 1 and live.markdown == "*waiting for the first run...*"
+    results = grid_results()
+    live(results.iloc[-1].to_dict(), results)
+    want = summarise(results, baseline="ce")
+    pd.testing.assert_frame_equal(live.summary, want)
+    assert shown[-1] == ("update", to_markdown(want)) == ("update", live.markdown)
+    assert len(shown) == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ngl.gp.primitives import PrimitiveSet, preset
-from ngl.ui.widgets import primitive_set_picker
+from ngl.ui import primitive_set_picker
 
 
 def test_picker_starts_from_preset_and_follows_ticks():

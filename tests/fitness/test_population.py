@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from types import SimpleNamespace
 
@@ -10,14 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ngl.fitness.population import (
-    FitnessResult,
-    TrainBudget,
-    _foldable,
-    _verify_folded,
-    train_population,
-    train_sequential,
-)
+import ngl.fitness
+import ngl.fitness.population as population
+from ngl import LossExpression, get_loss
+from ngl.data import load_dataset
+from ngl.fitness import FitnessResult, TrainBudget, train_population, train_sequential
+from ngl.fitness.cuda_graph import WARMUP_STEPS, replay
+from ngl.fitness.folded import FoldedEngine, foldable, verify_folded
+from ngl.losses import NGL_EXPRESSION
 from ngl.models.networks import SmallCNN, build_model
 
 BUDGET = TrainBudget(steps=6, batch_size=32, lr=1e-2)
@@ -30,18 +31,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def data() -> SimpleNamespace:
     """A small digits slice: enough for real (if short) training, fast on 2 CPU cores."""
-    try:
-        from ngl.data.datasets import load_dataset
-
-        d = load_dataset("digits")
-        x_tr, y_tr, x_val, y_val = d.x_train, d.y_train, d.x_val, d.y_val
-    except ImportError:  # pragma: no cover - ngl.data.datasets is written in parallel
-        from sklearn.datasets import load_digits
-
-        x, y = load_digits(return_X_y=True)
-        x = torch.tensor(x, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0
-        y = torch.tensor(y, dtype=torch.long)
-        x_tr, y_tr, x_val, y_val = x[:1200], y[:1200], x[1200:], y[1200:]
+    d = load_dataset("digits")
+    x_tr, y_tr, x_val, y_val = d.x_train, d.y_train, d.x_val, d.y_val
     return SimpleNamespace(x_train=x_tr[:256], y_train=y_tr[:256], x_val=x_val[:128],
                            y_val=y_val[:128])
 
@@ -117,7 +108,7 @@ def test_residual_network_folds_and_matches(data):
     def model_fn() -> nn.Module:
         return build_model("resnet_cifar", 1, 10, 8, depth=8, width=4)
 
-    assert _verify_folded(model_fn(), data.x_train[:8])
+    assert verify_folded(model_fn(), data.x_train[:8])
     budget = TrainBudget(steps=3, batch_size=32, lr=1e-2)
     seq = train_sequential(model_fn, losses()[:2], data, budget, seed=0)
     assert_close(seq, train_population(model_fn, losses()[:2], data, budget, seed=0))
@@ -129,7 +120,7 @@ def test_channel_concat_falls_back_to_vmap(data):
     def model_fn() -> nn.Module:
         return build_model("small_inception", 1, 10, 8, width=2)
 
-    assert _foldable(model_fn()) and not _verify_folded(model_fn(), data.x_train[:8])
+    assert foldable(model_fn()) and not verify_folded(model_fn(), data.x_train[:8])
     with pytest.raises(ValueError, match="cannot be folded"):
         train_population(model_fn, losses()[:1], data, BUDGET, seed=0, method="folded")
     budget = TrainBudget(steps=3, batch_size=32, lr=1e-2)
@@ -143,7 +134,7 @@ def test_dropout_shares_masks_across_candidates(data):
     def model_fn() -> nn.Module:
         return build_model("small_cnn", 1, 10, 8, width=4, head="paper")
 
-    assert not _foldable(model_fn())
+    assert not foldable(model_fn())
     ce = nn.CrossEntropyLoss()
     pop = train_population(model_fn, [ce, ce, focal(1.0)], data, BUDGET, seed=0)
     assert_close(pop[:1], pop[1:2], rtol=1e-5)
@@ -201,21 +192,19 @@ def test_nonfinite_candidate_masked_others_unaffected(data, method):
 
 def test_dead_candidate_parameters_freeze(data):
     """After going non-finite, a candidate's stacked parameters stop changing."""
-    from ngl.fitness.population import _FoldedEngine
-
     snapshots: list[list[Tensor]] = []
-    original_call = _FoldedEngine.__call__
+    original_call = FoldedEngine.__call__
 
     def spy(self, x):
         snapshots.append([p.detach()[: p.shape[0] // self.pop].clone() for p in self.params])
         return original_call(self, x)
 
     bad = NanAfter(2)
-    _FoldedEngine.__call__ = spy
+    FoldedEngine.__call__ = spy
     try:
         train_population(tiny_cnn, [bad], data, BUDGET, seed=0, method="folded")
     finally:
-        _FoldedEngine.__call__ = original_call
+        FoldedEngine.__call__ = original_call
     train_steps = snapshots[: BUDGET.steps]
     assert not all(torch.equal(a, b) for a, b in zip(train_steps[0], train_steps[2], strict=True))
     for later in train_steps[3:]:
@@ -298,8 +287,6 @@ def test_cuda_graph_flag_is_ignored_on_cpu(data):
 
 
 def test_auto_pass_size_is_cache_sized_on_cpu(data, monkeypatch):
-    import ngl.fitness.population as population
-
     seen: list[int] = []
     original = population._train_pass
 
@@ -323,9 +310,6 @@ def test_auto_pass_size_is_cache_sized_on_cpu(data, monkeypatch):
 def test_cuda_graph_refuses_validating_losses_before_anything_runs(data, monkeypatch):
     """Target validation syncs with the host, which CUDA-graph capture forbids: refused up
     front (on CPU too, where the flag is otherwise ignored), naming the loss and the fix."""
-    import ngl.fitness.population as population
-    from ngl import LossExpression, get_loss
-
     built: list[int] = []
 
     def model_fn() -> nn.Module:
@@ -342,7 +326,7 @@ def test_cuda_graph_refuses_validating_losses_before_anything_runs(data, monkeyp
         def forward(self, z: Tensor, y: Tensor) -> Tensor:
             return self.inner(z, y)
 
-    text = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+    text = NGL_EXPRESSION
     for bad in (get_loss("ngl"), LossExpression.parse(text).to_module(), Wrapper()):
         with pytest.raises(ValueError, match=r"candidate 1 .*validate=False") as err:
             train_population(model_fn, [nn.CrossEntropyLoss(), bad], data, BUDGET, seed=0,
@@ -356,3 +340,60 @@ def test_cuda_graph_refuses_validating_losses_before_anything_runs(data, monkeyp
     res = train_population(tiny_cnn, ok, data, TrainBudget(steps=2, batch_size=32), seed=0,
                            cuda_graph=True)
     assert [r.status for r in res] == ["ok"] * 3
+
+
+def test_public_names_and_old_import_paths_are_the_same_objects():
+    """The split kept one object per name: ngl.fitness and the pre-split ngl.fitness.population."""
+    for name in ("TrainBudget", "FitnessResult", "LossFn", "train_sequential", "train_population",
+                 "CPU_PASS_SIZE", "default_pass_size"):
+        assert getattr(population, name) is getattr(ngl.fitness, name), name
+
+
+def test_replay_with_nothing_after_the_warmup_runs_every_step_eagerly():
+    """Too few batches to record a graph: each step runs once, in order, and CUDA is not used
+    (so this path works on a CPU-only machine)."""
+    batches = torch.arange(2 * WARMUP_STEPS).view(WARMUP_STEPS, 2)
+    seen: list[list[int]] = []
+    replay(lambda idx: seen.append(idx.tolist()), batches, torch.device("cpu"))
+    assert seen == batches.tolist()
+    seen.clear()
+    replay(lambda idx: seen.append(idx.tolist()), batches[:0], torch.device("cpu"))
+    assert seen == []
+
+
+def test_replay_warms_up_captures_once_and_replays_the_rest(monkeypatch):
+    """The capture/replay sequence, with torch.cuda's stream and graph calls faked on CPU: the
+    first WARMUP_STEPS batches run eagerly on a side stream, one step is recorded on a static
+    index tensor, and each later batch is copied into that tensor before a replay."""
+    events: list[tuple[str, list[int]]] = []
+    phase = ["eager"]
+    captured: list[Tensor] = []
+
+    class FakeGraph:
+        def replay(self) -> None:
+            events.append(("replay", captured[0].tolist()))
+
+    @contextlib.contextmanager
+    def in_phase(name: str, *_: object):
+        phase[0] = name
+        yield
+        phase[0] = "eager"
+
+    fake_stream = SimpleNamespace(wait_stream=lambda other: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device: fake_stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: fake_stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: in_phase("warmup"))
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda g: in_phase("capture"))
+
+    def step(idx: Tensor) -> None:
+        if phase[0] == "capture":
+            captured.append(idx)
+        events.append((phase[0], idx.tolist()))
+
+    batches = torch.arange(2 * (WARMUP_STEPS + 2)).view(WARMUP_STEPS + 2, 2)
+    replay(step, batches, torch.device("cpu"))
+    rows = batches.tolist()
+    assert events == ([("warmup", r) for r in rows[:WARMUP_STEPS]] + [("capture", rows[0])]
+                      + [("replay", r) for r in rows[WARMUP_STEPS:]])
+    assert captured[0] is not batches[0]  # a copy: replays must not write into the batches

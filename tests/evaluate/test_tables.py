@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ngl.evaluate.tables import (
+from ngl.evaluate import (
     PAPER_CAVEAT,
     best_mask,
     compare_with_paper,
@@ -167,7 +167,7 @@ def test_compare_with_paper_side_by_side(results):
 
 
 def test_save_table_writes_next_to_the_figures(results, tmp_path, monkeypatch):
-    from ngl.ui.viz import save_table
+    from ngl.ui import save_table
 
     monkeypatch.setenv("NGL_FIGURES_DIR", str(tmp_path))
     path = save_table(to_latex(summarise(results)), "downstream", notebook="04_x")

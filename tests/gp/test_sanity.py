@@ -6,9 +6,10 @@ import pytest
 
 from ngl.gp.expression import LossExpression
 from ngl.gp.sanity import check_candidate, make_probe
+from ngl.losses import NGL_EXPRESSION
 
 PROBE = make_probe(10)
-NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
+NGL_TEXT = NGL_EXPRESSION
 
 
 def check(text, **kw):

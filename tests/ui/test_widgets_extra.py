@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,26 +14,37 @@ import pandas as pd
 import pytest
 
 from ngl.fitness.population import TrainBudget
-from ngl.gp.search import SearchConfig, load_result
+from ngl.gp import RunOptions, SearchSpec, load_result
+from ngl.losses import NGL_EXPRESSION
 from ngl.losses.zoo import NGL_ALPHA
-from ngl.ui import viz
-from ngl.ui.widgets import hall_of_fame_browser, loss_explorer, search_runner
+from ngl.ui import (
+    hall_of_fame_browser,
+    latest_search,
+    loss_explorer,
+    plot_downstream_comparison,
+    plot_training_curves,
+    save_figure,
+    search_runner,
+    training_history,
+)
 
 PNG = b"\x89PNG"
 
 
-def tiny_config(**kw) -> SearchConfig:
+def tiny_config(**kw) -> SearchSpec:
     base = dict(population_size=4, generations=1, budget=TrainBudget(steps=3, batch_size=16),
-                n_train=100, n_val=50, device="cpu", dataset="digits", chunk_size=2,
-                seed_expressions=("exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))",))
+                n_train=100, n_val=50, dataset="digits", seed_expressions=(NGL_EXPRESSION,))
     base.update(kw)
-    return SearchConfig(**base)
+    return SearchSpec(**base)
+
+
+OPTIONS = RunOptions(device="cpu", chunk_size=2)
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("search") / "run"
-    runner = search_runner(tiny_config(), run_dir, plot_every=0.0)
+    runner = search_runner(tiny_config(), run_dir, OPTIONS, plot_every=0.0)
     assert runner.state == "idle" and runner.resume_button.disabled
     runner.start_button.click()
     assert runner.thread is not None
@@ -64,7 +77,7 @@ def test_search_runner_shows_an_existing_run_and_reports_errors(finished_run, tm
 
 def test_search_runner_stop_then_resume_completes(tmp_path):
     cfg = tiny_config(generations=3)
-    runner = search_runner(cfg, tmp_path / "run", plot_every=0.0)
+    runner = search_runner(cfg, tmp_path / "run", OPTIONS, plot_every=0.0)
     stopped = []
 
     def stop_after_first(summary, search):  # deterministic: stop once generation 0 is done
@@ -107,6 +120,25 @@ def test_hall_of_fame_browser_without_trained_candidates(finished_run):
     assert browser.selected is None and "no candidate" in browser.info.value
 
 
+def test_latest_search_is_the_run_whose_history_changed_last(finished_run, tmp_path, monkeypatch):
+    assert latest_search(finished_run.run_dir.parent) == finished_run.run_dir  # a real run directory
+    for age, name in ((30, "old"), (10, "new"), (20, "middle"), (0, "no_config")):
+        run = tmp_path / "search" / name
+        run.mkdir(parents=True)
+        (run / "history.jsonl").write_text("")
+        if name != "no_config":  # not a search directory: ignored however new
+            (run / ("config.json" if name == "old" else "spec.json")).write_text("{}")
+        os.utime(run / "history.jsonl", (1e9 - age, 1e9 - age))
+    (tmp_path / "search" / "stray.jsonl").write_text("")
+    assert latest_search(tmp_path / "search") == tmp_path / "search" / "new"
+    assert latest_search(str(tmp_path / "search")) == tmp_path / "search" / "new"
+    assert latest_search(tmp_path / "missing") is None
+    monkeypatch.setenv("NGL_RUNS_DIR", str(tmp_path))  # default: runs/search/
+    assert latest_search() == tmp_path / "search" / "new"
+    monkeypatch.setenv("NGL_RUNS_DIR", str(tmp_path / "empty"))
+    assert latest_search() is None
+
+
 def test_loss_explorer_redraws_on_sliders():
     ex = loss_explorer(num_classes=10)
     d0 = ex.data
@@ -134,7 +166,7 @@ def test_training_curves_average_seeds_and_normalise_loss():
     rows = [{"epoch": e, "loss": loss, "seed": s, "train_loss": base * (1 + s) / (e + 1),
              "val_accuracy": acc + 0.01 * e + 0.002 * s}
             for loss, base, acc in (("ce", 2.0, 0.8), ("ngl", 11.0, 0.82)) for s in (0, 1) for e in range(3)]
-    fig = viz.plot_training_curves(pd.DataFrame(rows))
+    fig = plot_training_curves(pd.DataFrame(rows))
     ax_loss, ax_acc = fig.axes
     assert ax_loss.get_ylabel() == "train loss / first epoch"
     np.testing.assert_allclose(ax_loss.lines[0].get_ydata(), [1, 1 / 2, 1 / 3])
@@ -142,14 +174,14 @@ def test_training_curves_average_seeds_and_normalise_loss():
     assert [t.get_text() for t in ax_acc.get_legend().get_texts()] == ["ce", "ngl"]
     plt.close(fig)
     with pytest.raises(ValueError, match="epoch"):
-        viz.plot_training_curves(pd.DataFrame({"step": [1]}))
+        plot_training_curves(pd.DataFrame({"step": [1]}))
 
 
 def test_downstream_comparison_means_errorbars_and_delta():
     df = pd.DataFrame([{"dataset": d, "loss": loss, "seed": s, "test_accuracy": acc + 0.01 * s}
                        for d, off in (("cifar10", 0.0), ("fashion_mnist", 0.05))
                        for loss, acc in (("ce", 0.80 + off), ("ngl", 0.82 + off)) for s in (0, 1, 2)])
-    fig = viz.plot_downstream_comparison(df)
+    fig = plot_downstream_comparison(df)
     ax = fig.axes[0]
     ce, ngl = ax.containers  # one ErrorbarContainer per loss: (data line, caps, bars)
     np.testing.assert_allclose(ce.lines[0].get_ydata(), [81.0, 86.0])
@@ -157,18 +189,48 @@ def test_downstream_comparison_means_errorbars_and_delta():
     assert ce.has_yerr and ax.lines[0].get_ydata()[0] == pytest.approx(81.0)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["cifar10", "fashion_mnist"]
     plt.close(fig)
-    fig = viz.plot_downstream_comparison(df, reference="ce")
+    fig = plot_downstream_comparison(df, reference="ce")
     ax = fig.axes[0]
     np.testing.assert_allclose(ax.lines[0].get_ydata(), [2.0, 2.0])
     assert "ce" in ax.get_ylabel()
     plt.close(fig)
     with pytest.raises(ValueError, match="reference"):
-        viz.plot_downstream_comparison(df, reference="focal")
+        plot_downstream_comparison(df, reference="focal")
+
+
+def test_training_history_flattens_the_finished_runs_of_a_grid():
+    def history(acc):
+        return [{"epoch": e, "train_loss": 2.0 / (e + 1), "val_accuracy": acc + 0.01 * e} for e in range(3)]
+
+    results = pd.DataFrame([
+        {"dataset": "digits", "model": "small_cnn", "loss": "ce", "seed": 0, "status": "ok",
+         "history": history(0.8)},
+        {"dataset": "digits", "model": "small_cnn", "loss": "ngl", "seed": 1, "status": "ok",
+         "history": history(0.9)},
+        {"dataset": "digits", "model": "small_cnn", "loss": "sce", "seed": 0, "status": "error",
+         "history": None},
+        {"dataset": "digits", "model": "small_cnn", "loss": "focal", "seed": 0, "status": "nonfinite",
+         "history": history(0.1)},
+    ])
+    curves = training_history(results)
+    assert list(curves.columns) == ["epoch", "train_loss", "val_accuracy", "dataset", "model", "loss",
+                                    "seed"]
+    assert len(curves) == 6 and list(curves["loss"]) == ["ce"] * 3 + ["ngl"] * 3
+    assert list(curves["seed"]) == [0, 0, 0, 1, 1, 1] and list(curves["epoch"]) == [0, 1, 2] * 2
+    np.testing.assert_allclose(curves["val_accuracy"], [0.8, 0.81, 0.82, 0.9, 0.91, 0.92])
+    fig = plot_training_curves(curves, columns=["train_loss", "val_accuracy"])
+    assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["ce", "ngl"]
+    plt.close(fig)
+    assert list(training_history(results.iloc[2:3]).columns) == ["epoch", "dataset", "model", "loss",
+                                                                 "seed"]
+    assert len(training_history(results.drop(columns=["status", "model"]))) == 9
+    with pytest.raises(ValueError, match="history"):
+        training_history(results.drop(columns=["history"]))
 
 
 def test_new_figures_export(tmp_path):
     df = pd.DataFrame({"epoch": [0, 1], "val_accuracy": [0.5, 0.6]})
-    fig = viz.plot_training_curves(df, hue=None)
-    paths = viz.save_figure(fig, "curves", notebook="test", directory=tmp_path)
+    fig = plot_training_curves(df, hue=None)
+    paths = save_figure(fig, "curves", notebook="test", directory=tmp_path)
     assert [p.suffix for p in paths] == [".pdf", ".png", ".json"]
     plt.close(fig)

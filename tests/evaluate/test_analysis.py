@@ -1,4 +1,4 @@
-"""Known answers for ngl.evaluate.analysis: optimum confidence, gradient scale, calibration, sweeps."""
+"""Known answers for ngl.evaluate: optimum confidence, gradient scale, calibration, sweeps."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
+import ngl.evaluate as A
 from ngl import NGL, CrossEntropy, FocalLoss, LabelSmoothingCE, LossExpression
-from ngl.evaluate import analysis as A
-from ngl.ui import viz
+from ngl import ui as viz  # the figures of ngl.ui
 
 NGL_TEXT = "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
 ALPHA = 2.4092
@@ -227,7 +227,7 @@ def test_sweep_collects_one_row_per_value_and_seed():
 
 @pytest.fixture(scope="module")
 def tiny_digits():
-    from ngl.data.datasets import load_dataset
+    from ngl.data import load_dataset
 
     return load_dataset("digits", seed=0).subset(200, 100, 100, seed=0)
 

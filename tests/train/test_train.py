@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
-from ngl.data.datasets import DataSplits, load_dataset
+import ngl.losses.registry
+from ngl.data import DataSplits, load_dataset
+from ngl.evaluate import imagenet
+from ngl.evaluate.grid import GridConfig, grid_cells, run_cell
 from ngl.losses.registry import get_loss
 from ngl.models.networks import build_model
 from ngl.train.loop import TrainConfig, augment_batch, evaluate, train_model
@@ -225,13 +230,6 @@ IMAGENET_SMOKE = ["--fake-data", "--fake-size", "8", "--model", "resnet18", "--i
 
 
 def test_imagenet_recipe_takes_no_step_with_an_infinite_gradient(monkeypatch, tmp_path, capsys):
-    import json
-
-    import torchvision
-
-    import ngl.losses.registry
-    from ngl.evaluate import imagenet
-
     class Bomb(nn.Module):
         def forward(self, logits, target):
             return torch.nn.functional.cross_entropy(logits, target) + sqrt_bomb(logits)
@@ -299,8 +297,6 @@ def test_unloadable_checkpoint_is_moved_aside_and_the_run_starts_over(digits, tm
 
 
 def test_grid_cell_with_a_corrupt_checkpoint_trains(tmp_path):
-    from ngl.evaluate.grid import GridConfig, grid_cells, run_cell
-
     cell = grid_cells(GridConfig(losses=("ce",), seeds=(0,), n_train=120, n_val=40, n_test=40,
                                  train=TrainConfig(epochs=1, batch_size=32, max_steps_per_epoch=2),
                                  model_kwargs={"width": 4}, device="cpu"))[0]

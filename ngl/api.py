@@ -1,0 +1,79 @@
+"""The front door: the four calls the notebooks, the command line and a researcher's script use.
+
+    result = ngl.search(spec)              # run a GP loss search (or continue the same one)
+    result = ngl.resume(run_dir)           # continue a killed or stopped search
+    result = ngl.load(run_dir)             # read a finished or running search
+    table  = ngl.grid(grid_config)         # train dataset x model x loss x seed downstream
+
+A search is a :class:`~ngl.gp.SearchSpec` (what determines the result; its hash names the run
+directory) plus how to run it (device, chunk size, CUDA graphs, data folder), given here as
+keywords: switching device or chunk size resumes the same search instead of starting another.
+``result.best`` and each of ``result.entries()`` give ``.to_module()``, ``.sympy()`` and
+``.latex()``; ``result.to_latex()`` is the hall of fame as a paper table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+
+import pandas as pd
+
+from ngl.evaluate import GridConfig, run_grid
+from ngl.gp import GPSearch, RunOptions, SearchResult, SearchSpec, load_result
+from ngl.gp import resume as _resume
+from ngl.io.paths import runs_dir
+
+__all__ = ["search", "resume", "load", "grid"]
+
+
+def _options(base: RunOptions, **overrides) -> RunOptions:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return RunOptions.from_dict({**base.to_dict(), **given}) if given else base
+
+
+def search(spec: SearchSpec, run_dir: str | os.PathLike | None = None, *,
+           device: str | None = None, chunk_size: int | None = None,
+           cuda_graph: bool | None = None, data_root: str | None = None,
+           hall_of_fame_size: int | None = None, executor: Executor | None = None,
+           progress: bool = True,
+           callback: Callable[[dict, GPSearch], None] | None = None) -> SearchResult:
+    """Run the search ``spec`` in ``run_dir`` (default ``runs/search/<spec.key>``).
+
+    Re-running the same spec continues it; the run options (``device``, ``chunk_size``,
+    ``cuda_graph``, ``data_root``, ``hall_of_fame_size``) never change which search it is.
+    ``executor`` is any ``concurrent.futures.Executor`` (a Dask client's for a cluster).
+    """
+    options = _options(RunOptions(), device=device, chunk_size=chunk_size, cuda_graph=cuda_graph,
+                       data_root=data_root, hall_of_fame_size=hall_of_fame_size)
+    return GPSearch(spec, run_dir, options, executor=executor, progress=progress,
+                    callback=callback).run()
+
+
+def resume(run_dir: str | os.PathLike, *, device: str | None = None,
+           chunk_size: int | None = None, cuda_graph: bool | None = None,
+           data_root: str | None = None, hall_of_fame_size: int | None = None,
+           executor: Executor | None = None, progress: bool = True,
+           callback: Callable[[dict, GPSearch], None] | None = None) -> SearchResult:
+    """Continue the search in ``run_dir`` with its last run options, unless overridden here."""
+    base = load_result(run_dir).options
+    options = _options(base, device=device, chunk_size=chunk_size, cuda_graph=cuda_graph,
+                       data_root=data_root, hall_of_fame_size=hall_of_fame_size)
+    return _resume(run_dir, options, executor=executor, progress=progress, callback=callback)
+
+
+def load(run_dir: str | os.PathLike) -> SearchResult:
+    """A finished or partial search as it is on disk (only its spec and history are read)."""
+    return load_result(run_dir)
+
+
+def grid(config: GridConfig, results_path: str | os.PathLike | None = None, *,
+         executor: Executor | None = None, progress: bool = True,
+         callback: Callable[[dict, pd.DataFrame], None] | None = None) -> pd.DataFrame:
+    """Train every cell of ``config`` not yet in ``results_path`` (default
+    ``runs/grid/<config.key>/results.jsonl``) and return the grid's rows."""
+    path = Path(results_path) if results_path is not None else \
+        runs_dir() / "grid" / config.key / "results.jsonl"
+    return run_grid(config, path, executor=executor, progress=progress, callback=callback)

@@ -1,0 +1,100 @@
+"""The paper's downstream numbers, and ours side by side with them.
+
+:func:`paper_table` loads the numbers the authors reported (``ngl/resources/paper_results.csv``,
+long form), :func:`paper_wide` shows them as printed, and :func:`compare_with_paper` puts "paper"
+and "reproduced" (a :func:`ngl.evaluate.summary.summarise` summary) side by side with the
+authors' verdict rule (a change within ±:data:`SAME_AS_CE_BAND` is "same as CE") applied to both.
+
+The paper's deltas are "as printed": whether they are percentage points or relative % is not
+stated (:data:`PAPER_CAVEAT`); ours are percentage points. :data:`PAPER_CITATION` says where the
+numbers come from.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+import pandas as pd
+
+__all__ = ["paper_table", "paper_wide", "compare_with_paper", "PAPER_CITATION", "PAPER_CAVEAT",
+           "SAME_AS_CE_BAND"]
+
+PAPER_CITATION = (
+    "S. Akhmedova and N. Koerber, 'Next Generation Loss Function for Image Classification', "
+    "arXiv:2404.12948 (2024), Springer LNCS doi:10.1007/978-3-031-78128-5_22; numbers from the "
+    "authors' early README (ZKI-PH-ImageAnalysis/Next-Generation-Loss)."
+)
+PAPER_CAVEAT = (
+    "Paper row CE: accuracy in %, mean over ResNet50 and InceptionV3, 5 runs each; other rows: "
+    "change against CE as printed -- the source does not state whether these are percentage "
+    "points or relative %."
+)
+SAME_AS_CE_BAND = 0.5  # the authors' decision rule: a change within [-0.5, +0.5] is "same as CE"
+
+
+def paper_table() -> pd.DataFrame:
+    """The authors' reported downstream numbers, long form.
+
+    Columns: ``loss`` (as printed), ``loss_id`` (our name: ce, sce, focal, ce_l2, f1..f4, ngl),
+    ``dataset``, ``dataset_id``, ``value``, ``kind`` (``accuracy_percent`` for CE,
+    ``change_vs_ce`` for the others). See :data:`PAPER_CITATION` and :data:`PAPER_CAVEAT`.
+    """
+    path = resources.files("ngl") / "resources" / "paper_results.csv"
+    with resources.as_file(path) as p:
+        df = pd.read_csv(p, comment="#")
+    df.attrs.update({"citation": PAPER_CITATION, "caveat": PAPER_CAVEAT})
+    return df
+
+
+def paper_wide() -> pd.DataFrame:
+    """The paper's table as printed: losses x datasets (CE absolute, others changes)."""
+    df = paper_table()
+    wide = df.pivot_table(index="loss", columns="dataset", values="value", sort=False)
+    wide = wide.reindex(index=list(dict.fromkeys(df["loss"])),
+                        columns=list(dict.fromkeys(df["dataset"])))
+    wide.attrs.update(df.attrs)
+    return wide
+
+
+def compare_with_paper(summary: pd.DataFrame, band: float = SAME_AS_CE_BAND) -> pd.DataFrame:
+    """Paper and reproduced numbers side by side, per (dataset, loss) present in both.
+
+    ``summary`` must come from :func:`summarise` with ``by=("dataset", "loss")`` and
+    ``baseline="ce"`` in percent. Columns: ``paper_ce`` (CE accuracy %), ``paper_delta``
+    (change as printed), ``ours_mean``, ``ours_std``, ``ours_delta`` (paired mean change vs CE
+    over the seeds both finished, percentage points) with its 95% CI ``ours_ci_low`` /
+    ``ours_ci_high``, ``n``, ``n_pairs``, ``p_ttest``, and the authors' verdict rule applied to
+    both (``better`` / ``same`` / ``worse`` with ``same`` = change within ±``band``; ours uses
+    the paired change, the one the p-value tests). The ``caveat`` attribute says that the
+    paper's unit of change is not stated.
+    """
+    if summary.attrs.get("by", ["dataset", "loss"]) != ["dataset", "loss"]:
+        raise ValueError("compare_with_paper needs a summary by ('dataset', 'loss')")
+    paper = paper_table()
+    ce = paper[paper.kind == "accuracy_percent"].set_index("dataset_id")["value"]
+    delta = paper[paper.kind == "change_vs_ce"].set_index(["dataset_id", "loss_id"])["value"]
+
+    def verdict(d: float) -> str:
+        if pd.isna(d):
+            return "--"
+        return "same" if abs(d) <= band else ("better" if d > 0 else "worse")
+
+    rows = []
+    for _, r in summary.iterrows():
+        ds, loss = r["dataset"], r["loss"]
+        if ds not in ce.index:
+            continue
+        paper_delta = 0.0 if loss == "ce" else delta.get((ds, loss), math.nan)
+        rows.append({"dataset": ds, "loss": loss, "paper_ce": ce[ds],
+                     "paper_delta": paper_delta,
+                     "paper_verdict": verdict(paper_delta) if loss != "ce" else "--",
+                     "ours_mean": r["mean"], "ours_std": r["std"], "ours_delta": r["delta"],
+                     "ours_ci_low": r["delta_ci_low"], "ours_ci_high": r["delta_ci_high"],
+                     "ours_verdict": verdict(r["delta"]) if loss != "ce" else "--",
+                     "n": r["n"], "n_pairs": r["n_pairs"], "p_ttest": r["p_ttest"]})
+    out = pd.DataFrame(rows, columns=["dataset", "loss", "paper_ce", "paper_delta", "paper_verdict",
+                                      "ours_mean", "ours_std", "ours_delta", "ours_ci_low",
+                                      "ours_ci_high", "ours_verdict", "n", "n_pairs", "p_ttest"])
+    out.attrs.update({"citation": PAPER_CITATION, "caveat": PAPER_CAVEAT})
+    return out.set_index(["dataset", "loss"])

@@ -1,0 +1,141 @@
+"""What a search is (:class:`SearchSpec`, hashed to name its run directory) and how it is run
+(:class:`RunOptions`: device, chunk size, CUDA graphs, data folder; not part of the hash).
+
+Both are strict pydantic configs (:mod:`ngl.io.config`): unknown fields and wrong types are
+refused with the field, the value and what is expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import field
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field, PlainSerializer, PlainValidator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from ngl.data import available_datasets
+from ngl.fitness import TrainBudget
+from ngl.gp.expression import LossExpression
+from ngl.gp.parse import MAX_DEPTH, MAX_SIZE
+from ngl.gp.primitives import PrimitiveSet, preset
+from ngl.io.config import STRICT, AsTuple, ConfigMixin, check_device
+from ngl.models import available_models
+
+__all__ = ["SearchSpec", "RunOptions", "SPEC_FIELDS", "OPTION_FIELDS"]
+
+
+def _primitive_set(value: Any) -> PrimitiveSet:
+    """A PrimitiveSet, a preset name, or the dict that ``PrimitiveSet.to_dict`` writes."""
+    if isinstance(value, PrimitiveSet):
+        return value
+    if isinstance(value, str):
+        return preset(value)
+    if isinstance(value, dict):
+        return PrimitiveSet.from_dict(value)
+    raise ValueError(f"expected a PrimitiveSet, a preset name or its dict, got {value!r}")
+
+
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+@pydantic_dataclass(frozen=True, config=STRICT)
+class SearchSpec(ConfigMixin):
+    """Everything that determines a search's result; its hash names the run directory.
+
+    How the search is run (device, chunk size, CUDA graphs, where the data lives, how many
+    hall-of-fame entries to show) is in :class:`RunOptions`, so changing it resumes the same
+    search instead of silently starting another.
+
+    ``seed`` drives the GP (initial trees, selection, variation) and the training of every
+    candidate (initial weights, batches); ``data_seed`` alone draws the search-train /
+    search-validation split, so changing the GP seed never changes the data.
+    """
+
+    primitive_set: Annotated[PrimitiveSet, PlainValidator(_primitive_set),
+                             PlainSerializer(lambda p: p.to_dict())] = field(
+        default_factory=lambda: preset("paper"))
+    population_size: Annotated[int, Field(ge=2)] = 16
+    generations: Annotated[int, Field(ge=1)] = 5
+    seed: Annotated[int, Field(ge=0)] = 0
+    data_seed: Annotated[int, Field(ge=0)] = 0
+    # variation (the rest of the probability mass is plain reproduction)
+    p_crossover: Probability = 0.7
+    p_subtree_mutation: Probability = 0.1
+    p_hoist_mutation: Probability = 0.05
+    p_point_mutation: Probability = 0.1
+    p_point_replace: Probability = 0.05
+    tournament_size: Annotated[int, Field(ge=1)] = 3
+    elitism: Annotated[int, Field(ge=0)] = 1
+    parsimony_coefficient: Annotated[float, Field(ge=0)] = 0.001
+    init_depth: Annotated[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]],
+                          AsTuple] = (2, 4)
+    # stored populations are re-parsed: limits beyond the parser's would make them unreadable
+    max_depth: Annotated[int, Field(ge=1, le=MAX_DEPTH)] = 8
+    max_size: Annotated[int, Field(ge=1, le=MAX_SIZE)] = 40
+    seed_expressions: Annotated[tuple[str, ...], AsTuple] = ()
+    # fitness
+    dataset: str = "digits"
+    n_train: Annotated[int, Field(ge=1)] | None = None
+    n_val: Annotated[int, Field(ge=1)] | None = None
+    model: str = "small_cnn"
+    budget: TrainBudget = field(default_factory=lambda: TrainBudget(steps=100, batch_size=128))
+    # sanity filter and equivalence cache
+    probe_size: Annotated[int, Field(ge=1)] = 64
+    equivalence: Literal["value_and_gradient", "gradient", "none"] = "value_and_gradient"
+
+    def __post_init__(self) -> None:
+        if self.elitism >= self.population_size:
+            raise ValueError(f"elitism={self.elitism}: expected 0 <= elitism < "
+                             f"population_size ({self.population_size})")
+        probs = [self.p_crossover, self.p_subtree_mutation, self.p_hoist_mutation,
+                 self.p_point_mutation]
+        if sum(probs) > 1 + 1e-9:
+            raise ValueError(f"variation probabilities (p_crossover, p_subtree_mutation, "
+                             f"p_hoist_mutation, p_point_mutation) sum to {sum(probs):.3f}; "
+                             "expected <= 1")
+        lo, hi = self.init_depth
+        if not lo <= hi <= self.max_depth:
+            raise ValueError(f"init_depth={list(self.init_depth)}: expected "
+                             f"1 <= low <= high <= max_depth ({self.max_depth})")
+        if self.dataset not in available_datasets():
+            raise ValueError(f"dataset={self.dataset!r}: expected one of "
+                             f"{available_datasets()}")
+        if self.model not in available_models():
+            raise ValueError(f"model={self.model!r}: expected one of "
+                             f"{available_models()[:8]}...")
+        for text in self.seed_expressions:
+            LossExpression.parse(text, self.primitive_set)  # raises with the position of the problem
+
+
+@pydantic_dataclass(frozen=True, config=STRICT)
+class RunOptions(ConfigMixin):
+    """How a search runs; none of it changes which losses it finds.
+
+    ``chunk_size`` is the number of candidates handed to one worker at once (the unit of
+    resume); ``cuda_graph`` replays each training step as a CUDA graph (CUDA only);
+    ``data_root`` is where the dataset's files are (``None``: the usual places).
+    Within a chunk, candidates train in passes; which candidates share a pass can change the
+    last float32 bits of a fitness (about 1e-7 relative), never the data, seeds or budget.
+    """
+
+    device: str = "auto"
+    chunk_size: Annotated[int, Field(ge=1)] = 16
+    cuda_graph: bool = False
+    data_root: str | None = None
+    hall_of_fame_size: Annotated[int, Field(ge=1)] = 10
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
+        if self.cuda_graph and self.device == "cpu":
+            raise ValueError("cuda_graph=True needs a CUDA device, got device='cpu'")
+
+    def resolved_device(self) -> str:
+        """``auto`` made concrete: CUDA when this machine has it, else CPU."""
+        if self.device != "auto":
+            return self.device
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+SPEC_FIELDS = tuple(SearchSpec.__dataclass_fields__)
+OPTION_FIELDS = tuple(RunOptions.__dataclass_fields__)

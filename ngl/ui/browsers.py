@@ -1,0 +1,184 @@
+"""Look at what a search found: find the latest run, browse its hall of fame, explore loss shapes.
+
+:func:`latest_search` finds the run directory a notebook reads by default;
+:class:`HallOfFameBrowser` shows a hall-of-fame loss as tree, formula and shape next to NGL and
+CE; :class:`LossExplorer` moves the constants of NGL, focal loss and label smoothing and redraws
+their shapes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ipywidgets as W
+from IPython.display import Math
+
+from ngl.gp.expression import LossExpression
+from ngl.io.paths import runs_dir
+from ngl.losses.registry import get_loss
+from ngl.losses.zoo import NGL_ALPHA
+from ngl.ui.plots_losses import draw_tree, loss_shape_data, plot_loss_shapes, tree_layout
+from ngl.ui.style import TEXT_WIDTH
+from ngl.ui.widget_kit import figure_png, new_figure, short_label, show_errors
+
+__all__ = ["HallOfFameBrowser", "LossExplorer", "hall_of_fame_browser", "latest_search",
+           "loss_explorer"]
+
+
+def latest_search(root: str | os.PathLike | None = None) -> Path | None:
+    """The search run under ``root`` (default ``runs/search/``) whose history changed last.
+
+    A run is a directory with ``spec.json`` (or an older ngl's ``config.json``) and
+    ``history.jsonl`` (partial runs count);
+    ``None`` when ``root`` holds none (or does not exist).
+    """
+    root = Path(root) if root is not None else runs_dir() / "search"
+    runs = [p.parent for p in root.glob("*/history.jsonl")
+            if (p.parent / "spec.json").is_file() or (p.parent / "config.json").is_file()]
+    if not runs:
+        return None
+    return max(runs, key=lambda p: ((p / "history.jsonl").stat().st_mtime_ns, p.name))
+
+
+class HallOfFameBrowser:
+    """Pick a hall-of-fame loss and see its tree, its formula and its shape next to NGL and CE.
+
+    ``.dropdown`` chooses the rank; ``.selected`` is the chosen :class:`LossExpression`;
+    ``.shape_data`` the tidy data of the loss-shape figure (:func:`loss_shape_data`);
+    ``.tree_image`` / ``.shape_image`` the figures as PNG; the formula and errors go to ``.out``.
+    """
+
+    def __init__(self, result, n: int | None = None, num_classes: int = 10,
+                 references: tuple[str, ...] = ("ngl", "ce")):
+        self.result = result
+        self.hof = result.hall_of_fame(n)
+        self.num_classes = num_classes
+        self.references = references
+        self.selected = None
+        self.shape_data = None
+        options = [(f"#{i + 1}  acc {row.val_accuracy:.4f}  size {row.size}:  {short_label(row.expression, 70)}", i)
+                   for i, row in enumerate(self.hof.itertuples())]
+        self.dropdown = W.Dropdown(options=options or [("(no trained candidate yet)", -1)],
+                                   description="candidate", layout=W.Layout(width="95%"))
+        self.info = W.HTML()
+        self.tree_image = W.Image(format="png", layout=W.Layout(max_width="480px"))
+        self.shape_image = W.Image(format="png", layout=W.Layout(max_width="900px"))
+        self.out = W.Output()
+        self.dropdown.observe(show_errors(self.out)(lambda _c: self.show()), names="value")
+        self.widget = W.VBox([self.dropdown, self.info, self.out, self.tree_image, self.shape_image])
+        show_errors(self.out)(self.show)()
+
+    def show(self) -> None:
+        self.out.outputs = ()
+        i = self.dropdown.value
+        if i is None or i < 0:
+            self.info.value = "no candidate of this search trained successfully yet"
+            return
+        row = self.hof.iloc[i]
+        expr = LossExpression.parse(row["expression"])
+        self.selected = expr
+        self.info.value = (f"rank {i + 1}: validation accuracy <b>{row['val_accuracy']:.4f}</b>, "
+                           f"size {expr.size}, depth {expr.depth}, generation {int(row['generation'])}, "
+                           f"born by {row['origin']}")
+        self.out.append_display_data(Math(expr.latex()))
+        self.out.append_stdout(f"{expr}\n")
+        nodes, _ = tree_layout(expr)
+        width = max(x for x, _, _ in nodes) + 1
+        height = -min(y for _, y, _ in nodes) + 1
+        fig = new_figure((min(TEXT_WIDTH, 0.6 + 0.55 * width), 0.5 + 0.55 * height))
+        draw_tree(expr, ax=fig.subplots(), formula=False)
+        self.tree_image.value = figure_png(fig)
+        losses = {"candidate": expr.to_module(validate=False)}
+        losses.update({name.upper(): get_loss(name) for name in self.references})
+        self.shape_data = loss_shape_data(losses, num_classes=self.num_classes)
+        fig = new_figure((TEXT_WIDTH, 2.4))
+        plot_loss_shapes(losses, num_classes=self.num_classes, axes=fig.subplots(1, 2))
+        self.shape_image.value = figure_png(fig)
+
+
+def hall_of_fame_browser(result, n: int | None = None, num_classes: int = 10) -> HallOfFameBrowser:
+    """Build the hall-of-fame browser for a :class:`SearchResult`; display ``browser.widget``."""
+    return HallOfFameBrowser(result, n=n, num_classes=num_classes)
+
+
+class LossExplorer:
+    """Sliders for the constants of NGL (alpha), focal loss (gamma), label smoothing (epsilon) and
+    the number of classes; every change redraws the loss shapes.
+
+    ``.data`` is the tidy data of the last drawn figure (:func:`loss_shape_data`), ``.losses``
+    the loss modules drawn, ``.image`` the figure (PNG); an optional expression box adds a loss
+    of your own (e.g. a hall-of-fame formula).
+    """
+
+    def __init__(self, num_classes: int = 10, alpha: float | None = None, gamma: float = 2.0,
+                 epsilon: float = 0.1, expression: str = ""):
+        style = {"description_width": "110px"}
+        self.alpha = W.FloatSlider(value=NGL_ALPHA if alpha is None else alpha, min=0.0, max=5.0, step=0.01,
+                                   description="NGL alpha", continuous_update=False, style=style,
+                                   readout_format=".4f")
+        self.gamma = W.FloatSlider(value=gamma, min=0.0, max=5.0, step=0.1, description="focal gamma",
+                                   continuous_update=False, style=style)
+        self.epsilon = W.FloatSlider(value=epsilon, min=0.0, max=0.5, step=0.01, description="smoothing eps",
+                                     continuous_update=False, style=style)
+        self.num_classes = W.IntSlider(value=num_classes, min=2, max=100, description="classes C",
+                                       continuous_update=False, style=style)
+        self.show = {name: W.Checkbox(value=True, description=name, indent=False,
+                                      layout=W.Layout(width="150px"))
+                     for name in ("CE", "NGL", "focal", "label smoothing")}
+        self.expression = W.Text(value=expression, placeholder="own loss, e.g. exp(2 - y_pred*(1 + y_real))",
+                                 description="expression", style=style, continuous_update=False,
+                                 layout=W.Layout(width="95%"))
+        self.info = W.HTML()
+        self.image = W.Image(format="png", layout=W.Layout(max_width="900px"))
+        self.out = W.Output()
+        self.data = None
+        self.losses: dict = {}
+        for w in (self.alpha, self.gamma, self.epsilon, self.num_classes, self.expression,
+                  *self.show.values()):
+            w.observe(show_errors(self.out)(lambda _c: self.redraw()), names="value")
+        self.widget = W.VBox([
+            W.HBox([W.VBox([self.alpha, self.gamma]), W.VBox([self.epsilon, self.num_classes])]),
+            W.HBox(list(self.show.values())), self.expression, self.info, self.image, self.out,
+        ])
+        show_errors(self.out)(self.redraw)()
+
+    def current_losses(self) -> dict:
+        """The loss modules for the current slider values (the ticked ones)."""
+        made = {
+            "CE": lambda: get_loss("ce"),
+            "NGL": lambda: get_loss("ngl", alpha=self.alpha.value),
+            "focal": lambda: get_loss("focal", gamma=self.gamma.value),
+            "label smoothing": lambda: get_loss("label_smoothing", epsilon=self.epsilon.value),
+        }
+        losses = {f"{name} ({self._param(name)})" if self._param(name) else name: make()
+                  for name, make in made.items() if self.show[name].value}
+        text = self.expression.value.strip()
+        if text:
+            losses[text if len(text) <= 30 else text[:29] + "…"] = LossExpression.parse(text).to_module(validate=False)
+        if not losses:
+            raise ValueError("tick at least one loss (or type an expression) to draw")
+        return losses
+
+    def _param(self, name: str) -> str:
+        return {"NGL": f"α={self.alpha.value:.4g}", "focal": f"γ={self.gamma.value:.3g}",
+                "label smoothing": f"ε={self.epsilon.value:.3g}"}.get(name, "")
+
+    def redraw(self) -> None:
+        self.out.outputs = ()
+        losses = self.current_losses()
+        c = self.num_classes.value
+        self.data = loss_shape_data(losses, num_classes=c)
+        self.losses = losses
+        fig = new_figure((TEXT_WIDTH, 2.4))
+        plot_loss_shapes(losses, num_classes=c, axes=fig.subplots(1, 2))
+        self.image.value = figure_png(fig)
+        opt = self.data.loc[self.data.groupby("loss_name", sort=False)["loss"].idxmin()]
+        self.info.value = "optimum p<sub>t</sub>: " + ", ".join(
+            f"{r.loss_name} {r.p_true:.2f}" for r in opt.itertuples())
+
+
+def loss_explorer(num_classes: int = 10, alpha: float | None = None, gamma: float = 2.0,
+                  epsilon: float = 0.1, expression: str = "") -> LossExplorer:
+    """Build the loss-shape explorer; display ``explorer.widget``, read ``explorer.data``."""
+    return LossExplorer(num_classes, alpha=alpha, gamma=gamma, epsilon=epsilon, expression=expression)

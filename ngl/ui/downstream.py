@@ -1,0 +1,266 @@
+"""Run the downstream grid from a notebook (notebook 04): pick it, run it, watch the table grow.
+
+:class:`TableBuilder` is the form (datasets, models, losses, seeds) with a Run button;
+:class:`LiveTable` is a :func:`ngl.evaluate.grid.run_grid` callback that redraws the summary
+table in place after every finished run. Both summarise the runs finished so far with
+:func:`summary_so_far`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+import ipywidgets as W
+import pandas as pd
+from IPython.display import Markdown, display
+
+from ngl.data import available_datasets
+from ngl.evaluate import format_table, summarise, to_markdown
+from ngl.evaluate.grid import GridConfig, loss_label, run_grid
+from ngl.ui.widget_kit import (
+    error_text,
+    kept_fields,
+    kept_html,
+    short_label,
+    show_errors,
+    show_validation,
+)
+
+__all__ = ["LiveTable", "TableBuilder", "parse_seeds", "resize_seeds", "summary_so_far",
+           "table_builder"]
+
+
+def summary_so_far(results: pd.DataFrame, baseline: str | None = "ce") -> pd.DataFrame | None:
+    """:func:`ngl.evaluate.tables.summarise` of a grid's results while it runs.
+
+    ``None`` while no run has finished (``status == "ok"``); the change against ``baseline``
+    only once the baseline has a finished run (until then there is nothing to compare with).
+    """
+    ok = results[results["status"] == "ok"] if "status" in results else results
+    if ok.empty:
+        return None
+    return summarise(results, baseline=baseline if baseline in set(ok["loss"]) else None)
+
+
+class LiveTable:
+    """A :func:`ngl.evaluate.grid.run_grid` callback: the summary table, redrawn in place.
+
+    Shows ``placeholder`` when built, then the markdown table of :func:`summary_so_far` after
+    every finished run (``display(..., display_id=True)`` and ``handle.update``; no widget
+    needed, so it also shows in a static copy of the notebook). ``.summary`` and ``.markdown``
+    hold the latest table.
+    """
+
+    def __init__(self, baseline: str | None = "ce",
+                 placeholder: str = "*waiting for the first run...*"):
+        self.baseline = baseline
+        self.summary: pd.DataFrame | None = None
+        self.markdown = placeholder
+        self._handle = None
+        self._show()
+
+    def __call__(self, _row, results: pd.DataFrame) -> None:
+        summary = summary_so_far(results, self.baseline)
+        if summary is None:
+            return
+        self.summary = summary
+        self.markdown = to_markdown(summary)
+        self._show()
+
+    def _show(self) -> None:
+        obj = Markdown(self.markdown)
+        if self._handle is None:  # outside a kernel display() prints and returns no handle
+            self._handle = display(obj, display_id=True)
+        else:
+            self._handle.update(obj)
+
+
+def _merge(base: tuple, selected: Iterable) -> tuple:
+    """``selected`` in the base's order, newly selected items after them (option order)."""
+    chosen = tuple(selected)
+    kept = tuple(b for b in base if b in chosen)
+    return kept + tuple(c for c in chosen if c not in kept)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"3, 7, 11"`` -> ``(3, 7, 11)``; commas and/or spaces separate; a non-integer raises."""
+    items = [t for t in text.replace(",", " ").split() if t]
+    try:
+        return tuple(int(t) for t in items)
+    except ValueError:
+        raise ValueError(f"seeds {text!r}: expected integers such as '0, 1, 2'") from None
+
+
+def resize_seeds(seeds: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """The first ``n`` of ``seeds``, or ``seeds`` followed by the next unused integers."""
+    if n <= len(seeds):
+        return seeds[: max(n, 0)]
+    extra, nxt = [], max(seeds, default=-1) + 1
+    while len(seeds) + len(extra) < n:
+        if nxt not in seeds:
+            extra.append(nxt)
+        nxt += 1
+    return (*seeds, *extra)
+
+
+class TableBuilder:
+    """Pick datasets, models, losses and seeds, run the grid, watch the table grow.
+
+    ``.value`` is the :class:`ngl.evaluate.grid.GridConfig` of the current selection. An untouched
+    form returns ``base`` itself; an edit replaces exactly its field, and every field not on the
+    form (training settings but epochs, subset sizes, data seed, head, device, model kwargs)
+    passes through and is listed in ``.kept``. Base losses the option list lacks (dict specs,
+    expression text), datasets and models are added as options, never dropped. ``.seeds`` is a
+    text box (``"3, 7, 11"``); ``.n_seeds`` resizes it (first n, or more after the largest).
+    Bounds are ``GridConfig``'s own: while the selection is invalid ``.status`` shows its error,
+    ``.error`` holds it and ``.value`` raises it. The Run button calls
+    :func:`ngl.evaluate.grid.run_grid` (finished cells in ``results_path`` are skipped) and after
+    every finished cell redraws ``table_out`` with :func:`ngl.evaluate.tables.format_table`; ``.results``
+    and ``.table`` hold the latest DataFrames. Errors are shown in ``out``.
+    """
+
+    SHOWN = ("datasets", "models", "losses", "seeds", "train.epochs")
+
+    def __init__(self, results_path, datasets=None, models=("small_cnn", "small_inception",
+                 "resnet_cifar"), losses=("ce", "ngl", "focal", "label_smoothing", "sce", "poly"),
+                 base=None, executor=None):
+        self.results_path = results_path
+        self.executor = executor
+        self.base = base if base is not None else GridConfig()
+        b = self.base
+        # losses are chosen by label (unique within a grid); the spec behind a label is the
+        # base's own when it has one, so dict specs and expressions pass through intact
+        self.loss_specs: dict[str, Any] = {}
+        for spec in (*b.losses, *losses):
+            self.loss_specs.setdefault(loss_label(spec), spec)
+        self._base_labels = tuple(loss_label(s) for s in b.losses)
+
+        def pick(options: Iterable, chosen: tuple, desc: str) -> W.SelectMultiple:
+            opts = tuple(dict.fromkeys((*options, *chosen)))
+            return W.SelectMultiple(options=[(short_label(o), o) for o in opts], value=chosen,
+                                    description=desc, rows=min(max(len(opts), 1), 6))
+
+        self.datasets = pick(datasets or available_datasets(), b.datasets, "datasets")
+        self.models = pick(models, b.models, "models")
+        self.losses = pick(self.loss_specs, self._base_labels, "losses")
+        self.seeds = W.Text(value=", ".join(str(s) for s in b.seeds), description="seeds",
+                            continuous_update=False)
+        self.n_seeds = W.IntText(value=len(b.seeds), description="n seeds")
+        self.epochs = W.IntText(value=b.train.epochs, description="epochs")
+        self.run_button = W.Button(description="Run grid", button_style="primary", icon="play")
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="cells")
+        self.kept = W.HTML(kept_html(kept_fields(b, self.SHOWN, nested=("train",))))
+        self.status = W.HTML()
+        self.out = W.Output()
+        self.table_out = W.Output()
+        self.error: str | None = None
+        self.results = None
+        self.table = None
+        self._syncing = False
+        self.widget = W.VBox([W.HBox([self.datasets, self.models, self.losses]),
+                              W.HBox([self.seeds, self.n_seeds, self.epochs]), self.kept,
+                              W.HBox([self.run_button, self.progress, self.status]),
+                              self.table_out, self.out])
+        self.run_button.on_click(show_errors(self.out)(lambda _b: self.run()))
+        self.n_seeds.observe(show_errors(self.out)(self._on_n_seeds), names="value")
+        self.seeds.observe(show_errors(self.out)(self._on_seeds), names="value")
+        for w in (self.datasets, self.models, self.losses, self.epochs):
+            w.observe(show_errors(self.out)(lambda _c: self._describe()), names="value")
+        self._describe()
+
+    def _on_n_seeds(self, change) -> None:
+        if self._syncing:
+            return
+        try:
+            current = parse_seeds(self.seeds.value)
+        except ValueError:
+            current = self.base.seeds
+        self._syncing = True
+        try:
+            self.seeds.value = ", ".join(str(s) for s in resize_seeds(current, change["new"]))
+        finally:
+            self._syncing = False
+        self._describe()
+
+    def _on_seeds(self, change) -> None:
+        if self._syncing:
+            return
+        try:
+            n = len(parse_seeds(change["new"]))
+        except ValueError:
+            n = None
+        if n is not None:
+            self._syncing = True
+            try:
+                self.n_seeds.value = n
+            finally:
+                self._syncing = False
+        self._describe()
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the form changed, as ``dataclasses.replace`` keywords (may raise)."""
+        b = self.base
+        changed: dict[str, Any] = {}
+        for name in ("datasets", "models"):
+            picked = _merge(getattr(b, name), getattr(self, name).value)
+            if picked != getattr(b, name):
+                changed[name] = picked
+        labels = _merge(self._base_labels, self.losses.value)
+        if labels != self._base_labels:
+            changed["losses"] = tuple(self.loss_specs[label] for label in labels)
+        seeds = parse_seeds(self.seeds.value)
+        if seeds != b.seeds:
+            changed["seeds"] = seeds
+        if self.epochs.value != b.train.epochs:
+            changed["train"] = dataclasses.replace(b.train, epochs=self.epochs.value)
+        return changed
+
+    @property
+    def value(self):
+        """``base`` with the edited fields replaced; raises the config's ``ValueError``."""
+        changed = self.changes()
+        return dataclasses.replace(self.base, **changed) if changed else self.base
+
+    def _describe(self) -> None:
+        exc = show_validation(self.status, lambda: self.value, lambda cfg: f"{cfg.n_cells} runs")
+        self.error = None if exc is None else error_text(exc)
+
+    def show_table(self, results) -> None:
+        """Recompute the summary and replace what ``table_out`` shows."""
+        self.results = results
+        summary = summary_so_far(results)
+        if summary is None:
+            return
+        self.table = format_table(summary, bold=("<b>", "</b>"))
+        self.table_out.outputs = ()
+        self.table_out.append_display_data(W.HTML(self.table.to_html(escape=False)))
+
+    def run(self):
+        """Run (or continue) the selected grid; return the results DataFrame."""
+        cfg = self.value
+        self.progress.max, self.progress.value = cfg.n_cells, 0
+        self.run_button.disabled = True
+
+        def on_row(row, results):
+            self.progress.value = len(results)
+            self.show_table(results)
+
+        try:
+            results = run_grid(cfg, self.results_path, executor=self.executor, progress=False,
+                               callback=on_row)
+        finally:
+            self.run_button.disabled = False
+        self.progress.value = len(results)
+        self.show_table(results)
+        self.status.value = f"{len(results)} runs done; results in <code>{self.results_path}</code>"
+        return results
+
+
+def table_builder(results_path, datasets=None, models=("small_cnn", "small_inception", "resnet_cifar"),
+                  losses=("ce", "ngl", "focal", "label_smoothing", "sce", "poly"), base=None,
+                  executor=None) -> TableBuilder:
+    """Build the downstream table builder; display ``tb.widget``, read ``tb.value``."""
+    return TableBuilder(results_path, datasets=datasets, models=models, losses=losses, base=base,
+                        executor=executor)

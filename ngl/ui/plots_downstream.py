@@ -1,0 +1,145 @@
+"""Figures of the downstream grid (notebook 04): training curves and the comparison against CE.
+
+Both read the tidy results of :func:`ngl.evaluate.grid.run_grid`; :func:`training_history`
+flattens each run's per-epoch history into the rows :func:`plot_training_curves` draws.
+:func:`mean_sd` (mean, standard deviation and count over seeds) is shared with the analysis figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ngl.ui.style import TEXT_WIDTH
+
+__all__ = ["plot_downstream_comparison", "plot_training_curves", "training_history"]
+
+RUN_KEYS = ("dataset", "model", "loss", "seed")
+
+
+def mean_sd(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """``mean``, ``std`` (0 for a single run) and ``count`` of ``value`` per ``by`` group."""
+    g = df.groupby(by, sort=False)[value]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def training_history(results: pd.DataFrame, keys: Sequence[str] = RUN_KEYS) -> pd.DataFrame:
+    """One row per (run, epoch): every finished run's ``history`` with the run's ``keys`` added.
+
+    ``results`` is what :func:`ngl.evaluate.grid.run_grid` returns (one row per run, its
+    ``history`` a list of per-epoch dicts such as ``epoch``, ``train_loss``, ``val_accuracy``).
+    Runs whose ``status`` is not ``ok`` are left out; ``keys`` the results lack are skipped, and
+    a key wins over a history field of the same name. The rows are the tidy input of
+    :func:`plot_training_curves`.
+    """
+    if "history" not in results:
+        raise ValueError(f"results have no 'history' column; columns are {list(results.columns)}")
+    ok = results[results["status"] == "ok"] if "status" in results else results
+    keys = [k for k in keys if k in results]
+    rows = [{**h, **{k: run[k] for k in keys}} for run in ok[[*keys, "history"]].to_dict("records")
+            if isinstance(run["history"], list) for h in run["history"]]
+    return pd.DataFrame(rows, columns=None if rows else ["epoch", *keys])
+
+
+def plot_training_curves(metrics: pd.DataFrame, columns: Sequence[str] | None = None,
+                         hue: str | None = "loss", x: str = "epoch", axes=None) -> plt.Figure:
+    """One panel per metric against ``x`` (epoch); one line per ``hue`` value (e.g. loss).
+
+    ``metrics`` is tidy, one row per (run, epoch): ``epoch``, metric columns such as
+    ``train_loss``, ``val_accuracy``, and optional ``loss`` / ``seed``. Several seeds of the same
+    ``hue`` are averaged (line) with a band of +-1 standard deviation. Training-loss values of
+    different losses are not comparable in scale (NGL sits near 11), so the ``train_loss`` panel
+    normalises each curve by its first epoch.
+    """
+    if metrics is None or not len(metrics):
+        raise ValueError("no metrics: expected a DataFrame with one row per (run, epoch)")
+    if x not in metrics:
+        raise ValueError(f"metrics has no {x!r} column; columns are {list(metrics.columns)}")
+    if hue is not None and hue not in metrics:
+        hue = None
+    skip = {x, hue, "seed", "run", "dataset", "model"}
+    if columns is None:  # the usual ones of ngl.train.loop's per-epoch history, else every numeric column
+        columns = [c for c in ("train_loss", "val_accuracy", "test_accuracy") if c in metrics] or [
+            c for c in metrics.columns if c not in skip and pd.api.types.is_numeric_dtype(metrics[c])]
+    missing = [c for c in columns if c not in metrics]
+    if missing or not columns:
+        raise ValueError(f"metric columns {missing or columns} not found; columns are {list(metrics.columns)}")
+    if axes is None:
+        fig, axes = plt.subplots(1, len(columns), figsize=(min(TEXT_WIDTH, 2.4 * len(columns)), 2.2),
+                                 squeeze=False)
+        axes = axes[0]
+    else:
+        axes = np.atleast_1d(axes)
+        fig = axes[0].figure
+    groups = metrics.groupby(hue, sort=False) if hue is not None else [(None, metrics)]
+    for name, part in groups:
+        for ax, col in zip(axes, columns, strict=False):
+            cur = part.dropna(subset=[col]).sort_values(x)  # epochs without evaluation have NaN
+            if col == "train_loss":
+                first = (cur.groupby("seed")[col].transform("first") if "seed" in cur
+                         else pd.Series(cur[col].iloc[0], index=cur.index))
+                cur = cur.assign(**{col: cur[col] / first.where(first != 0, 1.0)})
+            s = mean_sd(cur, [x], col).sort_values(x)
+            (line,) = ax.plot(s[x], s["mean"], marker=".", label=None if name is None else str(name))
+            if (s["count"] > 1).any():
+                ax.fill_between(s[x], s["mean"] - s["std"], s["mean"] + s["std"], alpha=0.2, lw=0,
+                                color=line.get_color())
+    for ax, col in zip(axes, columns, strict=False):
+        label = "train loss / first epoch" if col == "train_loss" else col.replace("_", " ")
+        ax.set(xlabel=x, ylabel=label)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if hue is not None:
+        axes[-1].legend(frameon=False, fontsize="small")
+    return fig
+
+
+def plot_downstream_comparison(results: pd.DataFrame, metric: str = "test_accuracy",
+                               reference: str | None = None, band: float = 0.5, ax=None,
+                               order: Sequence[str] | None = None) -> plt.Figure:
+    """Mean +- standard deviation over seeds of ``metric`` per dataset (x) and loss (points).
+
+    ``results`` is tidy: columns ``dataset``, ``loss``, ``seed``, ``metric``. With
+    ``reference="ce"`` each loss is shown as the difference to that loss on the same dataset in
+    percentage points (accuracies in [0, 1] are scaled by 100), and the paper's "same as CE"
+    band of +-``band`` points is shaded, as in the paper's table.
+    """
+    need = {"dataset", "loss", metric}
+    if results is None or not len(results) or not need <= set(results.columns):
+        raise ValueError(f"results must be a non-empty DataFrame with columns {sorted(need)} (+ seed)")
+    df = results.copy()
+    scale = 100.0 if df[metric].between(0, 1).all() else 1.0
+    df[metric] = df[metric].astype(float) * scale
+    datasets = list(dict.fromkeys(df["dataset"]))
+    losses = list(order) if order is not None else list(dict.fromkeys(df["loss"]))
+    stats = mean_sd(df, ["dataset", "loss"], metric)
+    if reference is not None:
+        if reference not in set(df["loss"]):
+            raise ValueError(f"reference loss {reference!r} not in results; losses are {losses}")
+        ref = stats[stats["loss"] == reference].set_index("dataset")["mean"]
+        stats["mean"] = stats["mean"] - stats["dataset"].map(ref)
+        losses = [name for name in losses if name != reference]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(min(TEXT_WIDTH, 1.2 + 0.9 * len(datasets)), 2.4))
+    else:
+        fig = ax.figure
+    width = 0.8 / max(len(losses), 1)
+    for k, name in enumerate(losses):
+        s = stats[stats["loss"] == name].set_index("dataset").reindex(datasets)
+        xs = np.arange(len(datasets)) - 0.4 + width * (k + 0.5)
+        ax.errorbar(xs, s["mean"].to_numpy(), yerr=s["std"].to_numpy(), fmt="o", ms=3.5, capsize=2,
+                    lw=0.8, label=name)
+    ax.set_xticks(np.arange(len(datasets)), datasets, rotation=20 if len(datasets) > 4 else 0)
+    unit = " (%)" if scale == 100.0 else ""
+    if reference is not None:
+        ax.axhspan(-band, band, color="0.85", lw=0, zorder=0, label=f"±{band:g} of {reference}")
+        ax.axhline(0, color="0.5", lw=0.6, zorder=0)
+        ax.set_ylabel(f"{metric.replace('_', ' ')} − {reference}" + (" (points)" if scale == 100.0 else ""))
+    else:
+        ax.set_ylabel(metric.replace("_", " ") + unit)
+    ax.legend(frameon=False, fontsize="small", ncols=min(len(losses) + 1, 4))
+    return fig

@@ -1,0 +1,86 @@
+"""Figures of a running or finished GP search: fitness, diversity and filter counts per generation.
+
+:func:`plot_search_progress` draws the three panels from
+:meth:`ngl.gp.search.SearchResult.generation_summary`; :class:`LivePlot` is a search callback that
+redraws them in place while the search runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import display
+
+from ngl.ui.style import TEXT_WIDTH
+
+__all__ = ["LivePlot", "plot_search_progress"]
+
+
+def plot_search_progress(summary: pd.DataFrame, axes=None) -> plt.Figure:
+    """Fitness (best, median, quartile band), diversity, tree size, rejected/cached per generation."""
+    if summary is None or not len(summary):
+        raise ValueError("empty search summary: run at least one generation first")
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(TEXT_WIDTH, 2.2))
+    else:
+        fig = axes[0].figure
+    g = summary["generation"].to_numpy()
+    ax = axes[0]
+    ax.fill_between(g, summary["q25"], summary["q75"], alpha=0.25, lw=0, label="quartiles")
+    ax.plot(g, summary["median"], marker=".", label="median")
+    ax.plot(g, summary["best"], marker=".", label="best")
+    ax.set(xlabel="generation", ylabel="validation accuracy")
+    ax.legend(frameon=False, fontsize="small")
+    ax = axes[1]
+    ax.plot(g, summary["distinct_functions"], marker=".", label="distinct functions")
+    ax.plot(g, summary["mean_size"], marker=".", label="mean tree size")
+    ax.set(xlabel="generation", ylabel="count")
+    ax.legend(frameon=False, fontsize="small")
+    ax = axes[2]
+    ax.bar(g - 0.2, summary["rejected"], width=0.4, label="rejected")
+    ax.bar(g + 0.2, summary["cache_hits"], width=0.4, label="cache hits")
+    ax.set(xlabel="generation", ylabel="candidates")
+    ax.legend(frameon=False, fontsize="small")
+    for ax in axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return fig
+
+
+class LivePlot:
+    """A search callback that redraws the progress figure in place, at most once per ``every`` s.
+
+    Uses ``display(fig, display_id=True)`` and ``handle.update(fig)`` (no ipympl needed); outside
+    a kernel it only keeps the summary rows.
+    """
+
+    def __init__(self, every: float = 1.0):
+        self.every = every
+        self.rows: list[dict] = []
+        self._handle = None
+        self._last = 0.0
+        self.fig = None
+
+    def __call__(self, summary: dict, _search=None) -> None:
+        self.rows.append(dict(summary))
+        now = time.monotonic()
+        if now - self._last < self.every and self._handle is not None:
+            return
+        self._last = now
+        self.redraw()
+
+    def redraw(self) -> None:
+        if self.fig is None:
+            self.fig, _ = plt.subplots(1, 3, figsize=(TEXT_WIDTH, 2.2))
+        for ax in self.fig.axes:
+            ax.clear()
+        plot_search_progress(pd.DataFrame(self.rows), axes=self.fig.axes)
+        if self._handle is None:
+            self._handle = display(self.fig, display_id=True)
+        else:
+            self._handle.update(self.fig)
+
+    def close(self) -> None:
+        if self.fig is not None:
+            plt.close(self.fig)

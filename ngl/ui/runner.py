@@ -1,0 +1,184 @@
+"""Run a GP loss search from a notebook: start, stop and resume it, with a live progress figure.
+
+The search runs in a background thread so the kernel stays responsive; the widget only calls
+:class:`ngl.gp.search.GPSearch` and reads its checkpoint, so what it runs is what the command
+line runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import ipywidgets as W
+import pandas as pd
+
+from ngl.gp import GPSearch, RunOptions, SearchSpec, load_result, read_run_files
+from ngl.io.paths import search_run_dir
+from ngl.ui.plots_search import plot_search_progress
+from ngl.ui.style import TEXT_WIDTH
+from ngl.ui.widget_kit import figure_png, new_figure, show_errors
+
+__all__ = ["SearchRunner", "search_runner"]
+
+
+class SearchRunner:
+    """Start, stop and resume a GP loss search from a notebook, with a live progress figure.
+
+    The search runs in a background thread (``.thread``) so the kernel stays responsive and
+    **Stop** works: it calls :meth:`GPSearch.request_stop`, the search stops after the chunk in
+    progress, and the checkpoint keeps what was done; **Resume** continues from it
+    (:func:`ngl.gp.search.resume`). ``.state`` is ``idle``, ``running``, ``stopping``, ``stopped``,
+    ``finished`` or ``error``; ``.result`` the last :class:`SearchResult`; ``.rows`` the
+    per-generation summaries; ``.image`` the live figure (PNG); errors land in ``.out``.
+    """
+
+    def __init__(self, spec: SearchSpec, run_dir=None, options: RunOptions | None = None,
+                 executor=None, plot_every: float = 1.0):
+        if not isinstance(spec, SearchSpec):
+            raise TypeError(f"spec must be a SearchSpec, got {type(spec).__name__}")
+        self.spec = spec
+        self.options = options if options is not None else RunOptions()
+        self.run_dir = Path(run_dir) if run_dir is not None else search_run_dir(spec.key)
+        self.executor = executor
+        self.plot_every = plot_every
+        self.search = None
+        self.thread: threading.Thread | None = None
+        self.result = None
+        self.error: BaseException | None = None
+        self.state = "idle"
+        self.rows: list[dict] = []
+        self._last_plot = 0.0
+        self.start_button = W.Button(description="start", icon="play", button_style="success")
+        self.stop_button = W.Button(description="stop", icon="stop", button_style="danger", disabled=True)
+        self.resume_button = W.Button(description="resume", icon="forward")
+        self.status = W.HTML()
+        self.image = W.Image(format="png", layout=W.Layout(max_width="900px"))
+        self.out = W.Output()
+        self.start_button.on_click(show_errors(self.out)(lambda _b: self.start()))
+        self.stop_button.on_click(show_errors(self.out)(lambda _b: self.stop()))
+        self.resume_button.on_click(show_errors(self.out)(lambda _b: self.resume()))
+        self.widget = W.VBox([
+            W.HBox([self.start_button, self.stop_button, self.resume_button]),
+            self.status, self.image, self.out,
+        ])
+        self._show_existing()
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        self.state = state
+        busy = state in ("running", "stopping")
+        self.start_button.disabled = busy
+        self.resume_button.disabled = busy or not (self.run_dir / "checkpoint.json").exists()
+        self.stop_button.disabled = state != "running"
+        colour = {"error": "#b00", "finished": "#070", "stopped": "#a60"}.get(state, "#333")
+        self.status.value = (f"<b style='color:{colour}'>{state}</b> &nbsp; {detail} "
+                             f"<br><code>{self.run_dir}</code>")
+
+    def _show_existing(self) -> None:
+        if (self.run_dir / "spec.json").exists() or (self.run_dir / "config.json").exists():
+            try:
+                res = load_result(self.run_dir)
+            except (OSError, ValueError) as exc:
+                self._set_state("idle", f"cannot read the existing run: {exc}")
+                return
+            self.result = res
+            summary = res.generation_summary()
+            self.rows = summary.to_dict("records") if len(summary) else []
+            if self.rows:
+                self.redraw()
+            done = "complete" if res.complete else "partial: resume continues it"
+            self._set_state("idle", f"existing run, {len(res.history)} candidates ({done})")
+        else:
+            self._set_state("idle", "no run yet")
+
+    # -- actions -------------------------------------------------------------------------------
+    def start(self) -> threading.Thread:
+        """Run (or continue) the search for ``config`` in ``run_dir`` in a background thread."""
+        return self._launch(lambda: GPSearch(self.spec, self.run_dir, self.options,
+                                             executor=self.executor,
+                                             progress=False, callback=self._on_generation))
+
+    def resume(self) -> threading.Thread:
+        """Continue the search saved in ``run_dir`` (its own saved spec) from its checkpoint."""
+        if not (self.run_dir / "spec.json").exists():
+            raise FileNotFoundError(f"nothing to resume: no search in {self.run_dir} yet; press start")
+        files = read_run_files(self.run_dir)
+        return self._launch(lambda: GPSearch(files.spec, self.run_dir, self.options,
+                                             executor=self.executor,
+                                             progress=False, callback=self._on_generation))
+
+    def stop(self) -> None:
+        """Ask the search to stop after the chunk in progress (the checkpoint keeps the rest)."""
+        if not self.running or self.search is None:
+            raise RuntimeError("no search is running")
+        self.search.request_stop()
+        self._set_state("stopping", "stops after the chunk in progress")
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the background search (tests, scripts)."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def _launch(self, make_search) -> threading.Thread:
+        if self.running:
+            raise RuntimeError("a search is already running; stop it first")
+        self.search = make_search()
+        self.error = None
+        self.rows = []
+        self._set_state("running", "generation 1 ...")
+        self.thread = threading.Thread(target=self._work, name="ngl-search", daemon=True)
+        self.thread.start()
+        return self.thread
+
+    def _work(self) -> None:
+        try:
+            self.result = self.search.run()
+        except KeyboardInterrupt:  # raised by the search when stopped inside a generation
+            self.result = load_result(self.run_dir)
+        except Exception as exc:  # noqa: BLE001 - shown in the widget, the thread must not die silently
+            self.error = exc
+            self.out.append_stderr(f"{type(exc).__name__}: {exc}\n")
+            self.out.append_stderr("".join(traceback.format_exception(exc)[-3:]))
+            self._set_state("error", "see the message below")
+            return
+        if self.rows:
+            self.redraw()
+        n = len(self.result.history)
+        if self.result.complete:
+            self._set_state("finished", f"{n} candidates; best {self._best_text()}")
+        else:
+            self._set_state("stopped", f"{n} candidates so far; resume continues from the checkpoint")
+
+    def _best_text(self) -> str:
+        hof = self.result.hall_of_fame(1)
+        if not len(hof):
+            return "(none trained)"
+        return f"val. accuracy {hof['val_accuracy'].iloc[0]:.4f}: <code>{hof['expression'].iloc[0]}</code>"
+
+    def _on_generation(self, summary: dict, _search=None) -> None:
+        self.rows.append(dict(summary))
+        if self.state == "running":
+            self._set_state("running", f"{len(self.rows)} of {self.search.spec.generations} generations done")
+        now = time.monotonic()
+        if now - self._last_plot >= self.plot_every:
+            self._last_plot = now
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Redraw the progress figure from ``.rows`` into ``.image``."""
+        fig = new_figure((TEXT_WIDTH, 2.2))
+        plot_search_progress(pd.DataFrame(self.rows), axes=fig.subplots(1, 3))
+        self.image.value = figure_png(fig)
+
+
+def search_runner(spec: SearchSpec, run_dir=None, options: RunOptions | None = None,
+                  executor=None, plot_every: float = 1.0) -> SearchRunner:
+    """Build the start/stop/resume panel for a search; display ``runner.widget``."""
+    return SearchRunner(spec, run_dir, options, executor=executor, plot_every=plot_every)

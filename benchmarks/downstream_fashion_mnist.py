@@ -20,9 +20,9 @@ import torch
 
 import ngl
 from ngl import evaluate
-from ngl.evaluate.grid import GridConfig, run_grid
-from ngl.io.records import json_safe
-from ngl.train.loop import TrainConfig
+from ngl.evaluate import GridConfig, run_grid
+from ngl.io import json_safe
+from ngl.train import TrainConfig
 
 
 def main() -> None:

@@ -13,11 +13,8 @@ import time
 import torch
 
 import ngl
-from ngl.fitness.population import TrainBudget
-from ngl.gp.search import SearchConfig, run_search
-from ngl.losses import NGL_EXPRESSION
 
-NGL_TEXT = NGL_EXPRESSION
+NGL_TEXT = ngl.NGL_EXPRESSION
 
 
 def main() -> None:
@@ -51,11 +48,11 @@ def main() -> None:
     print(json.dumps({"check": "expression_equals_ngl_cuda", "equal": bool(torch.equal(a, b))}))
 
     # a tiny search on the GPU
-    cfg = SearchConfig(population_size=16, generations=2, device="cuda", chunk_size=16,
-                       budget=TrainBudget(steps=100, batch_size=128), seed_expressions=(NGL_TEXT,))
+    spec = ngl.SearchSpec(population_size=16, generations=2, seed_expressions=(NGL_TEXT,),
+                          budget=ngl.TrainBudget(steps=100, batch_size=128))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
-        res = run_search(cfg, d, progress=False)
+        res = ngl.search(spec, d, device="cuda", chunk_size=16, cuda_graph=True, progress=False)
         hof = res.hall_of_fame(3)
         print(json.dumps({"check": "search_cuda", "seconds": round(time.perf_counter() - start, 1),
                           "candidates": len(res.history), "complete": res.complete,

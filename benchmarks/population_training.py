@@ -51,10 +51,10 @@ from ngl.fitness import (
     train_sequential,
 )
 from ngl.fitness.common import batch_indices, initial_model, seeded, split_data
-from ngl.gp.expression import LossExpression
+from ngl.gp import LossExpression
 from ngl.losses import NGL_EXPRESSION
-from ngl.models.networks import build_model
-from ngl.train.optim import optimizer_from_config
+from ngl.models import build_model
+from ngl.train import optimizer_from_config
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

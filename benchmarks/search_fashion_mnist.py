@@ -15,12 +15,10 @@ import time
 
 import ngl
 from ngl.data import load_cached
-from ngl.fitness.population import TrainBudget, train_population
-from ngl.gp.search import SearchConfig, run_search
-from ngl.losses import NGL_EXPRESSION
-from ngl.models.networks import build_model
+from ngl.fitness import train_population
+from ngl.models import build_model
 
-NGL_TEXT = NGL_EXPRESSION
+NGL_TEXT = ngl.NGL_EXPRESSION
 
 
 def main() -> None:
@@ -35,16 +33,16 @@ def main() -> None:
     ap.add_argument("--no-ngl-seed", action="store_true", help="do not put NGL into generation 0")
     args = ap.parse_args()
 
-    cfg = SearchConfig(
+    cfg = ngl.SearchSpec(
         primitive_set=ngl.preset("paper"), population_size=args.population,
         generations=args.generations, dataset="fashion_mnist", n_train=args.n_train,
-        n_val=args.n_val, seed=args.seed, chunk_size=args.population,
-        budget=TrainBudget(steps=args.steps, batch_size=128, lr=1e-3, optimizer="adam"),
+        n_val=args.n_val, seed=args.seed,
+        budget=ngl.TrainBudget(steps=args.steps, batch_size=128, lr=1e-3, optimizer="adam"),
         seed_expressions=() if args.no_ngl_seed else (NGL_TEXT,),
     )
     gen_times: list[float] = []
     start = time.perf_counter()
-    result = run_search(cfg, args.run_dir, progress=False,
+    result = ngl.search(cfg, args.run_dir, chunk_size=args.population, progress=False,
                         callback=lambda s, _: (gen_times.append(s["wall_time_s"]), print(
                             f"generation {int(s['generation'])}: best {s['best']:.4f} median "
                             f"{s['median']:.4f} trained {int(s['trained'])} cached "

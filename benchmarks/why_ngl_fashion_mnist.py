@@ -19,10 +19,10 @@ import time
 import pandas as pd
 import torch
 
+import ngl.evaluate as A
 from ngl import NGL_ALPHA, get_loss
 from ngl.data import load_dataset
-from ngl.evaluate import analysis as A
-from ngl.train.loop import TrainConfig
+from ngl.train import TrainConfig
 
 
 def main() -> None:

@@ -34,7 +34,14 @@ from ngl.gp import (
 )
 from ngl.gp import run_search as _run_search
 from ngl.io.config import ConfigError
-from ngl.io.records import InUseError, append_rows, exclusive_lock, read_rows, write_json_atomic
+from ngl.io.records import (
+    InUseError,
+    append_rows,
+    atomic_write,
+    exclusive_lock,
+    read_rows,
+    write_json_atomic,
+)
 from ngl.losses import NGL_EXPRESSION
 from ngl.train.loop import TrainConfig
 
@@ -103,6 +110,21 @@ def test_json_writer_refuses_non_finite_numbers(tmp_path):
     with pytest.raises(ValueError, match=r"budget\.lr = inf"):
         write_json_atomic(path, {"budget": {"lr": float("inf")}})
     assert not path.exists()
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_no_temp(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"old")
+
+    def crash(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        atomic_write(path, crash)
+    assert path.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [path]
+    atomic_write(path, lambda tmp: tmp.write_bytes(b"new"))
+    assert path.read_bytes() == b"new" and sorted(tmp_path.iterdir()) == [path]
 
 
 def test_infinite_parsimony_is_refused():

@@ -44,6 +44,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from torchvision import transforms as T
 
+from ngl.io.records import atomic_write
 from ngl.losses import registry as loss_registry  # get_loss looked up per call, so patchable
 from ngl.train import all_finite, build_optimizer
 
@@ -238,11 +239,10 @@ def _train(args, rank: int, world: int, device: torch.device) -> int:
                "epoch_s": time.perf_counter() - t0}
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_name(ckpt.name + ".tmp")
-            torch.save({"model": (model.module if world > 1 else model).state_dict(),
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "epoch": epoch + 1, "args": json.dumps(vars(args))}, tmp)
-            os.replace(tmp, ckpt)
+            state = {"model": (model.module if world > 1 else model).state_dict(),
+                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "epoch": epoch + 1, "args": json.dumps(vars(args))}
+            atomic_write(ckpt, lambda tmp, state=state: torch.save(state, tmp))
             print(json.dumps(row), flush=True)
         if status != "ok":
             break

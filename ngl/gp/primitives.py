@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ import torch
 from gplearn._program import _Program
 from gplearn.fitness import mean_absolute_error
 from gplearn.functions import make_function
+
+from ngl.io.records import write_text_atomic
 
 __all__ = [
     "Primitive",
@@ -306,13 +307,7 @@ class PrimitiveSet:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temp file + rename) so a crash never leaves half a file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.to_json())
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PrimitiveSet:

@@ -19,11 +19,13 @@ from ngl.io.paths import (
 from ngl.io.records import (
     InUseError,
     append_rows,
+    atomic_write,
     exclusive_lock,
     json_safe,
     read_json,
     read_rows,
     write_json_atomic,
+    write_text_atomic,
 )
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "InUseError",
     "STRICT",
     "append_rows",
+    "atomic_write",
     "check_device",
     "describe_error",
     "exclusive_lock",
@@ -46,4 +49,5 @@ __all__ = [
     "runs_dir",
     "search_run_dir",
     "write_json_atomic",
+    "write_text_atomic",
 ]

@@ -11,14 +11,14 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import filelock
 
-__all__ = ["InUseError", "exclusive_lock", "json_safe", "append_rows", "read_rows", "write_json_atomic", "read_json"]
+__all__ = ["InUseError", "exclusive_lock", "atomic_write", "write_text_atomic", "json_safe", "append_rows", "read_rows", "write_json_atomic", "read_json"]
 
 
 def json_safe(value: Any) -> Any:
@@ -94,6 +94,31 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """The one atomic writer: ``write(tmp)`` fills a temp file beside ``path``, which is fsync'ed
+    and renamed over ``path``. Readers see the old or the new file, never half of one; a failed
+    write leaves the old file and no temp file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write` of a text file."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write JSON via a temp file + rename: readers see the old or the new file, never half.
 
@@ -105,18 +130,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
         text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
     except ValueError as exc:
         raise ValueError(f"{path}: {exc} ({_first_non_finite(obj)}); nothing was written") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, text)
 
 
 def _first_non_finite(value: Any, where: str = "") -> str:

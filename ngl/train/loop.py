@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ngl.io.config import STRICT, ConfigMixin
+from ngl.io.records import atomic_write
 from ngl.train.optim import all_finite, optimizer_from_config
 
 __all__ = ["TrainConfig", "train_model", "evaluate", "augment_batch"]
@@ -143,16 +144,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024,
 
 # -- checkpoints -------------------------------------------------------------------------------
 def _save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def _read_checkpoint(path: Path, device: torch.device) -> dict | None:

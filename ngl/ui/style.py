@@ -20,6 +20,7 @@ import seaborn as sns
 
 import ngl
 from ngl.io.paths import figures_dir, repo_root
+from ngl.io.records import atomic_write, write_text_atomic
 
 __all__ = ["COLUMN_WIDTH", "TEXT_WIDTH", "save_figure", "save_table", "set_style"]
 
@@ -90,18 +91,15 @@ def save_figure(fig: plt.Figure, name: str, notebook: str | None = None,
         path = out_dir / f"{name}.{fmt}"
         metadata = {"pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
                     "png": {"Software": None}, "svg": {"Date": None, "Creator": None}}[fmt]
-        tmp = path.with_name(path.name + ".tmp")
-        fig.savefig(tmp, format=fmt, dpi=300, metadata=metadata)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp, fmt=fmt, metadata=metadata:
+                     fig.savefig(tmp, format=fmt, dpi=300, metadata=metadata))
         paths.append(path)
     sidecar = {"figure": name, "notebook": notebook, "formats": list(formats),
                "size_in": [round(v, 3) for v in fig.get_size_inches()],
                "config": dict(config) if config else {}, "commit": _git_commit(),
                "ngl_version": ngl.__version__}
-    side = out_dir / f"{name}.json"
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, side)
+    side = write_text_atomic(out_dir / f"{name}.json",
+                             json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n")
     paths.append(side)
     return paths
 
@@ -117,7 +115,4 @@ def save_table(text: str, name: str, notebook: str | None = None, ext: str = "te
     if ext not in ("tex", "md", "csv", "txt"):
         raise ValueError(f"ext={ext!r}; expected 'tex', 'md', 'csv' or 'txt'")
     path = _out_dir(notebook, directory) / f"{name}.{ext}"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text if text.endswith("\n") else text + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, text if text.endswith("\n") else text + "\n")

@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
 import ngl
-from ngl.gp import RunDirError, SearchResult, SearchSpec
+from ngl.gp import RunDirError, SearchResult, SearchSpec, read_run_files
 from ngl.io.config import ConfigError, load_config_file, require_available
+from ngl.io.paths import search_run_dir
 from ngl.io.records import InUseError
 
 
@@ -81,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return _run(args)
-    except (ConfigError, RunDirError, InUseError, FileNotFoundError) as exc:
+    except (ConfigError, RunDirError, InUseError, FileNotFoundError, NotADirectoryError) as exc:
         # a user error: one line naming the file/field, no traceback, nothing written
         print(f"ngl {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
@@ -102,11 +104,15 @@ def _run(args: argparse.Namespace) -> int:
             spec = load_config_file(SearchSpec, args.spec)
             device = args.device or "auto"
         else:
-            device = args.device or ngl.load(args.run_dir).options.device
+            device = args.device or read_run_files(Path(args.run_dir)).options.device
         require_available(device if device != "auto" else "cpu")
     except ConfigError as exc:
         msg = str(exc)
         raise ConfigError(msg if msg.startswith(str(where)) else f"{where}: {msg}") from None
+    if args.cmd == "search":
+        run_dir = args.run_dir or search_run_dir(spec.key)
+        print(f"[ngl] search {spec.key} in {run_dir}; after an interruption: "
+              f"python -m ngl resume {run_dir}", flush=True)
     client, executor = _executor(args.dask_scheduler)
     try:
         if args.cmd == "search":

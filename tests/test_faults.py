@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -545,3 +546,85 @@ def test_run_directory_of_an_older_ngl_loads_but_is_not_resumed(straight, tmp_pa
         ngl.resume(run_dir, progress=False)
     assert main(["show", str(run_dir)]) == 0
     assert "older ngl" in capsys.readouterr().out
+
+
+# -- found by a new user: refused before anything is written, one line, right remedy ------------
+@pytest.mark.parametrize(("text", "pattern"), [
+    ('{"seed": 4294967296}', "seed = 4294967296"),
+    ('{"n_train": 10000000, "dataset": "digits"}', "n_train=10000000"),
+    ('{"seed_expressions": ["exp(y_pred +"]}', r"seed_expressions\[0\]"),
+])
+def test_config_that_cannot_run_writes_nothing(tmp_path, capsys, text, pattern):
+    cfg_file = tmp_path / "spec.json"
+    cfg_file.write_text(text)
+    assert main(["search", "--spec", str(cfg_file), "--run-dir", str(tmp_path / "run")]) in (1, 2)
+    err = capsys.readouterr().err.strip()
+    assert re.search(pattern, err), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_utf8_config_file_is_one_line(tmp_path, capsys):
+    cfg_file = tmp_path / "spec.json"
+    cfg_file.write_bytes(b'{"seed": 1, "x": "\xff"}')
+    assert main(["search", "--spec", str(cfg_file)]) == 2
+    assert "not a UTF-8 text file" in capsys.readouterr().err
+
+
+def test_cuda_graph_without_a_gpu_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="cuda_graph=True needs a CUDA device"):
+        ngl.search(tiny(), tmp_path / "run", cuda_graph=True, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage", ["rng", "population", "generation_bool", "key_only"])
+def test_damaged_checkpoint_fields_get_the_move_aside_remedy(straight, tmp_path, damage):
+    cfg, src, _ = straight
+    run_dir = copy_run(src, tmp_path / "run")
+    ckpt = json.loads((run_dir / "checkpoint.json").read_text())
+    if damage == "rng":
+        ckpt["rng_state"] = ["MT19937", [1, 2], 0, 0, 0.0]
+    elif damage == "population":
+        ckpt["population"] = [["exp(", "init", []]]
+    elif damage == "generation_bool":
+        ckpt["generation"] = True
+    else:
+        ckpt["spec_key"] = "0" * 12
+    write_json_atomic(run_dir / "checkpoint.json", ckpt)
+    with pytest.raises(RunDirError, match=r"checkpoint\.json.*move checkpoint\.json aside"):
+        resume(run_dir, progress=False)
+
+
+def test_damaged_history_line_is_one_line_not_a_traceback(straight, tmp_path, capsys):
+    cfg, src, _ = straight
+    run_dir = copy_run(src, tmp_path / "run")
+    lines = (run_dir / "history.jsonl").read_text().splitlines(keepends=True)
+    lines[2] = "garbage\n"
+    (run_dir / "history.jsonl").write_text("".join(lines))
+    for cmd in (["show", str(run_dir)], ["resume", str(run_dir)]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "line 3 is not valid JSON" in err, err
+
+
+def test_lost_history_with_a_checkpoint_is_refused(straight, tmp_path):
+    cfg, src, _ = straight
+    run_dir = copy_run(src, tmp_path / "run")
+    cut_history(run_dir, 2 * POP)
+    ckpt = json.loads((run_dir / "checkpoint.json").read_text())
+    (run_dir / "history.jsonl").unlink()
+    write_json_atomic(run_dir / "checkpoint.json", {**ckpt, "generation": 2})
+    with pytest.raises(RunDirError, match=r"generation\(s\) \[0, 1\] are done but history"):
+        resume(run_dir, progress=False)
+
+
+def test_cli_resume_after_an_edited_spec_lists_what_differs(straight, tmp_path, capsys):
+    cfg, src, _ = straight
+    run_dir = copy_run(src, tmp_path / "run")
+    edited = json.loads((run_dir / "spec.json").read_text())
+    edited["budget"]["steps"] = 5
+    write_json_atomic(run_dir / "spec.json", edited)
+    assert main(["resume", str(run_dir)]) == 2
+    assert "budget.steps: 3 -> 5" in capsys.readouterr().err

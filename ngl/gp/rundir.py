@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ngl.gp.expression import LossExpression
 from ngl.gp.spec import OPTION_FIELDS, RunOptions, SearchSpec
 from ngl.io.config import ConfigError, load_config_file
 from ngl.io.records import exclusive_lock, read_rows
@@ -125,17 +126,25 @@ def read_checkpoint(path: Path, spec: SearchSpec) -> dict:
         raise RunDirError(f"{path} lacks {missing}; {what_to_do}")
     if ckpt["spec_key"] != spec.key:
         diff = (config_diff(ckpt["spec"], spec.to_dict()) if isinstance(ckpt.get("spec"), dict)
-                else f"spec key {ckpt['spec_key']} -> {spec.key}")
+                else "")
+        if not diff:  # the spec is the same: the checkpoint itself is damaged
+            raise RunDirError(f"{path}: its spec_key does not match {SPEC}; {what_to_do}")
         raise RunDirError(
             f"{path.parent / SPEC} was changed after the search started ({diff}); "
             "restore it, or start the changed spec in a new run directory")
     gen, pop = ckpt["generation"], ckpt["population"]
-    if not (isinstance(gen, int) and 0 <= gen <= spec.generations and isinstance(pop, list)):
+    if not (type(gen) is int and 0 <= gen <= spec.generations and isinstance(pop, list)):
         raise RunDirError(f"{path}: generation={gen!r} / population are not valid; {what_to_do}")
     try:
         rng_from_json(ckpt["rng_state"])
-    except (TypeError, ValueError) as exc:
-        raise RunDirError(f"{path}: rng_state is not valid ({exc}); {what_to_do}") from None
+        for entry in pop:  # [text, origin, parents]; the text must be a loss the search can train
+            text, origin, parents = entry
+            if not (isinstance(origin, str) and isinstance(parents, list)):
+                raise ValueError(f"population entry {entry!r}")
+            LossExpression.parse(text)
+    except Exception as exc:  # noqa: BLE001 - any damage means the same remedy
+        raise RunDirError(f"{path}: rng_state / population are not valid ({exc}); "
+                          f"{what_to_do}") from None
     return ckpt
 
 
@@ -147,7 +156,12 @@ def history_rows(run_dir: Path, spec: SearchSpec, legacy: bool = False) -> list[
     """
     path = run_dir / HISTORY
     rows, seen, foreign = [], set(), set()
-    for r in read_rows(path):
+    try:
+        raw = read_rows(path)
+    except ValueError as exc:  # a damaged line inside the file (not a torn tail)
+        raise RunDirError(f"{exc}; repair or remove that line (each line is one candidate's "
+                          "row; a removed row is retrained)") from None
+    for r in raw:
         if not legacy and r.get("run") != spec.key:
             foreign.add(r.get("run"))
             continue
@@ -157,8 +171,14 @@ def history_rows(run_dir: Path, spec: SearchSpec, legacy: bool = False) -> list[
         seen.add(ident)
         rows.append(r)
     if foreign:
+        diff = ""
+        try:  # the checkpoint remembers the spec the rows were written with
+            saved = json.loads((run_dir / CHECKPOINT).read_text()).get("spec")
+            diff = f" ({config_diff(saved, spec.to_dict())})" if isinstance(saved, dict) else ""
+        except (OSError, ValueError, AttributeError):
+            pass
         raise RunDirError(
             f"{path} holds rows of another spec (run key(s) {sorted(map(str, foreign))}, "
-            f"{SPEC} has {spec.key}); {SPEC} was changed after the search started: restore it "
-            "or use a new run directory")
+            f"{SPEC} has {spec.key}); {SPEC} was changed after the search started{diff}: "
+            "restore it or use a new run directory")
     return rows

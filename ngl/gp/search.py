@@ -49,7 +49,7 @@ from ngl.gp.rundir import (
 )
 from ngl.gp.sanity import check_candidate, make_probe
 from ngl.gp.spec import RunOptions, SearchSpec
-from ngl.io.config import require_available
+from ngl.io.config import ConfigError, require_available
 from ngl.io.paths import search_run_dir
 from ngl.io.records import append_rows, write_json_atomic
 from ngl.models import build_model
@@ -119,7 +119,8 @@ class GPSearch:
                 raise RunDirError(
                     f"{self.run_dir} holds a search with another spec "
                     f"({config_diff(saved.to_dict(), self.spec.to_dict())}); "
-                    "use a new run_dir or resume(run_dir)")
+                    "use another run directory, or resume this one (ngl.resume / python -m ngl "
+                    "resume)")
         else:
             write_json_atomic(self.run_dir / SPEC, self.spec.to_dict())
         write_json_atomic(self.run_dir / OPTIONS, self.options.to_dict())
@@ -291,7 +292,18 @@ class GPSearch:
         once); the checkpoint must belong to this configuration, and a run whose checkpoint is
         missing is rebuilt exactly by replaying the GP from its seed and the recorded fitness.
         """
-        require_available(self.options.resolved_device())  # before anything is written
+        device = self.options.resolved_device()
+        require_available(device)  # before anything is written
+        if self.options.cuda_graph and not device.startswith("cuda"):
+            raise ConfigError(f"cuda_graph=True needs a CUDA device, but device="
+                              f"{self.options.device!r} resolves to {device!r} here")
+        # the data must load as asked (folder, subset sizes) before a run directory exists
+        spec = self.spec
+        try:
+            _load_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
+                       spec.data_seed, "cpu")
+        except ValueError as exc:  # e.g. n_train larger than the split: the spec cannot run
+            raise ConfigError(f"{spec.dataset}: {exc}") from None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with run_dir_lock(self.run_dir):
             return self._run_locked()
@@ -343,6 +355,12 @@ class GPSearch:
         gen = ckpt["generation"]
         population = [tuple(p) for p in ckpt["population"]]
         done_rows = {r["index"]: r for r in history if r["generation"] == gen}
+        counts = {g: sum(r["generation"] == g for r in history) for g in range(gen)}
+        missing = [g for g, n in counts.items() if n < self.spec.population_size]
+        if missing:
+            raise RunDirError(
+                f"{ckpt_path} says generation(s) {missing} are done but {HISTORY} lacks their "
+                f"rows; restore {HISTORY} (continuing would lose those results for good)")
         later = sorted({r["generation"] for r in history if r["generation"] > gen})
         if later:
             raise RunDirError(
@@ -386,8 +404,9 @@ class GPSearch:
                 expected = population[i][0] if i < len(population) else "(no such candidate)"
                 raise RunDirError(
                     f"{self.run_dir / HISTORY}: generation {gen}, index {i} holds "
-                    f"{r['expression']!r} but the search state gives {expected!r}; the history "
-                    "does not belong to this run's checkpoint and seed")
+                    f"{r['expression']!r} but the search state gives {expected!r}: "
+                    f"{CHECKPOINT} or {HISTORY} was altered. If {CHECKPOINT} is the damaged one, "
+                    "move it aside and run again: the search is then rebuilt from the history")
 
     def _checkpoint(self, gen: int, population: list, rng: np.random.RandomState) -> None:
         write_json_atomic(self.run_dir / CHECKPOINT, {

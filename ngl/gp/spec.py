@@ -57,8 +57,9 @@ class SearchSpec(ConfigMixin):
         default_factory=lambda: preset("paper"))
     population_size: Annotated[int, Field(ge=2)] = 16
     generations: Annotated[int, Field(ge=1)] = 5
-    seed: Annotated[int, Field(ge=0)] = 0
-    data_seed: Annotated[int, Field(ge=0)] = 0
+    # numpy and scikit-learn take seeds below 2**32
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
+    data_seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     # variation (the rest of the probability mass is plain reproduction)
     p_crossover: Probability = 0.7
     p_subtree_mutation: Probability = 0.1
@@ -104,8 +105,11 @@ class SearchSpec(ConfigMixin):
         if self.model not in available_models():
             raise ValueError(f"model={self.model!r}: expected one of "
                              f"{available_models()[:8]}...")
-        for text in self.seed_expressions:
-            LossExpression.parse(text, self.primitive_set)  # raises with the position of the problem
+        for i, text in enumerate(self.seed_expressions):
+            try:
+                LossExpression.parse(text, self.primitive_set)
+            except ValueError as exc:  # the parser's message says where in the text
+                raise ValueError(f"seed_expressions[{i}]: {exc}") from None
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)

@@ -115,7 +115,10 @@ def load_config_file(cls: type[T], path: str | os.PathLike) -> T:
         raise ConfigError(f"{path}: no such file")
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, expected a JSON file of {cls.__name__} fields")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
     if not text.strip():
         raise ConfigError(f"{path}: the file is empty; expected a JSON object of {cls.__name__} fields")
     try:

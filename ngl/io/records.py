@@ -94,6 +94,15 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """The one atomic writer: ``write(tmp)`` fills a temp file beside ``path``, which is fsync'ed
     and renamed over ``path``. Readers see the old or the new file, never half of one; a failed
@@ -104,6 +113,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     os.close(fd)
     tmp = Path(name)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file gets the usual mode
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

@@ -1,7 +1,7 @@
 """Sequential vs population-batched fitness training: same work, timed side by side.
 
 Trains P candidate losses -- the search's own compiled modules,
-``LossExpression.parse(text).to_module(validate=False)`` exactly as `ngl.gp.search.evaluate_chunk`
+``LossExpression.parse(text).to_module(validate=False)`` exactly as `ngl.gp.worker.evaluate_chunk`
 builds them, for a CE-like family (CE, label smoothing, focal with several gammas, poly-1, NGL,
 Brier, ...) -- three ways:
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 import ngl
-from ngl.gp import RunDirError, SearchResult, SearchSpec, read_run_files
+from ngl.gp import RunDirError, RunOptions, SearchResult, SearchSpec, read_run_files
 from ngl.io.config import ConfigError, load_config_file, require_available
 from ngl.io.paths import search_run_dir
 from ngl.io.records import InUseError
@@ -98,17 +98,22 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     options = {"device": args.device, "chunk_size": args.chunk_size,
                "cuda_graph": args.cuda_graph, "data_root": args.data_root}
-    where = args.spec if args.cmd == "search" else args.run_dir
+    # the flags are run options: checked as such first, and named as flags in errors
+    given = {k: v for k, v in options.items() if v is not None}
     try:
-        if args.cmd == "search":
-            spec = load_config_file(SearchSpec, args.spec)
-            device = args.device or "auto"
-        else:
-            device = args.device or read_run_files(Path(args.run_dir)).options.device
+        RunOptions.from_dict(given)
+    except ConfigError as exc:
+        raise ConfigError(f"command-line options: {exc}") from None
+    if args.cmd == "search":
+        spec = load_config_file(SearchSpec, args.spec)
+        device = args.device or "auto"
+    else:
+        device = args.device or read_run_files(Path(args.run_dir)).options.device
+    try:
         require_available(device if device != "auto" else "cpu")
     except ConfigError as exc:
-        msg = str(exc)
-        raise ConfigError(msg if msg.startswith(str(where)) else f"{where}: {msg}") from None
+        where = "--device" if args.device else f"{args.run_dir}/options.json"
+        raise ConfigError(f"{where}: {exc}") from None
     if args.cmd == "search":
         run_dir = args.run_dir or search_run_dir(spec.key)
         print(f"[ngl] search {spec.key} in {run_dir}; after an interruption: "

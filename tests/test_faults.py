@@ -325,7 +325,7 @@ def test_sigkill_at_several_points_then_resume(straight, tmp_path, kill_after):
 
 # -- search: what runs is what was asked -----------------------------------------------------------
 def test_gp_seed_does_not_change_the_data(monkeypatch):
-    import ngl.gp.search as search
+    import ngl.gp.worker as search
 
     seen = []
     real = search._load_data.__wrapped__
@@ -400,7 +400,7 @@ def test_cuda_without_a_gpu_is_refused_before_anything_is_written(tmp_path, caps
     assert main(["search", "--spec", str(cfg_file), "--run-dir", str(tmp_path / "run"),
                  "--device", "cuda"]) == 2
     err = capsys.readouterr().err
-    assert "no CUDA GPU" in err and str(cfg_file) in err
+    assert "no CUDA GPU" in err and "--device" in err  # the flag, not the spec file, is at fault
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         _run_search(tiny(), tmp_path / "run2", RunOptions(device="cuda"), progress=False)
@@ -628,3 +628,12 @@ def test_cli_resume_after_an_edited_spec_lists_what_differs(straight, tmp_path, 
     write_json_atomic(run_dir / "spec.json", edited)
     assert main(["resume", str(run_dir)]) == 2
     assert "budget.steps: 3 -> 5" in capsys.readouterr().err
+
+
+def test_data_root_for_embedded_digits_is_refused(tmp_path, capsys):
+    cfg_file = tmp_path / "spec.json"
+    cfg_file.write_text('{"dataset": "digits"}')
+    assert main(["search", "--spec", str(cfg_file), "--run-dir", str(tmp_path / "run"),
+                 "--data-root", str(tmp_path / "nowhere")]) == 2
+    assert "digits is embedded" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

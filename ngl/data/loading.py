@@ -78,6 +78,9 @@ def load_dataset(
         _check_fraction(val_fraction)
 
     if key == "digits":
+        if root is not None:  # an explicit folder that cannot apply is refused, not ignored
+            raise ValueError(f"root={str(root)!r}: digits is embedded in scikit-learn and is not "
+                             "read from a folder; leave root / data_root unset")
         splits = _load_digits(0.25 if val_fraction is None else val_fraction, seed)
     elif key == "fashion_mnist":
         splits = load_fashion_mnist(root, 0.1 if val_fraction is None else val_fraction,

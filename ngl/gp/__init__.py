@@ -68,7 +68,6 @@ from ngl.gp.sanity import (
 )
 from ngl.gp.search import (
     GPSearch,
-    evaluate_chunk,
     resume,
     run_search,
 )
@@ -77,6 +76,9 @@ from ngl.gp.spec import (
     SPEC_FIELDS,
     RunOptions,
     SearchSpec,
+)
+from ngl.gp.worker import (
+    evaluate_chunk,
 )
 from ngl.losses.registry import register_text_compiler
 

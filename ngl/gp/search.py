@@ -16,7 +16,6 @@ history) and reaches the same result as an uninterrupted run.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -27,8 +26,6 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ngl.data import load_cached
-from ngl.fitness import train_population
 from ngl.gp.executors import InProcessExecutor
 from ngl.gp.expression import LossExpression
 from ngl.gp.result import SearchResult, load_result, summarise_generations
@@ -49,33 +46,12 @@ from ngl.gp.rundir import (
 )
 from ngl.gp.sanity import check_candidate, make_probe
 from ngl.gp.spec import RunOptions, SearchSpec
+from ngl.gp.worker import _load_data, evaluate_chunk
 from ngl.io.config import ConfigError, require_available
 from ngl.io.paths import search_run_dir
 from ngl.io.records import append_rows, write_json_atomic
-from ngl.models import build_model
 
-__all__ = ["GPSearch", "run_search", "resume", "evaluate_chunk"]
-
-
-# -- fitness evaluation (runs in a worker; everything it needs travels in plain arguments) ---
-@functools.lru_cache(maxsize=2)
-def _load_data(dataset: str, root: str | None, n_train: int | None, n_val: int | None,
-               seed: int, device: str):
-    """The search's data on its device, once per worker process (``seed`` is the data seed)."""
-    return load_cached(dataset, root, n_train, n_val, None, seed).to(device)
-
-
-def evaluate_chunk(spec: dict, options: dict, texts: Sequence[str]) -> list[dict]:
-    """Train the candidate losses ``texts`` together; a plain, picklable function for executors."""
-    sp, opts = SearchSpec.from_dict(spec), RunOptions.from_dict(options)
-    device = opts.resolved_device()
-    data = _load_data(sp.dataset, opts.data_root, sp.n_train, sp.n_val, sp.data_seed, device)
-    c, h, _w = data.input_shape
-    model_fn = functools.partial(build_model, sp.model, c, data.num_classes, h)
-    losses = [LossExpression.parse(t).to_module(validate=False) for t in texts]
-    results = train_population(model_fn, losses, data, sp.budget, seed=sp.seed, device=device,
-                               cuda_graph=opts.cuda_graph)
-    return [{**r.to_dict(), "split": "search_validation"} for r in results]
+__all__ = ["GPSearch", "run_search", "resume"]
 
 
 class GPSearch:

@@ -23,7 +23,7 @@ import pytest
 import ngl
 from ngl.__main__ import main
 from ngl.evaluate.grid import GridConfig, load_results, run_grid
-from ngl.fitness.population import TrainBudget
+from ngl.fitness import TrainBudget
 from ngl.gp import (
     GPSearch,
     RunDirError,

@@ -31,6 +31,8 @@ from ngl.fitness.population import (
     CPU_PASS_SIZE,
     default_pass_size,
     train_population,
+)
+from ngl.fitness.reference import (
     train_sequential,
 )
 from ngl.fitness.vmap import (

@@ -49,9 +49,6 @@ restored after every optimizer step, so they stay at the last finite values, and
 candidates are not disturbed (no tensor mixes candidates). Its result has
 ``status="nonfinite"``, ``val_accuracy=0.0`` (the worst possible score, so it sorts last and
 stays a plain float for selection, JSON and pandas) and ``val_ce=nan`` (not measured).
-
-`TrainBudget`, `FitnessResult`, `LossFn` and `train_sequential` are importable from here as
-well, for code written before the split; new code imports them from :mod:`ngl.fitness`.
 """
 
 from __future__ import annotations
@@ -78,18 +75,12 @@ from ngl.fitness.common import (
 )
 from ngl.fitness.cuda_graph import refuse_validating, replay
 from ngl.fitness.folded import FoldedEngine, foldable, verify_folded
-from ngl.fitness.reference import train_sequential
 from ngl.fitness.vmap import VmapEngine
 
 __all__ = [
     "CPU_PASS_SIZE",
     "default_pass_size",
     "train_population",
-    # re-exported for imports written before the split (prefer ngl.fitness):
-    "FitnessResult",
-    "LossFn",
-    "TrainBudget",
-    "train_sequential",
 ]
 
 CPU_PASS_SIZE = 4

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ngl.fitness.population import TrainBudget
+from ngl.fitness import TrainBudget
 from ngl.gp import RunOptions, SearchSpec, load_result, resume
 from ngl.gp import run_search as _run_search
 from ngl.gp.expression import LossExpression

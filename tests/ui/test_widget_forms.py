@@ -16,7 +16,7 @@ import pytest
 import ngl.ui.downstream
 from ngl.evaluate import summarise, to_markdown
 from ngl.evaluate.grid import GridConfig
-from ngl.fitness.population import TrainBudget
+from ngl.fitness import TrainBudget
 from ngl.gp import SearchSpec
 from ngl.gp.primitives import PrimitiveSet, preset
 from ngl.losses import NGL_EXPRESSION

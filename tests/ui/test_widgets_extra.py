@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ngl.fitness.population import TrainBudget
+from ngl.fitness import TrainBudget
 from ngl.gp import RunOptions, SearchSpec, load_result
 from ngl.losses import NGL_EXPRESSION
 from ngl.losses.zoo import NGL_ALPHA

@@ -1,20 +1,12 @@
 """How candidate losses are trained to score them: reference loop and population-batched engines."""
 
+# ngl.fitness.common holds the shared start of every engine (data split, batches, initial
+# model): internal helpers, imported from that module where needed, not re-exported here.
 from ngl.fitness.budget import (
     FitnessResult,
     LossFn,
     TrainBudget,
     make_result,
-)
-from ngl.fitness.common import (
-    batch_indices,
-    check_arguments,
-    initial_model,
-    make_optimizer,
-    scalar_loss,
-    seeded,
-    split_data,
-    sync,
 )
 from ngl.fitness.cuda_graph import (
     WARMUP_STEPS,
@@ -47,20 +39,12 @@ __all__ = [
     "TrainBudget",
     "VmapEngine",
     "WARMUP_STEPS",
-    "batch_indices",
-    "check_arguments",
     "default_pass_size",
     "fold",
     "foldable",
-    "initial_model",
-    "make_optimizer",
     "make_result",
     "refuse_validating",
     "replay",
-    "scalar_loss",
-    "seeded",
-    "split_data",
-    "sync",
     "train_population",
     "train_sequential",
     "verify_folded",

@@ -28,7 +28,7 @@ from ngl.train import TrainConfig
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="fashion_mnist")
-    ap.add_argument("--model", default="small_cnn")
+    ap.add_argument("--model", default="dense_cnn")
     ap.add_argument("--losses", nargs="+", default=["ce", "ngl", "focal", "label_smoothing"])
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=3)

@@ -7,13 +7,14 @@ The front door (see ARCHITECTURE.md for the subpackages behind it)::
     spec = ngl.SearchSpec(primitive_set=ngl.preset("paper"), population_size=32, generations=10)
     result = ngl.search(spec)                              # ngl.resume(dir), ngl.load(dir)
     result.best.to_module(), result.best.latex(), result.to_latex()
+    report = ngl.validate(result.run_dir)                  # held-out test, seeds, transfer, fidelity
     ngl.grid(ngl.GridConfig(losses=("ce", "ngl", str(result.best))))
 
 Importing ngl has no side effects on seeds, styles or files.
 """
 
 from ngl.api import grid, load, resume, search
-from ngl.evaluate import GridConfig
+from ngl.evaluate import GridConfig, ValidateConfig, validate
 from ngl.fitness import TrainBudget
 from ngl.gp import (
     PRESETS,
@@ -69,6 +70,7 @@ __all__ = [
     "SymmetricCE",
     "TrainBudget",
     "TrainConfig",
+    "ValidateConfig",
     "available_losses",
     "get_loss",
     "grid",
@@ -78,6 +80,7 @@ __all__ = [
     "register_loss",
     "resume",
     "sample_expressions",
+    "validate",
     "search",
     "seed_everything",
     "setup",

@@ -5,6 +5,8 @@
     python -m ngl resume DIR [--device ...]    # continue; run options default to the last used
     python -m ngl show DIR                     # generation summary and hall of fame
     python -m ngl example-spec                 # print a spec to start from
+    python -m ngl validate DIR [--config validate.json] [--seeds 0,1,2,3,4] [--top-k 3] ...
+                                               # held-out test, transfer, fidelity
 
 The spec file holds what determines the search (its hash names the run directory); how it
 runs is given on the command line and never changes which search it is. User errors (a bad
@@ -80,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sh = sub.add_parser("show", help="summarise a search directory")
     sh.add_argument("run_dir")
     sub.add_parser("example-spec", aliases=["example-config"], help="print a spec to start from")
+    _validate_parser(sub)
     args = ap.parse_args(argv)
     try:
         return _run(args)
@@ -96,6 +99,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd == "show":
         _show(ngl.load(args.run_dir))
         return 0
+    if args.cmd == "validate":
+        return _validate(args)
     options = {"device": args.device, "chunk_size": args.chunk_size,
                "cuda_graph": args.cuda_graph, "data_root": args.data_root}
     # the flags are run options: checked as such first, and named as flags in errors
@@ -131,6 +136,96 @@ def _run(args: argparse.Namespace) -> int:
             client.close()
     _show(result)
     return 0
+
+
+_VALIDATE_FLAGS = {"top_k": "--top-k", "seeds": "--seeds", "model": "--model",
+                   "n_train": "--n-train", "n_val": "--n-val", "n_test": "--n-test",
+                   "transfer": "--transfer", "fidelity_top": "--fidelity-top",
+                   "fidelity_sample": "--fidelity-sample", "fidelity_seeds": "--fidelity-seeds",
+                   "device": "--device", "data_root": "--data-root"}
+
+
+def _validate_parser(sub) -> None:
+    v = sub.add_parser("validate", help="retrain a search's best losses on held-out test data")
+    v.add_argument("run_dir")
+    v.add_argument("--config", default=None, help="JSON file of ValidateConfig fields")
+    v.add_argument("--top-k", type=int, default=None, help="found losses to validate (5)")
+    v.add_argument("--seeds", default=None, help="comma-separated training seeds (0,1,2,3,4)")
+    v.add_argument("--epochs", type=int, default=None, help="downstream epochs (4)")
+    v.add_argument("--model", default=None, help="downstream model (dense_cnn)")
+    v.add_argument("--n-train", type=int, default=None, help="training subset (all)")
+    v.add_argument("--n-val", type=int, default=None, help="validation subset (all)")
+    v.add_argument("--n-test", type=int, default=None, help="test subset (all)")
+    v.add_argument("--transfer", action="append", default=None, metavar="DATASET:MODEL",
+                   help="extra (dataset, model) pair, repeatable; 'none' for no transfer")
+    v.add_argument("--fidelity-top", type=int, default=None, help="hall-of-fame entries (10)")
+    v.add_argument("--fidelity-sample", type=int, default=None, help="random candidates (10)")
+    v.add_argument("--fidelity-seeds", default=None, help="comma-separated seeds (0)")
+    v.add_argument("--grids", default=None, help="comma-separated grids to run now "
+                   "(main, transfer:D/M, fidelity); default all")
+    v.add_argument("--out", default=None, help="default: runs/validate/<search>/<config key>")
+    v.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    v.add_argument("--data-root", default=None, help="folder holding the dataset's files")
+    v.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag}={text!r}: expected comma-separated integers, "
+                          "e.g. 0,1,2,3,4") from None
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from ngl.evaluate.validate import ValidateConfig, validate
+
+    base = load_config_file(ValidateConfig, args.config).to_dict() if args.config else {}
+    given: dict = {}
+    for name in _VALIDATE_FLAGS:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name in ("seeds", "fidelity_seeds"):
+            value = _int_list(value, _VALIDATE_FLAGS[name])
+        if name == "transfer":
+            value = [] if value == ["none"] else value
+        given[name] = value
+    if args.epochs is not None:
+        given["train"] = {**base.get("train", ValidateConfig().train.to_dict()),
+                          "epochs": args.epochs}
+    try:  # the flags alone first, so that an error names the flag
+        ValidateConfig.from_dict(given)
+    except ConfigError as exc:
+        raise ConfigError(f"command-line options: {exc}") from None
+    config = ValidateConfig.from_dict({**base, **given})
+    require_available(config.device if config.device != "auto" else "cpu")
+    grids = tuple(g for g in args.grids.split(",") if g) if args.grids else None
+    report = validate(args.run_dir, config, args.out, progress=not args.quiet, grids=grids)
+    _validation_figures(report)
+    print(report.to_markdown())
+    state = "complete" if report.complete else "partial (run the same command to continue)"
+    print(f"[ngl] validation {state}: {report.out_dir}")
+    return 0
+
+
+def _validation_figures(report) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ngl.ui.plots_validation import plot_fidelity, plot_validation
+    from ngl.ui.style import save_figure
+
+    for name, plot in (("validation", plot_validation), ("fidelity", plot_fidelity)):
+        try:
+            fig = plot(report)
+        except ValueError:  # nothing finished yet for this figure
+            continue
+        save_figure(fig, name, notebook="validate", directory=report.out_dir,
+                    config=report.config.to_dict())
+        plt.close(fig)
 
 
 if __name__ == "__main__":

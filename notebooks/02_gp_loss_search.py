@@ -29,6 +29,15 @@
 # checkpoints after every generation: interrupt the kernel at any time and re-run the search cell
 # to continue where it stopped. The same seed gives the same history.
 #
+# **Three splits, never mixed.** The search trains every candidate on the *search-train* split
+# and scores it (its fitness) on the *search-validation* split: both are drawn from the dataset's
+# training data with `data_seed` (`n_train` / `n_val` examples of it). The dataset's *test* split
+# (Fashion-MNIST: the official 10,000 test images; digits: a fixed, stratified 20 %) is never
+# touched by the search: every history row says `split: search_validation`. A fitness is
+# therefore a *selection* score, optimistic for the losses it selected; the number to report
+# comes from notebook 06 (`python -m ngl validate RUN_DIR`), which retrains the found losses at
+# full fidelity over several seeds and scores them on the held-out test split.
+#
 # Quick mode: a small population on the embedded digits data, a few minutes on a laptop CPU.
 # Full mode (`NGL_QUICK=0`, a GPU): larger population and budget on Fashion-MNIST; the paper
 # searched on CIFAR-10/100 and Fashion-MNIST with InceptionV3. Long runs are better started from

@@ -36,7 +36,7 @@ import os
 
 QUICK = os.environ.get("NGL_QUICK") == "1"
 DATASETS = ("digits",) if QUICK else ("fashion_mnist",)
-MODELS = ("small_cnn",)
+MODELS = ("dense_cnn",)
 LOSSES = ("ce", "ngl", "focal", "label_smoothing") if QUICK else (
     "ce", "ngl", "focal", "label_smoothing", "sce")
 N_SEEDS = 2 if QUICK else 3

@@ -4,8 +4,12 @@ In the order of the research flow:
 
 * :mod:`ngl.evaluate.grid` -- train every (dataset, model, loss, seed) cell once, resumable.
 * :mod:`ngl.evaluate.summary` -- mean ± std per (dataset, loss) and paired tests against CE.
+* :mod:`ngl.evaluate.validate` -- a search's found losses retrained on held-out test data over
+  seeds, with paired statistics, transfer and search fidelity (``python -m ngl validate``).
 * :mod:`ngl.evaluate.tables` -- the summary as a paper-style table (strings, LaTeX, markdown).
 * :mod:`ngl.evaluate.paper` -- the paper's reported numbers, and ours side by side with them.
+* :mod:`ngl.evaluate.presets` -- the paper's own protocol (ResNet50 / InceptionV3, its head,
+  optimizer, schedule and augmentation) as ready-made grids, for a GPU and the datasets.
 * :mod:`ngl.evaluate.loss_properties` -- why NGL behaves as it does, without training: the
   confidence it drives a sample to and its gradient scale against CE's.
 * :mod:`ngl.evaluate.calibration` -- ECE, reliability diagrams, temperature scaling.
@@ -46,6 +50,13 @@ from ngl.evaluate.paper import (
     paper_table,
     paper_wide,
 )
+from ngl.evaluate.presets import (
+    PAPER_DATASETS,
+    PAPER_LOSSES,
+    PAPER_PRESETS,
+    PAPER_TRAIN,
+    paper_preset,
+)
 from ngl.evaluate.segmentation import (
     VOID,
     TinySegNet,
@@ -75,8 +86,28 @@ from ngl.evaluate.tables import (
     to_latex,
     to_markdown,
 )
+from ngl.evaluate.validate import (
+    DEFAULT_REFERENCES,
+    DEFAULT_TRAIN,
+    ValidateConfig,
+    ValidationReport,
+    fidelity_correlation,
+    load_validation,
+    validate,
+    validation_dir,
+    verdicts,
+)
 
 __all__ = [
+    "DEFAULT_REFERENCES",
+    "DEFAULT_TRAIN",
+    "ValidateConfig",
+    "ValidationReport",
+    "fidelity_correlation",
+    "load_validation",
+    "validate",
+    "validation_dir",
+    "verdicts",
     "DATASET_NAMES",
     "DEFAULT_OPTIMIZERS",
     "DONE_STATUSES",
@@ -84,6 +115,10 @@ __all__ = [
     "LOSS_NAMES",
     "PAPER_CAVEAT",
     "PAPER_CITATION",
+    "PAPER_DATASETS",
+    "PAPER_LOSSES",
+    "PAPER_PRESETS",
+    "PAPER_TRAIN",
     "SAME_AS_CE_BAND",
     "TinySegNet",
     "VOID",
@@ -110,6 +145,7 @@ __all__ = [
     "optimum_confidence",
     "optimum_table",
     "paired_test",
+    "paper_preset",
     "paper_table",
     "paper_wide",
     "reliability_diagram_data",

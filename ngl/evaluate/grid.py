@@ -3,7 +3,7 @@
     from ngl.evaluate import GridConfig, run_grid
     from ngl.train import TrainConfig
 
-    cfg = GridConfig(datasets=("fashion_mnist",), models=("small_cnn",),
+    cfg = GridConfig(datasets=("fashion_mnist",), models=("dense_cnn",),
                      losses=("ce", "ngl", {"name": "focal", "gamma": 2}, "label_smoothing"),
                      seeds=(0, 1, 2), train=TrainConfig(epochs=2, batch_size=128))
     df = run_grid(cfg, "runs/downstream/results.jsonl")
@@ -122,7 +122,7 @@ class GridConfig(ConfigMixin):
     """
 
     datasets: Annotated[tuple[str, ...], BeforeValidator(_names)] = ("digits",)
-    models: Annotated[tuple[str, ...], BeforeValidator(_names)] = ("small_cnn",)
+    models: Annotated[tuple[str, ...], BeforeValidator(_names)] = ("dense_cnn",)
     losses: Annotated[tuple[str | dict[str, Any], ...], BeforeValidator(_loss_specs)] = ("ce", "ngl")
     seeds: Annotated[tuple[Annotated[int, Field(ge=0)], ...], BeforeValidator(_names)] = (0, 1, 2)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -2,6 +2,7 @@
 
 from ngl.models.networks import (
     OWN_MODELS,
+    DenseCNN,
     ResNetCIFAR,
     SmallCNN,
     SmallInception,
@@ -14,6 +15,7 @@ __all__ = [
     "OWN_MODELS",
     "ResNetCIFAR",
     "SmallCNN",
+    "DenseCNN",
     "SmallInception",
     "available_models",
     "build_model",

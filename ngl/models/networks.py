@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "SmallCNN",
+    "DenseCNN",
     "SmallInception",
     "ResNetCIFAR",
     "paper_head",
@@ -90,6 +91,43 @@ class SmallCNN(nn.Module):
             nn.Flatten(),
         )
         self.head = _make_head(head, 2 * width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class DenseCNN(nn.Module):
+    """Two conv-BN-ReLU blocks, each max-pooled, then a dense hidden layer: the downstream default.
+
+    Unlike :class:`SmallCNN` it keeps the spatial map (flatten, not global pooling) and adds a
+    hidden layer with dropout, so it does not underfit 28x28 data: about 91-92 % CE test
+    accuracy on Fashion-MNIST after 4 epochs of Adam on a 2-core CPU (see
+    ``benchmarks/downstream_default.py``). ``head="paper"`` replaces the hidden layer with the
+    authors' dense head. 8x8 digits keep full resolution.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28,
+                 width: int = 32, hidden: int = 128, dropout: float = 0.3,
+                 head: str = "linear") -> None:
+        super().__init__()
+        pooled = input_size // 4 if input_size >= 16 else input_size
+        pool: Callable[[], nn.Module] = (
+            (lambda: nn.MaxPool2d(2)) if input_size >= 16 else nn.Identity
+        )
+        self.features = nn.Sequential(
+            _conv_bn_relu(in_channels, width),
+            pool(),
+            _conv_bn_relu(width, 2 * width),
+            pool(),
+            nn.Flatten(),
+        )
+        flat = 2 * width * pooled * pooled
+        if head == "linear":
+            self.head: nn.Module = nn.Sequential(
+                nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                nn.Linear(hidden, num_classes))
+        else:
+            self.head = _make_head(head, flat, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
@@ -191,6 +229,7 @@ class ResNetCIFAR(nn.Module):
 
 OWN_MODELS: dict[str, type[nn.Module]] = {
     "small_cnn": SmallCNN,
+    "dense_cnn": DenseCNN,
     "small_inception": SmallInception,
     "resnet_cifar": ResNetCIFAR,
 }

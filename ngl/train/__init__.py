@@ -5,6 +5,7 @@ from ngl.train.loop import (
     augment_batch,
     evaluate,
     train_model,
+    zoom_shift,
 )
 from ngl.train.optim import (
     OPTIMIZERS,
@@ -26,4 +27,5 @@ __all__ = [
     "optimizer_from_config",
     "seed_everything",
     "train_model",
+    "zoom_shift",
 ]

@@ -2,9 +2,10 @@
 
 ``train_model`` trains on the tensors of a :class:`ngl.data.DataSplits` (no DataLoader: the
 datasets used here fit in memory) with Adam/AdamW/SGD, an optional cosine or plateau
-schedule, tensor-level augmentation (random crop with zero padding, horizontal flip) and
-mixed precision on CUDA. It records per-epoch metrics (train loss, validation/test top-1,
-top-5 where there are at least 5 classes, validation cross entropy).
+schedule, tensor-level augmentation (random crop with zero padding, the authors' Keras-style
+random zoom and shift, horizontal flip) and mixed precision on CUDA. It records per-epoch
+metrics (train loss, validation/test top-1, top-5 where there are at least 5 classes,
+validation cross entropy).
 
 Determinism and resume: shuffling and augmentation draw from one ``torch.Generator`` seeded
 with ``seed``; dropout uses torch's global generator, which is seeded too. With
@@ -48,7 +49,7 @@ from ngl.io.config import STRICT, ConfigMixin
 from ngl.io.records import atomic_write
 from ngl.train.optim import all_finite, optimizer_from_config
 
-__all__ = ["TrainConfig", "train_model", "evaluate", "augment_batch"]
+__all__ = ["TrainConfig", "train_model", "evaluate", "augment_batch", "zoom_shift"]
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
@@ -56,9 +57,12 @@ class TrainConfig(ConfigMixin):
     """Everything that defines how one downstream run trains (hashable, JSON round-trips).
 
     ``random_crop`` is the zero padding (in pixels) of a random crop back to the input size
-    (0: off; 4 is the usual CIFAR setting). ``schedule="plateau"`` reduces the learning rate
-    by ``plateau_factor`` when validation accuracy has not improved for ``plateau_patience``
-    evaluations (the authors' example: factor 0.2, patience 5, min lr 1e-4).
+    (0: off; 4 is the usual CIFAR setting). ``zoom`` and ``shift`` are the authors' Keras
+    ``ImageDataGenerator(zoom_range=zoom, width_shift_range=shift, height_shift_range=shift)``
+    (0: off; their example uses 0.2 and 0.1; see :func:`augment_batch`).
+    ``schedule="plateau"`` reduces the learning rate by ``plateau_factor`` when validation
+    accuracy has not improved for ``plateau_patience`` evaluations (the authors' example:
+    factor 0.2, patience 5, min lr 1e-4).
     ``max_steps_per_epoch`` caps an epoch for quick tests (None: the whole training split).
     ``optimizer="sgd"`` uses ``momentum`` and, only when asked, Nesterov momentum.
     """
@@ -76,6 +80,8 @@ class TrainConfig(ConfigMixin):
     batch_size: Annotated[int, Field(ge=1)] = 128
     random_crop: Annotated[int, Field(ge=0)] = 0
     hflip: bool = False
+    zoom: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    shift: Annotated[float, Field(ge=0, lt=1)] = 0.0
     amp: bool = True
     eval_every: Annotated[int, Field(ge=1)] = 1
     eval_batch_size: Annotated[int, Field(ge=1)] = 1024
@@ -88,12 +94,48 @@ class TrainConfig(ConfigMixin):
 
 
 # -- augmentation -------------------------------------------------------------------------------
+def zoom_shift(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """Zoom and shift every image of ``x`` ``[B, C, H, W]`` (float) about its centre, as Keras does.
+
+    ``scale`` ``[B, 2]`` holds Keras' ``(zx, zy)`` per image: the width and height of the input
+    region that fills the output, as a fraction of the image, so ``> 1`` zooms out (content
+    shrinks) and ``< 1`` zooms in. ``shift`` ``[B, 2]`` moves the content by ``shift[:, 0] * W``
+    pixels to the right and ``shift[:, 1] * H`` pixels down (fractions need not give whole pixels).
+    Output pixel ``(i, j)`` samples the input at column ``cx + zx (j - cx) - shift_x W`` (and row
+    likewise), ``cx = (W - 1) / 2``, with bilinear interpolation (Keras' ``order=1``); points outside
+    the image take the nearest edge pixel (``grid_sample(padding_mode="border")``, Keras' default
+    ``fill_mode="nearest"``). Built on ``affine_grid`` + ``grid_sample``; shape, dtype and device
+    are kept.
+    """
+    if not x.is_floating_point():
+        raise TypeError(f"zoom_shift needs floating-point images, got {x.dtype}")
+    b = x.shape[0]
+    scale = scale.to(device=x.device, dtype=x.dtype)
+    shift = shift.to(device=x.device, dtype=x.dtype)
+    if scale.shape != (b, 2) or shift.shape != (b, 2):
+        raise ValueError(f"scale and shift must be [{b}, 2], got {tuple(scale.shape)} and "
+                         f"{tuple(shift.shape)}")
+    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = scale[:, 0]
+    theta[:, 1, 1] = scale[:, 1]
+    theta[:, :, 2] = -2 * shift  # normalised coordinates span 2: a shift of W pixels is 2
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def augment_batch(x: Tensor, config: TrainConfig, generator: torch.Generator) -> Tensor:
-    """Random crop with zero padding and/or horizontal flip of a batch ``[B, C, H, W]``.
+    """Random crop (zero padding), zoom + shift (edge fill), then horizontal flip of ``[B, C, H, W]``.
+
+    Zoom and shift follow the authors' Keras ``ImageDataGenerator``: per image, ``zx`` and ``zy``
+    are drawn independently and uniformly from ``[1 - zoom, 1 + zoom]``, and the horizontal and
+    vertical shifts from ``[-shift, shift]`` times the width / height (continuous, not whole
+    pixels); :func:`zoom_shift` applies them with bilinear interpolation and nearest-edge fill
+    (Keras' default ``fill_mode="nearest"``), where :attr:`TrainConfig.random_crop` pads with zeros.
+    With ``zoom = shift = 0`` nothing is drawn, so runs without them are unchanged.
 
     The random numbers come from ``generator`` (on the CPU) so runs are reproducible on any device.
     """
-    if config.random_crop == 0 and not config.hflip:
+    if config.random_crop == 0 and not config.hflip and config.zoom == 0 and config.shift == 0:
         return x
     b, c, h, w = x.shape
     if config.random_crop > 0:
@@ -106,6 +148,14 @@ def augment_batch(x: Tensor, config: TrainConfig, generator: torch.Generator) ->
         bi = torch.arange(b, device=x.device)[:, None, None, None]
         ci = torch.arange(c, device=x.device)[None, :, None, None]
         x = padded[bi, ci, rows, cols]
+    if config.zoom > 0 or config.shift > 0:
+        scale = torch.ones(b, 2)
+        if config.zoom > 0:
+            scale = 1 - config.zoom + 2 * config.zoom * torch.rand(b, 2, generator=generator)
+        move = torch.zeros(b, 2)
+        if config.shift > 0:
+            move = config.shift * (2 * torch.rand(b, 2, generator=generator) - 1)
+        x = zoom_shift(x, scale, move)
     if config.hflip:
         flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)

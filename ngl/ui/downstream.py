@@ -123,7 +123,7 @@ class TableBuilder:
 
     SHOWN = ("datasets", "models", "losses", "seeds", "train.epochs")
 
-    def __init__(self, results_path, datasets=None, models=("small_cnn", "small_inception",
+    def __init__(self, results_path, datasets=None, models=("dense_cnn", "small_cnn", "small_inception",
                  "resnet_cifar"), losses=("ce", "ngl", "focal", "label_smoothing", "sce", "poly"),
                  base=None, executor=None):
         self.results_path = results_path
@@ -258,7 +258,7 @@ class TableBuilder:
         return results
 
 
-def table_builder(results_path, datasets=None, models=("small_cnn", "small_inception", "resnet_cifar"),
+def table_builder(results_path, datasets=None, models=("dense_cnn", "small_cnn", "small_inception", "resnet_cifar"),
                   losses=("ce", "ngl", "focal", "label_smoothing", "sce", "poly"), base=None,
                   executor=None) -> TableBuilder:
     """Build the downstream table builder; display ``tb.widget``, read ``tb.value``."""

@@ -171,7 +171,7 @@ class SearchSpecForm:
     raises that error (a notebook cell reading it stops with the same message).
     """
 
-    MODELS = ("small_cnn", "small_inception", "resnet_cifar")
+    MODELS = ("dense_cnn", "small_cnn", "small_inception", "resnet_cifar")
     SHOWN = ("population_size", "generations", "seed", "dataset", "model", "budget.steps")
 
     def __init__(self, config=None, primitive_set: PrimitiveSet | None = None):

@@ -93,9 +93,25 @@ def test_unknown_name_and_bad_options():
 
 def test_available_models_and_sizes():
     names = available_models()
-    assert names[:3] == ["small_cnn", "small_inception", "resnet_cifar"]
+    assert names[:4] == ["small_cnn", "dense_cnn", "small_inception", "resnet_cifar"]
     assert "resnet50" in names and "inception_v3" in names
     assert sum(p.numel() for p in ResNetCIFAR(3, 10, 32, depth=20).parameters()) == pytest.approx(
         0.27e6, rel=0.05)
     small = sum(p.numel() for p in SmallCNN(1, 10, 8).parameters())
     assert small < 50_000  # a fitness evaluation must stay cheap
+
+
+def test_dense_cnn_keeps_the_spatial_map_and_counts_parameters_by_hand():
+    from ngl.models import DenseCNN
+
+    model = DenseCNN(1, 10, 28)
+    # conv 1->32 (3x3, no bias) + BN(32); conv 32->64 + BN(64); 64*7*7 -> 128 -> 10
+    by_hand = (9 * 32 + 2 * 32) + (9 * 32 * 64 + 2 * 64) + (64 * 7 * 7 * 128 + 128) + (128 * 10 + 10)
+    assert sum(p.numel() for p in model.parameters()) == by_hand
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    # 8x8 digits are not pooled: 64 * 8 * 8 features reach the dense layer
+    digits = DenseCNN(1, 10, 8)
+    assert digits.head[0].in_features == 64 * 8 * 8
+    assert digits(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    paper = build_model("dense_cnn", 1, 10, 28, head="paper")
+    assert paper(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

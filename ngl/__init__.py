@@ -26,6 +26,7 @@ from ngl.gp import (
     SearchSpec,
     preset,
     sample_expressions,
+    tune_constants,
 )
 from ngl.losses import (
     NGL,
@@ -80,6 +81,7 @@ __all__ = [
     "register_loss",
     "resume",
     "sample_expressions",
+    "tune_constants",
     "validate",
     "search",
     "seed_everything",

@@ -77,12 +77,24 @@ from ngl.gp.spec import (
     RunOptions,
     SearchSpec,
 )
+from ngl.gp.tune import (
+    TuneResult,
+    TuneSpec,
+    load_tuning,
+    tune_constants,
+    with_constants,
+)
 from ngl.gp.worker import (
     evaluate_chunk,
 )
 from ngl.losses.registry import register_text_compiler
 
 __all__ = [
+    "TuneResult",
+    "TuneSpec",
+    "load_tuning",
+    "tune_constants",
+    "with_constants",
     "CHECKPOINT",
     "ExpressionLoss",
     "GPSearch",

@@ -41,6 +41,11 @@ from ngl.ui.plots_losses import (
 from ngl.ui.plots_search import (
     LivePlot,
     plot_search_progress,
+    plot_tuning,
+)
+from ngl.ui.plots_validation import (
+    plot_fidelity,
+    plot_validation,
 )
 from ngl.ui.runner import (
     SearchRunner,
@@ -62,6 +67,9 @@ from ngl.ui.widget_kit import (
 )
 
 __all__ = [
+    "plot_fidelity",
+    "plot_validation",
+    "plot_tuning",
     "COLUMN_WIDTH",
     "HallOfFameBrowser",
     "LivePlot",

@@ -15,7 +15,7 @@ from IPython.display import display
 
 from ngl.ui.style import TEXT_WIDTH
 
-__all__ = ["LivePlot", "plot_search_progress"]
+__all__ = ["LivePlot", "plot_search_progress", "plot_tuning"]
 
 
 def plot_search_progress(summary: pd.DataFrame, axes=None) -> plt.Figure:
@@ -84,3 +84,33 @@ class LivePlot:
     def close(self) -> None:
         if self.fig is not None:
             plt.close(self.fig)
+
+
+def plot_tuning(result) -> plt.Figure:
+    """A CMA-ES constant tuning run (:func:`ngl.tune_constants`): each tuned constant per
+    evaluation and its generation mean, and best / median fitness per generation (the untuned
+    start is generation -1, dashed)."""
+    h = result.history
+    if not len(h):
+        raise ValueError(f"{result.run_dir}: no evaluations yet")
+    per = result.per_generation()
+    n = len(h["constants"].iloc[0])
+    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.2))
+    ax = axes[0]
+    for k in range(n):
+        values = h["constants"].map(lambda c, k=k: c[k])
+        ax.scatter(h["generation"], values, s=6, alpha=0.4, color=f"C{k}")
+        ax.plot(per["generation"], per[f"c{k}"], color=f"C{k}", label=f"constant {k}")
+    ax.set_xlabel("CMA-ES generation")
+    ax.set_ylabel("value")
+    ax.legend(fontsize="x-small")
+    ax = axes[1]
+    ax.plot(per["generation"], 100 * per["best"], marker="o", ms=3, label="best")
+    ax.plot(per["generation"], 100 * per["median"], label="median")
+    ax.axhline(100 * result.start["val_accuracy"], color="0.5", ls="--", lw=0.8,
+               label="untuned start")
+    ax.set_xlabel("CMA-ES generation")
+    ax.set_ylabel("search-val. acc. %")
+    ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig

@@ -50,7 +50,6 @@ def plot_validation(report: ValidationReport) -> plt.Figure:
     names = report.names()
     for ax, (title, part) in zip(axes[0], parts, strict=True):
         _panel(ax, part, names, report.config.margin, title)
-    fig.tight_layout()
     return fig
 
 
@@ -75,5 +74,4 @@ def plot_fidelity(report: ValidationReport) -> plt.Figure:
     ax.set_xlabel("search fitness (search-validation acc. %)")
     ax.set_ylabel("held-out test acc. %")
     ax.legend(fontsize="x-small")
-    fig.tight_layout()
     return fig

@@ -1,0 +1,266 @@
+"""Tune the constants of a loss expression with CMA-ES (the ``cmaes`` package's ask/tell).
+
+GP finds a loss's *structure*; its constants are whatever the ephemeral constants and mutations
+left (NGL's 2.4092 looks tuned). GLO and TaylorGLO tune them with CMA-ES; so does
+:func:`tune_constants`: each CMA-ES generation asks for ``population_size`` constant vectors,
+the expression is rewritten with each, and all of them train as **one population-batched pass**
+(:func:`ngl.gp.worker.evaluate_chunk`, the search's own fitness) with the search's data, model,
+budget and seeds, so every evaluation shares the search's common random numbers and a tuned
+fitness is comparable to the search's.
+
+Resumable and exact: one row per evaluation is appended to ``history.jsonl`` when its
+generation's pass finishes, then the CMA-ES state (its RNG included) is pickled atomically to
+``checkpoint.pkl``. A killed run restarts from the last checkpoint; a generation whose rows were
+written but not checkpointed is re-asked (the restored RNG gives the same vectors) and its rows
+reused, not retrained. Generation ``-1`` is the expression as given (the untuned start).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+from cmaes import CMA
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from tqdm.auto import tqdm
+
+from ngl.gp.expression import LossExpression
+from ngl.gp.spec import RunOptions, SearchSpec
+from ngl.gp.worker import evaluate_chunk
+from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin
+from ngl.io.paths import runs_dir
+from ngl.io.records import (
+    append_rows,
+    atomic_write,
+    exclusive_lock,
+    read_json,
+    read_rows,
+    write_json_atomic,
+)
+
+__all__ = ["TuneSpec", "TuneResult", "tune_constants", "with_constants", "load_tuning"]
+
+Fitness = Callable[[list[str]], list[dict]]
+"""``fitness(texts) -> rows`` with at least ``val_accuracy`` and ``status`` per text."""
+
+
+def with_constants(expression: LossExpression, indices: Sequence[int],
+                   values: Sequence[float]) -> LossExpression:
+    """``expression`` with its ``indices``-th constants (in prefix order) set to ``values``."""
+    positions = [i for i, n in enumerate(expression.program) if isinstance(n, float)]
+    program = list(expression.program)
+    for k, v in zip(indices, values, strict=True):
+        program[positions[k]] = float(v)
+    return LossExpression(tuple(program))
+
+
+@pydantic_dataclass(frozen=True, config=STRICT)
+class TuneSpec(ConfigMixin):
+    """What a tuning run is (its hash names the run directory).
+
+    ``search`` supplies data, model, training budget, seeds and the constant range (its primitive
+    set's ``const_range``, or ``bounds``); ``constants`` picks which constants of ``expression``
+    are tuned (indices in prefix order; ``None``: all). ``sigma`` is CMA-ES's initial step size
+    (``None``: a sixth of the bounds' width); ``population_size`` ``None`` is CMA-ES's default
+    ``4 + 3 ln(n)``.
+    """
+
+    expression: str
+    search: SearchSpec
+    constants: Annotated[tuple[Annotated[int, Field(ge=0)], ...], AsTuple] | None = None
+    generations: Annotated[int, Field(ge=1)] = 8
+    population_size: Annotated[int, Field(ge=2)] | None = None
+    sigma: Annotated[float, Field(gt=0)] | None = None
+    bounds: Annotated[tuple[float, float], AsTuple] | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
+
+    def __post_init__(self) -> None:
+        expr = LossExpression.parse(self.expression)
+        n = len(expr.constants)
+        if n == 0:
+            raise ValueError(f"expression={self.expression!r} has no constants to tune")
+        idx = self.indices(n)
+        if not idx or len(set(idx)) != len(idx) or max(idx) >= n:
+            raise ValueError(f"constants={list(self.constants or ())}: expected distinct indices "
+                             f"below {n} (the expression's constants: {list(expr.constants)})")
+        lo, hi = self.resolved_bounds()
+        if not lo < hi:
+            raise ValueError(f"bounds={[lo, hi]}: expected low < high")
+        outside = [expr.constants[i] for i in idx if not lo <= expr.constants[i] <= hi]
+        if outside:
+            raise ValueError(f"constants {outside} of the expression lie outside bounds "
+                             f"{[lo, hi]}; widen bounds")
+
+    def indices(self, n: int | None = None) -> tuple[int, ...]:
+        if self.constants is not None:
+            return tuple(self.constants)
+        n = len(LossExpression.parse(self.expression).constants) if n is None else n
+        return tuple(range(n))
+
+    def resolved_bounds(self) -> tuple[float, float]:
+        if self.bounds is not None:
+            return self.bounds
+        cr = self.search.primitive_set.const_range
+        if cr is None:
+            raise ValueError("the search's primitive set has no const_range: give bounds")
+        return cr
+
+
+@dataclass
+class TuneResult:
+    """The evaluations of a tuning run: ``history`` (one row per evaluation), start and best."""
+
+    spec: TuneSpec
+    run_dir: Path
+    history: pd.DataFrame
+    complete: bool
+
+    @property
+    def start(self) -> dict:
+        return self.history[self.history["generation"] == -1].iloc[0].to_dict()
+
+    @property
+    def best(self) -> dict:
+        """The best evaluation (ties: the earliest)."""
+        h = self.history.sort_values(["val_accuracy", "generation", "index"],
+                                     ascending=[False, True, True])
+        return h.iloc[0].to_dict()
+
+    @property
+    def best_expression(self) -> LossExpression:
+        return LossExpression.parse(self.best["expression"])
+
+    def per_generation(self) -> pd.DataFrame:
+        """Best / median fitness and the mean of each tuned constant per generation."""
+        h = self.history
+        rows = []
+        for g, part in h.groupby("generation"):
+            consts = np.array(part["constants"].tolist(), dtype=float)
+            rows.append({"generation": int(g), "best": part["val_accuracy"].max(),
+                         "median": part["val_accuracy"].median(),
+                         **{f"c{k}": consts[:, k].mean() for k in range(consts.shape[1])}})
+        return pd.DataFrame(rows)
+
+
+def _fitness_of(spec: TuneSpec, options: RunOptions) -> Fitness:
+    def fitness(texts: list[str]) -> list[dict]:
+        return evaluate_chunk(spec.search.to_dict(), options.to_dict(), texts)
+
+    return fitness
+
+
+def tune_constants(expression: str | LossExpression, search: SearchSpec,
+                   run_dir: str | os.PathLike | None = None, *, constants: Sequence[int] | None = None,
+                   generations: int = 8, population_size: int | None = None,
+                   sigma: float | None = None, bounds: tuple[float, float] | None = None,
+                   seed: int = 0, options: RunOptions | None = None, progress: bool = True,
+                   fitness: Fitness | None = None) -> TuneResult:
+    """Tune ``expression``'s constants with CMA-ES on ``search``'s fitness; resumable.
+
+    Maximises search-validation accuracy (CMA-ES minimises its negative; a non-finite candidate
+    scores 0, as in the search). ``run_dir`` defaults to ``runs/tune/<TuneSpec key>``; running
+    the same spec again continues it. ``fitness`` replaces training (for tests and other
+    objectives): ``fitness(texts) -> [{"val_accuracy": ..., "status": ...}, ...]``.
+    """
+    spec = TuneSpec(expression=str(expression), search=search,
+                    constants=None if constants is None else tuple(constants),
+                    generations=generations, population_size=population_size, sigma=sigma,
+                    bounds=bounds, seed=seed)
+    options = options or RunOptions()
+    run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "tune" / spec.key
+    spec_file = run_dir / "tune_spec.json"
+    if spec_file.exists():
+        old = TuneSpec.from_dict(read_json(spec_file))
+        if old != spec:
+            raise ConfigError(f"{spec_file}: this folder tunes another spec (key {old.key}, "
+                              f"asked {spec.key}); use another run_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(run_dir / "tune.lock", f"tuning directory {run_dir}"):
+        write_json_atomic(spec_file, spec.to_dict())
+        _run(spec, run_dir, fitness or _fitness_of(spec, options), progress)
+    return load_tuning(run_dir)
+
+
+def _rows(gen: int, values: list[np.ndarray], texts: list[str], results: list[dict]) -> list[dict]:
+    return [{"generation": gen, "index": i, "constants": [float(v) for v in x],
+             "expression": t, "val_accuracy": float(r["val_accuracy"]), "status": r["status"],
+             "split": "search_validation"}
+            for i, (x, t, r) in enumerate(zip(values, texts, results, strict=True))]
+
+
+def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool) -> None:
+    expr = LossExpression.parse(spec.expression)
+    idx = spec.indices()
+    lo, hi = spec.resolved_bounds()
+    history = {}
+    for r in read_rows(run_dir / "history.jsonl"):
+        history.setdefault(r["generation"], []).append(r)
+    ckpt_path = run_dir / "checkpoint.pkl"
+    if ckpt_path.exists():
+        with open(ckpt_path, "rb") as fh:
+            state = pickle.load(fh)  # our own file, written below
+        cma, done = state["cma"], state["generation"]
+        # cmaes drops its RandomState when pickled (and unpickles an unseeded one): restore it,
+        # or a resumed run would ask for other vectors than an uninterrupted one
+        cma._rng.set_state(state["rng"])
+    else:
+        x0 = np.array([expr.constants[i] for i in idx], dtype=float)
+        cma = CMA(mean=x0, sigma=spec.sigma or (hi - lo) / 6,
+                  bounds=np.array([[lo, hi]] * len(idx)), seed=spec.seed,
+                  population_size=spec.population_size)
+        done = -1
+    if -1 not in history:  # the untuned start, scored with the same fitness
+        x0 = np.array([expr.constants[i] for i in idx], dtype=float)
+        append_rows(run_dir / "history.jsonl",
+                    _rows(-1, [x0], [str(expr)], fitness([str(expr)])))
+    bar = tqdm(total=spec.generations, initial=done + 1, disable=not progress,
+               desc="CMA-ES generations")
+    try:
+        for gen in range(done + 1, spec.generations):
+            xs = [cma.ask() for _ in range(cma.population_size)]
+            texts = [str(with_constants(expr, idx, x)) for x in xs]
+            rows = history.get(gen)
+            if rows is not None and len(rows) == len(xs) and not np.allclose(
+                    [r["constants"] for r in rows], xs, rtol=0, atol=1e-12):
+                raise ConfigError(f"{run_dir}/history.jsonl: generation {gen} holds other "
+                                  "constants than the restored CMA-ES asks for; the folder was "
+                                  "written by another run")
+            if rows is None or len(rows) != len(xs):
+                t0 = time.perf_counter()
+                rows = _rows(gen, xs, texts, fitness(texts))
+                for r in rows:
+                    r["wall_s"] = (time.perf_counter() - t0) / len(rows)
+                append_rows(run_dir / "history.jsonl", rows)
+            cma.tell([(x, -float(r["val_accuracy"])) for x, r in zip(xs, rows, strict=True)])
+            atomic_write(ckpt_path, lambda tmp, g=gen: tmp.write_bytes(
+                pickle.dumps({"cma": cma, "rng": cma._rng.get_state(), "generation": g})))
+            bar.update(1)
+            bar.set_postfix_str(f"best {max(r['val_accuracy'] for r in rows):.4f}")
+    finally:
+        bar.close()
+
+
+def load_tuning(run_dir: str | os.PathLike) -> TuneResult:
+    """A tuning run read back (finished or not), without training anything."""
+    run_dir = Path(run_dir)
+    spec_file = run_dir / "tune_spec.json"
+    if not spec_file.exists():
+        raise FileNotFoundError(f"no tuning run in {run_dir}: tune_spec.json is missing")
+    spec = TuneSpec.from_dict(read_json(spec_file))
+    rows = read_rows(run_dir / "history.jsonl")
+    history = pd.DataFrame(rows)
+    if len(history):  # a re-asked generation written twice (kill between rows and checkpoint)
+        history = history.drop_duplicates(["generation", "index"], keep="first")
+        history = history.sort_values(["generation", "index"]).reset_index(drop=True)
+    complete = bool(len(history)) and int(history["generation"].max()) == spec.generations - 1 \
+        and (history["generation"] == spec.generations - 1).sum() == (
+            history[history["generation"] == 0].shape[0])
+    return TuneResult(spec, run_dir, history, complete)

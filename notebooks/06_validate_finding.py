@@ -1,0 +1,196 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · From a search to a finding: held-out test accuracy, transfer and fidelity
+#
+# A search (notebook 02) ends with a hall of fame ranked by **search fitness**. That number is a
+# *selection* score: the best of many candidates, each trained briefly and scored on the split it
+# was selected on, is optimistic by construction. This notebook turns the search's best losses
+# into a claim a paper could make, with `ngl.validate`:
+#
+# 1. **Held-out test accuracy**: the top-k distinct found losses and the reference losses (cross
+#    entropy (CE), NGL, focal loss, label smoothing) are retrained at full fidelity over several
+#    seeds and scored on the dataset's test split. Seed *s* of every loss starts from the same
+#    weights and sees the same batches, so the differences to CE pair.
+# 2. **Statistics**: per loss the paired change to CE with its 95 % interval, paired t-test and
+#    Wilcoxon p-values, Holm-corrected across the found losses, and a verdict.
+# 3. **Transfer**: the same losses on other (dataset, model) pairs.
+# 4. **Fidelity**: does the cheap search fitness predict the held-out accuracy at all?
+#
+# **Three splits, and which number comes from which.**
+#
+# | split | drawn from | used for | numbers in this notebook |
+# |---|---|---|---|
+# | *search-train* | the dataset's training data (`n_train` examples, `data_seed`) | training each candidate during the search (a few hundred steps) | none |
+# | *search-validation* | the training data's validation hold-out (`n_val` examples, `data_seed`) | the search fitness, which the search selected on | the "search fitness" column and the x axis of the fidelity plot |
+# | *held-out test* | the dataset's test split (Fashion-MNIST: the official 10,000 test images; digits: a fixed, stratified 20 %) | nothing in the search | every accuracy, Δ, p-value and verdict below, the transfer columns and the y axis of the fidelity plot |
+#
+# The retraining here uses the whole training split (search-train is a subset of it) and reports
+# the accuracy of the last epoch on the test split: no choice is made on the test split.
+#
+# **Models.** The search scores candidates with the cheap `small_cnn` (global pooling right after
+# two convolutions), which underfits. The downstream default of `validate` is `dense_cnn` (the
+# same two convolutions, then a dense layer and dropout; about 91 % CE test accuracy on
+# Fashion-MNIST), so the held-out numbers are measured on a different, stronger network than the
+# fitness was: a loss that only suited `small_cnn`'s short budget shows up here.
+#
+# It uses the latest search under `runs/search/` (the one notebook 02 made; in quick mode its
+# quick search on the 8x8 digits data). Quick mode (`NGL_QUICK=1`) shrinks everything (2 seeds,
+# 20 steps per run, `small_cnn` on the main grid and `dense_cnn` as transfer): it shows the
+# workflow in a minute or two on a laptop CPU and **decides nothing**. Full mode uses `ValidateConfig()`'s defaults
+# (top 5, seeds 0-4, `dense_cnn` for 4 epochs, transfer to the other dataset and to
+# `small_inception`, fidelity over 10 + 10 candidates): a GPU, or hours on a CPU. The same stage
+# runs from a terminal: `python -m ngl validate runs/search/<key>`.
+
+# %% tags=["parameters"]
+import os
+
+QUICK = os.environ.get("NGL_QUICK") == "1"
+SEARCH_DIR = None  # a run directory such as "runs/search/<key>"; None: the latest one
+# ValidateConfig fields that differ from its defaults (full mode: none, i.e. ValidateConfig())
+CONFIG = dict(top_k=2, seeds=(0, 1), model="small_cnn",
+              train=dict(epochs=1, batch_size=64, max_steps_per_epoch=20),
+              transfer=(("digits", "dense_cnn"),), fidelity_top=3, fidelity_sample=2) if QUICK else {}
+DEVICE = "auto"
+OUT_DIR = None  # None: runs/validate/<search key>/<config key>
+SEED = 0
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+
+import ngl
+from ngl import ui
+from ngl.io import runs_dir
+
+ngl.setup(seed=SEED, style="paper")
+
+# %% [markdown]
+# ## The search to validate
+# A finished or still-running search both work: the losses to validate are chosen once, when the
+# output folder is created, and frozen in its `plan.json`, so re-running this notebook while the
+# search goes on validates the same losses. When there is no search yet (this notebook run
+# alone), a tiny one is run first, as notebook 03 does, so that every cell works.
+
+# %%
+search_dir = Path(SEARCH_DIR) if SEARCH_DIR else ui.latest_search(runs_dir() / "search")
+if search_dir is None:
+    print("no search found under", runs_dir() / "search", "- running a tiny one (about a minute on a CPU)")
+    tiny = ngl.SearchSpec(population_size=6 if QUICK else 12, generations=2 if QUICK else 4,
+                          budget=ngl.TrainBudget(steps=20 if QUICK else 60, batch_size=64),
+                          dataset="digits", n_train=400 if QUICK else None,
+                          n_val=200 if QUICK else None, seed=SEED,
+                          seed_expressions=(ngl.NGL_EXPRESSION,))
+    search_dir = runs_dir() / "search" / tiny.key
+    ngl.search(tiny, search_dir, chunk_size=12, progress=False)
+result = ngl.load(search_dir)
+spec = result.spec
+print(f"{search_dir}\n{len(result.history)} candidates, complete: {result.complete}; "
+      f"{spec.dataset}, fitness model {spec.model}, {spec.budget.steps} steps per candidate, "
+      f"search-train n={spec.n_train or 'all'}, search-validation n={spec.n_val or 'all'}")
+result.hall_of_fame(5)[["val_accuracy", "size", "generation", "origin", "expression"]]
+
+# %% [markdown]
+# ## Retrain on the held-out test split
+# One grid per (dataset, model) pair, all writing one results file: a finished run is never
+# trained again, so an interrupted cell continues where it stopped (interrupt the kernel and
+# re-run). `validate` refuses an output folder made with another configuration instead of mixing
+# the two.
+
+# %%
+config = ngl.ValidateConfig.from_dict({**CONFIG, "device": DEVICE})
+print(config.to_json())
+report = ngl.validate(search_dir, config, OUT_DIR)
+print(f"{len(report.results)} runs in {report.out_dir}; complete: {report.complete}")
+
+# %% [markdown]
+# ## The held-out table
+# One row per loss, trained with the main (dataset, model) pair: test accuracy in % (mean ± std
+# over the seeds, n runs), the paired change Δ to CE in percentage points with its 95 %
+# t-interval, the paired t-test and Wilcoxon p-values, the t-test's p-value after Holm's
+# correction over the found losses, the verdict and, for found losses, their search fitness
+# (search-validation accuracy, in %). The found losses are listed by formula under the table.
+#
+# * **Holm**: k found losses are k chances to beat CE by luck, so their p-values are corrected
+#   together (Holm's step-down keeps the chance that any of them is called different from CE by
+#   luck at 5 %). A reference loss (NGL, focal, label smoothing) is one comparison fixed in
+#   advance and keeps its own p-value.
+# * **The paper's rule**: the paper calls a loss "same as CE" when its change is within ±0.5
+#   points. The verdict is "better" or "worse" only when the paired mean change is outside that
+#   band **and** the (Holm-corrected) t-test is significant; otherwise "same". With 5 seeds the
+#   two-sided Wilcoxon test cannot go below p = 0.0625, so it is shown but never decides.
+# * **A found loss that does not beat CE is a result too.** It says that what the search found at
+#   its cheap budget (its fitness, selected on the search-validation split) does not carry over
+#   to a full training run on unseen data, which is what a reader needs to know before using it.
+#   Report it as such, with the search fitness next to the held-out number.
+
+# %%
+display(Markdown(report.to_markdown()))
+ui.save_table(report.to_markdown(), "validation_table", ext="md")
+ui.save_table(report.to_latex(), "validation_table", ext="tex")
+
+# %% [markdown]
+# ## Transfer to other (dataset, model) pairs
+# The same losses, seeds and training configuration on the transfer pairs, as extra columns of
+# the table above (mean test accuracy and paired Δ to CE on that pair's own test split). A loss
+# found on one dataset with one network that also helps elsewhere is a stronger finding; one
+# that helps only where it was found is specific to that setting.
+
+# %%
+names = report.names()
+wide = report.wide().assign(loss=lambda t: t["loss"].map(lambda s: names.get(s, s)))
+wide[["loss", "mean", "delta", "verdict"] + [c for c in wide.columns if "/" in c]].round(2)
+
+# %% [markdown]
+# ## The paired changes as a figure
+# One panel per (dataset, model): each loss's paired change to CE with its 95 % interval (found
+# losses in blue, references in grey), the grey band the paper's ±0.5 "same as CE".
+
+# %%
+fig = ui.plot_validation(report)
+ui.save_figure(fig, "validation", config={"search": spec.key, **config.to_dict()})
+plt.show()
+
+# %% [markdown]
+# ## Fidelity: does the search fitness predict the held-out result?
+# The top hall-of-fame entries plus a random sample of other trained candidates (a candidate that
+# diverged in the search counts with fitness 0), each retrained like the losses above and scored
+# on the test split. Spearman's ρ (with a bootstrap 95 % interval) near 1 means the cheap fitness
+# ranks losses as full training does; near 0 means the search was selecting on noise or on what
+# suits its short budget, and a larger budget per candidate (or another fitness model) is needed
+# before its ranking can be trusted.
+
+# %%
+if len(report.fidelity):
+    fig = ui.plot_fidelity(report)
+    ui.save_figure(fig, "fidelity", config={"search": spec.key, **config.to_dict()})
+    plt.show()
+    display(report.fidelity.round(4))
+else:
+    print("fidelity is off (fidelity_top = fidelity_sample = 0)")
+print({k: round(v, 3) if isinstance(v, float) else v for k, v in report.fidelity_stats.items()})
+
+# %% [markdown]
+# ## What to take away
+# * Report the **held-out** numbers (test split, several seeds, paired against CE) and give the
+#   search fitness only as what it is: the score the losses were selected on.
+# * "Better than CE" needs both the paper's ±0.5 points and a Holm-corrected paired test; with
+#   few seeds most found losses will be "same", and that is an answer.
+# * Quick-mode numbers (2 seeds, 20 steps per run on digits) only show the workflow. The GPU
+#   version of this validation on Fashion-MNIST is `benchmarks/gpu_finding.py`; the files of this
+#   run (`results.jsonl`, `table.md`/`.tex`/`.csv`, `fidelity.csv`, `plan.json`) are in
+#   `runs/validate/<search key>/<config key>/`, the figures and tables in
+#   `figures/06_validate_finding/`.

@@ -130,7 +130,8 @@ print(f"{len(report.results)} runs in {report.out_dir}; complete: {report.comple
 #   advance and keeps its own p-value.
 # * **The paper's rule**: the paper calls a loss "same as CE" when its change is within ±0.5
 #   points. The verdict is "better" or "worse" only when the paired mean change is outside that
-#   band **and** the (Holm-corrected) t-test is significant; otherwise "same". With 5 seeds the
+#   band **and** the (Holm-corrected) t-test is significant; "not significant" when the change is
+#   outside the band but the test does not confirm it; otherwise "same". With 5 seeds the
 #   two-sided Wilcoxon test cannot go below p = 0.0625, so it is shown but never decides.
 # * **A found loss that does not beat CE is a result too.** It says that what the search found at
 #   its cheap budget (its fitness, selected on the search-validation split) does not carry over

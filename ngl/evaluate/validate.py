@@ -214,7 +214,8 @@ def verdicts(table: pd.DataFrame, found: list[str], margin: float, alpha: float,
     ``paper_rule`` is the authors' rule on the paired mean change alone (within ±margin:
     "same"). ``verdict`` is "better"/"worse" only when the rule says so *and* the paired t-test
     is significant after Holm's correction over the found losses (for a reference loss: the
-    uncorrected t-test, one pre-specified comparison); otherwise "same".
+    uncorrected t-test, one pre-specified comparison); "same" when the rule says so; and
+    "not significant" when the change is outside the band but the test does not confirm it.
     """
     t = table.copy()
     t["p_holm"] = np.nan
@@ -231,7 +232,8 @@ def verdicts(table: pd.DataFrame, found: list[str], margin: float, alpha: float,
     t["paper_rule"] = np.where(t["delta"].isna(), "n/a", rule)
     sig = (p < alpha).fillna(False).to_numpy(dtype=bool)
     t["verdict"] = np.where(t["delta"].isna(), "n/a",
-                            np.where(sig & (rule != "same"), rule, "same"))
+                            np.where(rule == "same", "same",
+                                     np.where(sig, rule, "not significant")))
     t.loc[t["loss"] == baseline, ["paper_rule", "verdict"]] = "baseline"
     return t
 
@@ -312,7 +314,8 @@ class ValidationReport:
         pairs = [c[:-5] for c in w.columns if c.endswith(" mean")]
         head = ["loss", f"test acc. % ({self.plan['dataset']}/{self.config.model})",
                 f"Δ vs {self.config.baseline} [95% CI]", "p (t)", "p (Wilcoxon)", "p Holm",
-                "verdict", "search fitness"] + [f"{p}: acc. (Δ)" for p in pairs]
+                f"paper rule (±{self.config.margin:g})", "verdict", "search fitness",
+                *[f"{p}: acc. (Δ)" for p in pairs]]
 
         def f(v: float, sign: bool = False) -> str:
             if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -329,7 +332,8 @@ class ValidationReport:
             cells = [name, f"{f(r['mean'])} ± {f(r['std'])} (n={int(r['n'])})",
                      f"{f(r['delta'], True)} [{f(r['delta_ci_low'], True)}, "
                      f"{f(r['delta_ci_high'], True)}]", p(r["p_ttest"]), p(r["p_wilcoxon"]),
-                     p(r["p_holm"]), r["verdict"], f(100 * fit) if not math.isnan(fit) else "–"]
+                     p(r["p_holm"]), r["paper_rule"], r["verdict"],
+                     f(100 * fit) if not math.isnan(fit) else "–"]
             for pr in pairs:
                 cells.append(f"{f(r[f'{pr} mean'])} ({f(r[f'{pr} delta'], True)})")
             lines.append("| " + " | ".join(cells) + " |")

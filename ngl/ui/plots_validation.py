@@ -39,14 +39,14 @@ def _panel(ax: plt.Axes, part: pd.DataFrame, names: dict[str, str], margin: floa
 
 def plot_validation(report: ValidationReport) -> plt.Figure:
     """Paired change to the baseline (mean, 95 % CI) per loss; one panel per (dataset, model)."""
-    parts = [(f"{report.plan['dataset']}/{report.config.model} (held-out test)", report.table)]
+    parts = [(f"{report.plan['dataset']}/{report.config.model}\n(held-out test)", report.table)]
     for (d, m), part in report.transfer.groupby(["dataset", "model"], sort=False):
-        parts.append((f"transfer: {d}/{m}", part))
+        parts.append((f"transfer:\n{d}/{m}", part))
     parts = [(t, p) for t, p in parts if len(p) and p["delta"].notna().any()]
     if not parts:
         raise ValueError(f"{report.out_dir}: no finished pairs with the baseline yet")
-    fig, axes = plt.subplots(1, len(parts), figsize=(TEXT_WIDTH, 0.4 + 0.28 * len(parts[0][1])),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(parts), figsize=(TEXT_WIDTH, 1.0 + 0.3 * len(parts[0][1])),
+                             sharey=True, squeeze=False, layout="constrained")
     names = report.names()
     for ax, (title, part) in zip(axes[0], parts, strict=True):
         _panel(ax, part, names, report.config.margin, title)
@@ -58,7 +58,7 @@ def plot_fidelity(report: ValidationReport) -> plt.Figure:
     pts = report.fidelity
     if not len(pts):
         raise ValueError(f"{report.out_dir}: no fidelity runs finished yet")
-    fig, ax = plt.subplots(figsize=(TEXT_WIDTH / 2, 2.6))
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH / 2, 2.6), layout="constrained")
     for source, marker in (("hall_of_fame", "o"), ("random", "^")):
         sub = pts[pts["source"] == source]
         if len(sub):

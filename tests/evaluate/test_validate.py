@@ -75,7 +75,8 @@ def test_holm_and_verdicts_by_hand():
     assert out.loc[["a", "b", "c"], "p_holm_wilcoxon"].tolist() == pytest.approx(
         [0.1875, 0.1875, 0.1875])
     assert out.loc["a", "verdict"] == "better"  # > +0.5 and Holm p = 0.03
-    assert out.loc["b", "paper_rule"] == "better" and out.loc["b", "verdict"] == "same"  # p 0.06
+    assert out.loc["b", "paper_rule"] == "better"  # Holm p = 0.06: not confirmed
+    assert out.loc["b", "verdict"] == "not significant"
     assert out.loc["c", "paper_rule"] == "same" and out.loc["c", "verdict"] == "same"
     assert out.loc["ce", "verdict"] == "baseline"
     # a reference is one pre-specified comparison: its own p-value, no correction

@@ -37,7 +37,6 @@ NUM_CLASSES = 10  # for the loss-shape plots
 SEED = 0
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,7 +44,6 @@ from IPython.display import Math, display
 
 import ngl
 from ngl import ui
-from ngl.io import runs_dir
 
 ngl.setup(seed=SEED, style="paper")
 
@@ -58,16 +56,7 @@ ngl.setup(seed=SEED, style="paper")
 # run is fine.
 
 # %%
-search_dir = Path(SEARCH_DIR) if SEARCH_DIR else ui.latest_search(runs_dir() / "search")
-if search_dir is None:
-    print("no search found under", runs_dir() / "search", "- running a tiny one (about a minute on a CPU)")
-    tiny = ngl.SearchSpec(population_size=6 if QUICK else 12, generations=2 if QUICK else 4,
-                          budget=ngl.TrainBudget(steps=20 if QUICK else 60, batch_size=64),
-                          dataset="digits", n_train=400 if QUICK else None,
-                          n_val=200 if QUICK else None, seed=SEED,
-                          seed_expressions=(ngl.NGL_EXPRESSION,))
-    search_dir = runs_dir() / "search" / tiny.key
-    ngl.search(tiny, search_dir, chunk_size=12, progress=False)
+search_dir = ui.search_or_tiny(SEARCH_DIR, quick=QUICK, seed=SEED)
 result = ngl.load(search_dir)
 config = result.spec
 print(f"{search_dir}\n{len(result.history)} candidates, {config.generations} generations planned, "

@@ -67,14 +67,12 @@ OUT_DIR = None  # None: runs/validate/<search key>/<config key>
 SEED = 0
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 import ngl
 from ngl import ui
-from ngl.io import runs_dir
 
 ngl.setup(seed=SEED, style="paper")
 
@@ -86,16 +84,7 @@ ngl.setup(seed=SEED, style="paper")
 # alone), a tiny one is run first, as notebook 03 does, so that every cell works.
 
 # %%
-search_dir = Path(SEARCH_DIR) if SEARCH_DIR else ui.latest_search(runs_dir() / "search")
-if search_dir is None:
-    print("no search found under", runs_dir() / "search", "- running a tiny one (about a minute on a CPU)")
-    tiny = ngl.SearchSpec(population_size=6 if QUICK else 12, generations=2 if QUICK else 4,
-                          budget=ngl.TrainBudget(steps=20 if QUICK else 60, batch_size=64),
-                          dataset="digits", n_train=400 if QUICK else None,
-                          n_val=200 if QUICK else None, seed=SEED,
-                          seed_expressions=(ngl.NGL_EXPRESSION,))
-    search_dir = runs_dir() / "search" / tiny.key
-    ngl.search(tiny, search_dir, chunk_size=12, progress=False)
+search_dir = ui.search_or_tiny(SEARCH_DIR, quick=QUICK, seed=SEED)
 result = ngl.load(search_dir)
 spec = result.spec
 print(f"{search_dir}\n{len(result.history)} candidates, complete: {result.complete}; "

@@ -37,6 +37,14 @@ def _conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.S
     )
 
 
+def _two_conv_blocks(in_channels: int, width: int, input_size: int) -> list[nn.Module]:
+    """Two conv-BN-ReLU blocks (width, 2 x width), each max-pooled for inputs of 16 px or more."""
+    pool: Callable[[], nn.Module] = (
+        (lambda: nn.MaxPool2d(2)) if input_size >= 16 else nn.Identity
+    )
+    return [_conv_bn_relu(in_channels, width), pool(), _conv_bn_relu(width, 2 * width), pool()]
+
+
 def paper_head(in_features: int, num_classes: int, hidden: tuple[int, int] = (128, 64),
                dropout: float = 0.5) -> nn.Sequential:
     """The authors' downstream top: Flatten-BN-Dense(128)-Drop-BN-Dense(64)-Drop-BN-Dense(C).
@@ -79,17 +87,8 @@ class SmallCNN(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28,
                  width: int = 32, head: str = "linear") -> None:
         super().__init__()
-        pool: Callable[[], nn.Module] = (
-            (lambda: nn.MaxPool2d(2)) if input_size >= 16 else nn.Identity
-        )
-        self.features = nn.Sequential(
-            _conv_bn_relu(in_channels, width),
-            pool(),
-            _conv_bn_relu(width, 2 * width),
-            pool(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
+        self.features = nn.Sequential(*_two_conv_blocks(in_channels, width, input_size),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = _make_head(head, 2 * width, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -111,16 +110,8 @@ class DenseCNN(nn.Module):
                  head: str = "linear") -> None:
         super().__init__()
         pooled = input_size // 4 if input_size >= 16 else input_size
-        pool: Callable[[], nn.Module] = (
-            (lambda: nn.MaxPool2d(2)) if input_size >= 16 else nn.Identity
-        )
-        self.features = nn.Sequential(
-            _conv_bn_relu(in_channels, width),
-            pool(),
-            _conv_bn_relu(width, 2 * width),
-            pool(),
-            nn.Flatten(),
-        )
+        self.features = nn.Sequential(*_two_conv_blocks(in_channels, width, input_size),
+                                      nn.Flatten())
         flat = 2 * width * pooled * pooled
         if head == "linear":
             self.head: nn.Module = nn.Sequential(

@@ -6,6 +6,7 @@ from ngl.ui.browsers import (
     hall_of_fame_browser,
     latest_search,
     loss_explorer,
+    search_or_tiny,
 )
 from ngl.ui.downstream import (
     LiveTable,
@@ -86,6 +87,7 @@ __all__ = [
     "hall_of_fame_browser",
     "kept_fields",
     "latest_search",
+    "search_or_tiny",
     "loss_explorer",
     "loss_shape_data",
     "parse_seeds",

@@ -17,13 +17,14 @@ from IPython.display import Math
 from ngl.gp.expression import LossExpression
 from ngl.io.paths import runs_dir
 from ngl.losses.registry import get_loss
-from ngl.losses.zoo import NGL_ALPHA
+from ngl.losses.zoo import NGL_ALPHA, NGL_EXPRESSION
 from ngl.ui.plots_losses import draw_tree, loss_shape_data, plot_loss_shapes, tree_layout
 from ngl.ui.style import TEXT_WIDTH
 from ngl.ui.widget_kit import figure_png, new_figure, short_label, show_errors
 
-__all__ = ["HallOfFameBrowser", "LossExplorer", "hall_of_fame_browser", "latest_search",
-           "loss_explorer"]
+__all__ = [
+    "HallOfFameBrowser", "LossExplorer", "hall_of_fame_browser", "latest_search",
+    "loss_explorer", "search_or_tiny"]
 
 
 def latest_search(root: str | os.PathLike | None = None) -> Path | None:
@@ -39,6 +40,34 @@ def latest_search(root: str | os.PathLike | None = None) -> Path | None:
     if not runs:
         return None
     return max(runs, key=lambda p: ((p / "history.jsonl").stat().st_mtime_ns, p.name))
+
+
+def search_or_tiny(search_dir: str | os.PathLike | None = None, quick: bool = True,
+                   seed: int = 0) -> Path:
+    """``search_dir``, else the latest search, else a tiny digits search run now (with NGL seeded).
+
+    Notebooks that show a search (03, 06) work on their own this way: with no search yet they say
+    so in one line and run a small one (about a minute on a CPU in quick mode).
+    """
+    if search_dir:
+        return Path(search_dir)
+    found = latest_search(runs_dir() / "search")
+    if found is not None:
+        return found
+    from ngl.fitness import TrainBudget
+    from ngl.gp.search import run_search
+    from ngl.gp.spec import RunOptions, SearchSpec
+
+    print("no search found under", runs_dir() / "search",
+          "- running a tiny one (about a minute on a CPU)")
+    tiny = SearchSpec(population_size=6 if quick else 12, generations=2 if quick else 4,
+                      budget=TrainBudget(steps=20 if quick else 60, batch_size=64),
+                      dataset="digits", n_train=400 if quick else None,
+                      n_val=200 if quick else None, seed=seed,
+                      seed_expressions=(NGL_EXPRESSION,))
+    run_dir = runs_dir() / "search" / tiny.key
+    run_search(tiny, run_dir, RunOptions(chunk_size=12), progress=False)
+    return run_dir
 
 
 class HallOfFameBrowser:

@@ -38,7 +38,15 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from ngl.data import available_datasets
-from ngl.evaluate.grid import GridConfig, _loss_specs, _names, load_results, loss_label, run_grid
+from ngl.evaluate.grid import (
+    GridConfig,
+    _loss_specs,
+    _names,
+    grid_cells,
+    load_results,
+    loss_label,
+    run_grid,
+)
 from ngl.evaluate.paper import SAME_AS_CE_BAND
 from ngl.evaluate.summary import summarise
 from ngl.gp.result import SearchResult, load_result
@@ -372,8 +380,7 @@ def _summaries(config: ValidateConfig, grids: dict[str, GridConfig], results: pd
                plan: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     found = [f["expression"] for f in plan["found"]]
     fitness = {f["expression"]: f["search_fitness"] for f in plan["found"]}
-    main_keys = {c for c in _keys(grids["main"])}
-    main = results[results["cell_key"].isin(main_keys)] if len(results) else results
+    main = results[results["cell_key"].isin(_keys(grids["main"]))] if len(results) else results
     if len(main):
         table = summarise(main, by=("dataset", "model", "loss"), baseline=config.baseline)
     else:
@@ -398,8 +405,6 @@ def _summaries(config: ValidateConfig, grids: dict[str, GridConfig], results: pd
 
 
 def _keys(grid: GridConfig) -> set[str]:
-    from ngl.evaluate.grid import grid_cells
-
     return {c["cell_key"] for c in grid_cells(grid)}
 
 

@@ -15,7 +15,7 @@ Importing ngl has no side effects on seeds, styles or files.
 
 from ngl.api import grid, load, resume, search
 from ngl.evaluate import GridConfig, ValidateConfig, validate
-from ngl.fitness import TrainBudget
+from ngl.fitness import SuccessiveHalving, TrainBudget
 from ngl.gp import (
     PRESETS,
     ExpressionLoss,
@@ -68,6 +68,7 @@ __all__ = [
     "RunOptions",
     "SearchResult",
     "SearchSpec",
+    "SuccessiveHalving",
     "SymmetricCE",
     "TrainBudget",
     "TrainConfig",

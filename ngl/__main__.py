@@ -1,7 +1,7 @@
 """Command line: long searches on a GPU server, through the same front door as the notebooks.
 
     python -m ngl search --spec spec.json [--run-dir DIR] [--device cuda] [--chunk-size 64]
-                         [--cuda-graph] [--data-root DIR] [--dask-scheduler tcp://host:8786]
+                         [--cuda-graph] [--compile] [--data-root DIR] [--dask-scheduler tcp://host:8786]
     python -m ngl resume DIR [--device ...]    # continue; run options default to the last used
     python -m ngl show DIR                     # generation summary and hall of fame
     python -m ngl example-spec                 # print a spec to start from
@@ -63,6 +63,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                    help="candidates per worker task (the unit of resume)")
     p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
                    help="replay each training step as a CUDA graph")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the folded population network (long searches)")
     p.add_argument("--data-root", default=None, help="folder holding the dataset's files")
     p.add_argument("--dask-scheduler", default=None, help="address of a Dask scheduler")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -102,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd == "validate":
         return _validate(args)
     options = {"device": args.device, "chunk_size": args.chunk_size,
-               "cuda_graph": args.cuda_graph, "data_root": args.data_root}
+               "cuda_graph": args.cuda_graph, "compile": args.compile,
+               "data_root": args.data_root}
     # the flags are run options: checked as such first, and named as flags in errors
     given = {k: v for k, v in options.items() if v is not None}
     try:

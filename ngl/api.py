@@ -36,31 +36,36 @@ def _options(base: RunOptions, **overrides) -> RunOptions:
 
 def search(spec: SearchSpec, run_dir: str | os.PathLike | None = None, *,
            device: str | None = None, chunk_size: int | None = None,
-           cuda_graph: bool | None = None, data_root: str | None = None,
+           cuda_graph: bool | None = None, compile: bool | None = None,
+           data_root: str | None = None,
            hall_of_fame_size: int | None = None, executor: Executor | None = None,
            progress: bool = True,
            callback: Callable[[dict, GPSearch], None] | None = None) -> SearchResult:
     """Run the search ``spec`` in ``run_dir`` (default ``runs/search/<spec.key>``).
 
     Re-running the same spec continues it; the run options (``device``, ``chunk_size``,
-    ``cuda_graph``, ``data_root``, ``hall_of_fame_size``) never change which search it is.
+    ``cuda_graph``, ``compile``, ``data_root``, ``hall_of_fame_size``) never change which
+    search it is.
     ``executor`` is any ``concurrent.futures.Executor`` (a Dask client's for a cluster).
     """
     options = _options(RunOptions(), device=device, chunk_size=chunk_size, cuda_graph=cuda_graph,
-                       data_root=data_root, hall_of_fame_size=hall_of_fame_size)
+                       compile=compile, data_root=data_root,
+                       hall_of_fame_size=hall_of_fame_size)
     return GPSearch(spec, run_dir, options, executor=executor, progress=progress,
                     callback=callback).run()
 
 
 def resume(run_dir: str | os.PathLike, *, device: str | None = None,
            chunk_size: int | None = None, cuda_graph: bool | None = None,
+           compile: bool | None = None,
            data_root: str | None = None, hall_of_fame_size: int | None = None,
            executor: Executor | None = None, progress: bool = True,
            callback: Callable[[dict, GPSearch], None] | None = None) -> SearchResult:
     """Continue the search in ``run_dir`` with its last run options, unless overridden here."""
     base = load_result(run_dir).options
     options = _options(base, device=device, chunk_size=chunk_size, cuda_graph=cuda_graph,
-                       data_root=data_root, hall_of_fame_size=hall_of_fame_size)
+                       compile=compile, data_root=data_root,
+                       hall_of_fame_size=hall_of_fame_size)
     return _resume(run_dir, options, executor=executor, progress=progress, callback=callback)
 
 

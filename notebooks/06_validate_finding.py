@@ -27,6 +27,8 @@
 #    Wilcoxon p-values, Holm-corrected across the found losses, and a verdict.
 # 3. **Transfer**: the same losses on other (dataset, model) pairs.
 # 4. **Fidelity**: does the cheap search fitness predict the held-out accuracy at all?
+# 5. **Tuning a constant**: NGL's α tuned with CMA-ES from α = 1.0 on the search's fitness, then
+#    checked on the held-out test split like everything else.
 #
 # **Three splits, and which number comes from which.**
 #
@@ -65,6 +67,11 @@ CONFIG = dict(top_k=2, seeds=(0, 1), model="small_cnn",
 DEVICE = "auto"
 OUT_DIR = None  # None: runs/validate/<search key>/<config key>
 SEED = 0
+# CMA-ES tuning of NGL's alpha on the search's fitness (runs/tune/<key>), started from TUNE_START
+TUNE_START = 1.0
+TUNE_GENERATIONS = 3 if QUICK else 10
+TUNE_POPULATION = 4 if QUICK else 8  # evaluations per generation, trained as one batched pass
+TUNE_BOUNDS = (-5.0, 5.0)  # the default primitive set's constant range
 
 # %%
 
@@ -73,6 +80,8 @@ from IPython.display import Markdown, display
 
 import ngl
 from ngl import ui
+from ngl.evaluate import summarise, verdicts
+from ngl.gp import with_constants
 
 ngl.setup(seed=SEED, style="paper")
 
@@ -174,13 +183,74 @@ else:
 print({k: round(v, 3) if isinstance(v, float) else v for k, v in report.fidelity_stats.items()})
 
 # %% [markdown]
+# ## Tuning NGL's constant with CMA-ES
+# GP finds a loss's *structure*; its constants are whatever random constants and mutation left.
+# NGL's $\alpha = 2.4092$ has four decimals, which looks tuned rather than found, and GLO and
+# TaylorGLO tune the constants of a found loss in a second stage with CMA-ES. `ngl.tune_constants`
+# does that here: starting from $\alpha = 1.0$ (an untuned value; the other constant, the 1 in
+# $1 + y$, stays fixed), each CMA-ES generation proposes `TUNE_POPULATION` values of $\alpha$,
+# and all of them train as **one population-batched pass**, exactly as the search scores a
+# generation of candidates, with the search's data, model, budget and seed. The fitness it
+# maximises is therefore the **search-validation accuracy**, the number the search selected on
+# (generation -1 in the plot is the untuned start; the dotted line is the paper's α). The run is
+# resumable (`runs/tune/<key>/`): re-running this cell continues it or reads it back.
+
+# %%
+ngl_expression = ngl.LossExpression.parse(ngl.NGL_EXPRESSION)
+alpha_index = ngl_expression.constants.index(ngl.NGL_ALPHA)  # alpha's place among the constants
+start = with_constants(ngl_expression, [alpha_index], [TUNE_START])
+tuning = ngl.tune_constants(start, spec, constants=[alpha_index], generations=TUNE_GENERATIONS,
+                            population_size=TUNE_POPULATION, bounds=TUNE_BOUNDS, seed=SEED,
+                            options=ngl.RunOptions(device=DEVICE))
+alpha_tuned = tuning.best["constants"][0]
+print(f"{tuning.run_dir}\nstart: {start}\nalpha {TUNE_START:g} -> {alpha_tuned:.4f} "
+      f"(paper {ngl.NGL_ALPHA}); search fitness {100 * tuning.start['val_accuracy']:.2f} % -> "
+      f"{100 * tuning.best['val_accuracy']:.2f} %")
+fig = ui.plot_tuning(tuning, names=["α"], reference=[ngl.NGL_ALPHA])  # dotted: the paper's α
+ui.save_figure(fig, "tuning", config={**tuning.spec.to_dict(), "search": spec.key})
+plt.show()
+tuning.per_generation().round(4)
+
+# %% [markdown]
+# ### Does the tuned α hold up on the held-out test split?
+# The best α is the best of `TUNE_GENERATIONS × TUNE_POPULATION` tries on one split and one
+# seed, so its fitness gain is optimistic in the same way a search's best fitness is. What counts
+# is the held-out comparison: the untuned α = 1.0, the tuned α and the paper's α, trained like
+# the held-out table above (same model, training, seeds and data, scored on the test split), with
+# the paired change to the **untuned** loss, its 95 % interval, the paired t-test and Wilcoxon
+# p-values, and the verdict by the same rule (±0.5 points and a significant t-test). A tuned α
+# that is "same" or "not significant" is a negative result: tuning bought search fitness, not
+# test accuracy. Report it as such.
+
+# %%
+untuned, tuned = f"NGL α={TUNE_START:g} (untuned)", f"NGL α={alpha_tuned:.3f} (CMA-ES)"
+tuning_grid = ngl.GridConfig(
+    datasets=report.plan["dataset"], models=config.model, seeds=config.seeds, train=config.train,
+    losses=({"name": tuning.start["expression"], "label": untuned},
+            {"name": tuning.best["expression"], "label": tuned},
+            {"name": "ngl", "label": f"NGL α={ngl.NGL_ALPHA} (paper)"}),
+    n_train=config.n_train, n_val=config.n_val, n_test=config.n_test,
+    data_seed=report.plan["data_seed"], device=DEVICE)
+tuning_runs = ngl.grid(tuning_grid)  # runs/grid/<key>/results.jsonl
+tuning_table = verdicts(summarise(tuning_runs, by=("dataset", "model", "loss"), baseline=untuned),
+                        found=[tuned], margin=config.margin, alpha=config.alpha, baseline=untuned)
+tuning_table["search fitness"] = tuning_table["loss"].map(
+    {untuned: 100 * tuning.start["val_accuracy"], tuned: 100 * tuning.best["val_accuracy"]})
+tuning_table[["loss", "n", "mean", "std", "delta", "delta_ci_low", "delta_ci_high", "p_ttest",
+              "p_wilcoxon", "verdict", "search fitness"]].round(3)
+
+# %% [markdown]
 # ## What to take away
 # * Report the **held-out** numbers (test split, several seeds, paired against CE) and give the
 #   search fitness only as what it is: the score the losses were selected on.
 # * "Better than CE" needs both the paper's ±0.5 points and a Holm-corrected paired test; with
 #   few seeds most found losses will be "same", and that is an answer.
+# * A tuned constant is a selection too: CMA-ES raises the search fitness it optimises by
+#   construction, and only the held-out comparison says whether α = 2.4092 (or the tuned value)
+#   beats an untuned α = 1.0.
 # * Quick-mode numbers (2 seeds, 20 steps per run on digits) only show the workflow. The GPU
 #   version of this validation on Fashion-MNIST is `benchmarks/gpu_finding.py`; the files of this
 #   run (`results.jsonl`, `table.md`/`.tex`/`.csv`, `fidelity.csv`, `plan.json`) are in
-#   `runs/validate/<search key>/<config key>/`, the figures and tables in
+#   `runs/validate/<search key>/<config key>/`, the tuning run in `runs/tune/<key>/` and its
+#   held-out runs in `runs/grid/<key>/`, the figures and tables in
 #   `figures/06_validate_finding/`.

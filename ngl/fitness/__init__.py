@@ -5,6 +5,7 @@
 from ngl.fitness.budget import (
     FitnessResult,
     LossFn,
+    SuccessiveHalving,
     TrainBudget,
     make_result,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "FitnessResult",
     "FoldedEngine",
     "LossFn",
+    "SuccessiveHalving",
     "TrainBudget",
     "VmapEngine",
     "WARMUP_STEPS",

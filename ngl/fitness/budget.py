@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ngl.io.config import STRICT, ConfigMixin
 
-__all__ = ["LossFn", "TrainBudget", "FitnessResult", "make_result"]
+__all__ = ["LossFn", "TrainBudget", "SuccessiveHalving", "FitnessResult", "make_result"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """A candidate loss: ``loss(logits[B, C], target[B] int64) -> scalar tensor``."""
@@ -49,6 +49,46 @@ class TrainBudget(ConfigMixin):
                              f"got optimizer={self.optimizer!r}, momentum={self.momentum}")
 
 
+@pydantic_dataclass(frozen=True, config=STRICT)
+class SuccessiveHalving(ConfigMixin):
+    """Successive halving inside a batched training call: stop most candidates early.
+
+    All candidates train to the first rung, are scored on the search-validation split, and
+    only the best ``ceil(n / eta)`` go on to the next rung; the others stop there. With
+    ``rungs=3, eta=3`` the rungs are at 1/9, 1/3 and 1 of ``TrainBudget.steps``. Because the
+    search's budget has a constant learning rate, a candidate stopped at a rung has trained
+    exactly the first steps of what it would have trained to the end.
+
+    Selection rule (the one successive halving itself uses): candidates are ranked by the
+    rung they reached, then by their score there -- a candidate that reached a later rung
+    beat, at every earlier rung, the ones that stopped there.
+    """
+
+    eta: Annotated[int, Field(ge=2)] = 3
+    rungs: Annotated[int, Field(ge=2)] = 3
+
+    def rung_steps(self, steps: int) -> tuple[int, ...]:
+        """Steps trained at the end of each rung, e.g. (11, 33, 100) for 100 steps."""
+        return tuple(round(steps / self.eta ** (self.rungs - 1 - k)) for k in range(self.rungs))
+
+    def check(self, steps: int, where: str = "successive_halving") -> None:
+        """Refuse a budget too short for the rungs (a rung of 0 steps, or two rungs equal)."""
+        if not self._fits(steps):
+            least = next(s for s in range(1, self.eta ** self.rungs + 1) if self._fits(s))
+            raise ValueError(
+                f"{where}: rungs={self.rungs}, eta={self.eta} on {steps} steps gives rungs at "
+                f"{list(self.rung_steps(steps))} steps; expected at least 1 step and strictly "
+                f"more at each rung (budget.steps >= {least}, or fewer rungs)")
+
+    def _fits(self, steps: int) -> bool:
+        at = self.rung_steps(steps)
+        return at[0] >= 1 and all(b > a for a, b in zip(at, at[1:], strict=False))
+
+    def survivors(self, n: int) -> int:
+        """How many of `n` candidates go on to the next rung: ``ceil(n / eta)``, at least 1."""
+        return max(1, -(-n // self.eta))
+
+
 @dataclass(frozen=True)
 class FitnessResult:
     """Outcome of training one candidate.
@@ -57,6 +97,9 @@ class FitnessResult:
     pass's time divided by the candidates in the pass (the amortised share).
     ``final_train_loss`` is the candidate's own loss on the last batch it attempted (for a
     non-finite candidate, the value that stopped it). ``steps_done`` counts applied updates.
+    With successive halving, ``rung`` is the last rung the candidate was trained to (0-based)
+    and ``rung_accuracies`` its search-validation accuracy at each rung it reached (the last
+    one is ``val_accuracy``); without it, ``rung`` is None and the list empty.
     """
 
     val_accuracy: float
@@ -65,14 +108,18 @@ class FitnessResult:
     status: str
     final_train_loss: float
     steps_done: int
+    rung: int | None = None
+    rung_accuracies: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def make_result(ok: bool, acc: float, ce: float, time_s: float, last_loss: float,
-                steps: int) -> FitnessResult:
+                steps: int, rung: int | None = None,
+                rung_accuracies: tuple[float, ...] = ()) -> FitnessResult:
     """The result of one candidate; a non-finite one (``ok=False``) scores 0.0 with no CE."""
     if not ok:
-        return FitnessResult(0.0, math.nan, time_s, "nonfinite", last_loss, steps)
-    return FitnessResult(acc, ce, time_s, "ok", last_loss, steps)
+        return FitnessResult(0.0, math.nan, time_s, "nonfinite", last_loss, steps, rung,
+                             rung_accuracies)
+    return FitnessResult(acc, ce, time_s, "ok", last_loss, steps, rung, rung_accuracies)

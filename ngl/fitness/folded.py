@@ -193,6 +193,16 @@ class FoldedEngine:
         self.pop, self.net = pop, fold([model] * pop)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
 
+    def tensors(self) -> list[Tensor]:
+        """Every per-candidate tensor (parameters, then running statistics), candidate-major:
+        ``t.view(pop, -1)[i]`` is candidate i's part. Successive halving moves candidates
+        between engines through these."""
+        return list(self.net.parameters()) + [b for b in self.net.buffers() if b.ndim > 0]
+
+    def shared(self) -> list[Tensor]:
+        """Tensors one for all candidates (BatchNorm's ``num_batches_tracked`` counters)."""
+        return [b for b in self.net.buffers() if b.ndim == 0]
+
     def __call__(self, x: Tensor) -> Tensor:
         out = self.net(x)  # [B, P*C], candidate-major
         return out.unflatten(-1, (self.pop, -1)).movedim(-2, 0)

@@ -49,27 +49,42 @@ restored after every optimizer step, so they stay at the last finite values, and
 candidates are not disturbed (no tensor mixes candidates). Its result has
 ``status="nonfinite"``, ``val_accuracy=0.0`` (the worst possible score, so it sorts last and
 stays a plain float for selection, JSON and pandas) and ``val_ce=nan`` (not measured).
+
+Successive halving (``halving=SuccessiveHalving(...)``): the candidates train in lockstep to the
+first rung (e.g. 1/9 of the steps), are scored on the validation split, and only the best
+``ceil(n / eta)`` go on; the others stop with their score at that rung. The survivors' slices of
+the stacked parameters, running statistics and optimizer state are gathered into a new, smaller
+batched network (re-folded, not masked), so the compute really shrinks. The budget's learning
+rate is constant and the batches and dropout stream go on where they stopped, so a survivor
+trained to the end computes what it would have computed without halving (up to float rounding,
+as for any change of which candidates share a pass).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ngl.fitness.budget import FitnessResult, LossFn, TrainBudget, make_result
+from ngl.fitness.budget import (
+    FitnessResult,
+    LossFn,
+    SuccessiveHalving,
+    TrainBudget,
+    make_result,
+)
 from ngl.fitness.common import (
     batch_indices,
     check_arguments,
     initial_model,
     make_optimizer,
     scalar_loss,
-    seeded,
     split_data,
     sync,
 )
@@ -110,6 +125,10 @@ class _Engine(Protocol):
 
     def __call__(self, x: Tensor) -> Tensor: ...
 
+    def tensors(self) -> list[Tensor]: ...
+
+    def shared(self) -> list[Tensor]: ...
+
     def train(self, mode: bool) -> None: ...
 
 
@@ -129,7 +148,9 @@ def _resolve_method(method: str, model: nn.Module, probe: Tensor) -> str:
 def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn], data: Any,
                      budget: TrainBudget, seed: int, device: str | torch.device = "cpu",
                      max_population_per_pass: int | str | None = "auto",
-                     method: str = "auto", cuda_graph: bool = False) -> list[FitnessResult]:
+                     method: str = "auto", cuda_graph: bool = False,
+                     halving: SuccessiveHalving | None = None,
+                     compile: bool = False) -> list[FitnessResult]:
     """Train all candidates together; same results as `train_sequential` up to float rounding.
 
     `cuda_graph=True` (CUDA only) records one whole training step -- forward, the P candidate
@@ -137,7 +158,8 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
     warm-up steps and replays it: with many candidates the step is thousands of small kernel
     launches, which the replay issues at once. Losses must not sync with the host: one built
     with ``validate=True`` (``get_loss``'s default) is refused with a ValueError, on any device;
-    pass ``validate=False`` (the search's own compiled losses already do).
+    pass ``validate=False`` (the search's own compiled losses already do). With halving, each
+    pass records one graph per rung (the population size changes between rungs).
 
     `method` picks how the P networks run as one:
 
@@ -157,10 +179,24 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
     the results beyond float rounding. ``None``: all at once. ``"auto"`` (default):
     `CPU_PASS_SIZE` on CPU, where chunks of a few candidates stay in cache and a 16-candidate
     pass is slower than training them one by one; all at once on accelerators.
+
+    `halving`: successive halving over all of `losses` (see the module docstring); every
+    result then says the rung its candidate reached and its accuracy at each rung.
+
+    `compile=True` compiles the folded network with ``torch.compile`` (once per population
+    size, reused by later passes of that size in the same process; the losses, masking and
+    optimizer stay eager). It changes float rounding only. It pays once a process trains
+    enough steps to earn back the compile time (``benchmarks/compile_folded.py`` measures
+    both); it is ignored by the vmap engine and refused with `cuda_graph`.
     """
     check_arguments(losses, budget)
     if cuda_graph:
         refuse_validating(losses)
+    if halving is not None:
+        if not isinstance(halving, SuccessiveHalving):
+            raise TypeError(f"halving must be a SuccessiveHalving or None, "
+                            f"got {type(halving).__name__}")
+        halving.check(budget.steps, "halving")
     device = torch.device(device)
     if max_population_per_pass == "auto":
         max_population_per_pass = default_pass_size(device)
@@ -175,19 +211,14 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
         )
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    x_tr, y_tr, x_val, y_val = split_data(data, device)
-    batches = batch_indices(len(x_tr), budget, seed, device)
-    if losses:  # decide once, not per chunk
-        probe = x_tr[: min(len(x_tr), 8)]
-        method = _resolve_method(method, initial_model(model_fn, seed, device), probe)
-    chunk = max_population_per_pass or max(len(losses), 1)
-    results: list[FitnessResult] = []
-    for start in range(0, len(losses), chunk):
-        part = list(losses[start:start + chunk])
-        results += _train_pass(model_fn, part, start, x_tr, y_tr, x_val, y_val, batches,
-                               budget, seed, device, method,
-                               cuda_graph=cuda_graph and device.type == "cuda")
-    return results
+    if compile and cuda_graph:
+        raise ValueError("compile=True and cuda_graph=True do not combine (a compiled network "
+                         "cannot be recorded into this CUDA graph); pick one")
+    if not losses:
+        return []
+    run = _Run(model_fn, list(losses), data, budget, seed, device, method,
+               cuda_graph=cuda_graph and device.type == "cuda", compile=compile)
+    return run.train(max_population_per_pass or len(losses), halving)
 
 
 def _blocks(t: Tensor, pop: int) -> Tensor:
@@ -195,30 +226,101 @@ def _blocks(t: Tensor, pop: int) -> Tensor:
     return t.view(pop, -1)
 
 
-def _train_pass(model_fn: Callable[[], nn.Module], losses: list[LossFn], offset: int,
-                x_tr: Tensor, y_tr: Tensor, x_val: Tensor, y_val: Tensor, batches: Tensor,
-                budget: TrainBudget, seed: int, device: torch.device,
-                method: str, cuda_graph: bool = False) -> list[FitnessResult]:
-    """One pass: the candidates `losses` (numbered from `offset`) trained as one batched
-    network with the masked step below, eagerly or replayed as a CUDA graph, then scored."""
-    pop = len(losses)
-    model = initial_model(model_fn, seed, device)
-    engine: _Engine = FoldedEngine(model, pop) if method == "folded" else VmapEngine(model, pop)
-    plist = engine.params
-    opt = make_optimizer(plist, budget, capturable=cuda_graph)
+class _Run:
+    """One call of `train_population`: the data, the batches, the shared initial network and
+    the dropout random stream, which every pass continues from where the last rung left it."""
 
-    alive = torch.ones(pop, dtype=torch.bool, device=device)
-    steps_done = torch.zeros(pop, dtype=torch.long, device=device)
-    last_loss = torch.full((pop,), math.nan, device=device)
+    def __init__(self, model_fn: Callable[[], nn.Module], losses: list[LossFn], data: Any,
+                 budget: TrainBudget, seed: int, device: torch.device, method: str,
+                 cuda_graph: bool, compile: bool = False) -> None:
+        self.losses, self.budget, self.seed, self.device = losses, budget, seed, device
+        self.cuda_graph, self.compile = cuda_graph, compile
+        self.x_tr, self.y_tr, self.x_val, self.y_val = split_data(data, device)
+        self.batches = batch_indices(len(self.x_tr), budget, seed, device)
+        self.model = initial_model(model_fn, seed, device)
+        probe = self.x_tr[: min(len(self.x_tr), 8)]
+        self.method = _resolve_method(method, self.model, probe)  # decided once, not per pass
+        self.rng_state: list[Tensor] | None = None  # None: start from `seed`
 
-    def step(idx: Tensor) -> None:
+    def train(self, pass_size: int, halving: SuccessiveHalving | None) -> list[FitnessResult]:
+        n = len(self.losses)
+        stops = halving.rung_steps(self.budget.steps) if halving else (self.budget.steps,)
+        time_s = [0.0] * n
+        accs: list[list[float]] = [[] for _ in range(n)]
+        final: dict[int, tuple[bool, float, float, float, int]] = {}
+        passes = [_Pass(self, list(range(s, min(s + pass_size, n)))) for s in range(0, n, pass_size)]
+        start = 0
+        for k, stop in enumerate(stops):
+            state = self.rng_state
+            for ps in passes:
+                elapsed, self.rng_state = ps.train(self.batches[start:stop], state)
+                for cid, ok, acc, ce, last, steps in ps.score():
+                    time_s[cid] += elapsed / ps.pop
+                    accs[cid].append(acc if ok else 0.0)  # the non-finite policy's score
+                    final[cid] = (ok, acc, ce, last, steps)
+            start = stop
+            if halving is None or k == len(stops) - 1:
+                break
+            # rank: alive first, then accuracy at this rung, then candidate order
+            active = sorted(final_ids(passes), key=lambda c: (not final[c][0], -final[c][1], c))
+            keep = sorted(c for c in active[: halving.survivors(len(active))] if final[c][0])
+            if not keep:
+                break
+            passes = _regroup(self, passes, keep, pass_size)
+        return [make_result(*final[c][:3], time_s[c], *final[c][3:],
+                            rung=None if halving is None else len(accs[c]) - 1,
+                            rung_accuracies=() if halving is None else tuple(accs[c]))
+                for c in range(n)]
+
+
+def final_ids(passes: list[_Pass]) -> list[int]:
+    """The candidates trained in `passes` (the ones still in the running)."""
+    return [c for ps in passes for c in ps.ids]
+
+
+@contextlib.contextmanager
+def _rng_stream(state: list[Tensor] | None, seed: int, device: torch.device,
+                out: list[list[Tensor]]) -> Iterator[None]:
+    """Continue the training random stream (dropout) from `state` (None: from `seed`) without
+    touching the caller's; its state at the end is appended to `out`."""
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        if state is None:
+            torch.manual_seed(seed)
+        else:
+            torch.set_rng_state(state[0])
+            if cuda:
+                torch.cuda.set_rng_state(state[1], device)
+        yield
+        out.append([torch.get_rng_state()] + ([torch.cuda.get_rng_state(device)] if cuda else []))
+
+
+class _Pass:
+    """Candidates `ids` trained as one batched network with the masked step below."""
+
+    def __init__(self, run: _Run, ids: list[int]) -> None:
+        self.run, self.ids, self.pop = run, ids, len(ids)
+        self.losses = [run.losses[i] for i in ids]
+        self.engine: _Engine = (FoldedEngine(run.model, self.pop) if run.method == "folded"
+                                else VmapEngine(run.model, self.pop))
+        if run.compile and isinstance(self.engine, FoldedEngine):
+            self.engine.net = torch.compile(self.engine.net, dynamic=False)
+        self.params = self.engine.params
+        self.opt = make_optimizer(self.params, run.budget, capturable=run.cuda_graph)
+        device = run.device
+        self.alive = torch.ones(self.pop, dtype=torch.bool, device=device)
+        self.steps_done = torch.zeros(self.pop, dtype=torch.long, device=device)
+        self.last_loss = torch.full((self.pop,), math.nan, device=device)
+
+    def step(self, idx: Tensor) -> None:
         """One training step for all candidates; device work only (no host sync), so it can
         be recorded as a CUDA graph."""
-        nonlocal last_loss
-        xb, yb = x_tr[idx], y_tr[idx]
-        logits = engine(xb)  # [P, B, C]
+        pop, plist, run = self.pop, self.params, self.run
+        xb, yb = run.x_tr[idx], run.y_tr[idx]
+        logits = self.engine(xb)  # [P, B, C]
         values = torch.stack([
-            scalar_loss(fn, logits[i], yb, offset + i) for i, fn in enumerate(losses)
+            scalar_loss(fn, logits[i], yb, cid)
+            for i, (cid, fn) in enumerate(zip(self.ids, self.losses, strict=True))
         ])
         for p in plist:
             p.grad = None
@@ -228,43 +330,87 @@ def _train_pass(model_fn: Callable[[], nn.Module], losses: list[LossFn], offset:
         finite = torch.isfinite(values.detach())
         for gr in grads:
             finite &= torch.isfinite(_blocks(gr, pop)).all(1)
-        last_loss.copy_(torch.where(alive, values.detach(), last_loss))
-        alive.copy_(alive & finite)
-        keep = alive.view(pop, 1)
+        self.last_loss.copy_(torch.where(self.alive, values.detach(), self.last_loss))
+        self.alive.copy_(self.alive & finite)
+        keep = self.alive.view(pop, 1)
         before = []
         for p, gr in zip(plist, grads, strict=True):
             p.grad = _blocks(gr, pop).masked_fill_(~keep, 0.0).view_as(p)
             before.append(p.detach().clone())
-        opt.step()
+        self.opt.step()
         with torch.no_grad():
             for p, old in zip(plist, before, strict=True):
                 _blocks(p, pop).copy_(torch.where(keep, _blocks(p, pop), _blocks(old, pop)))
-        steps_done.add_(alive)
+        self.steps_done.add_(self.alive)
 
-    sync(device)
-    start = time.perf_counter()
-    with seeded(seed, device):
-        engine.train(True)
-        if cuda_graph:
-            replay(step, batches, device)
-        else:
-            for idx in batches:
-                step(idx)
-    sync(device)
-    elapsed = (time.perf_counter() - start) / max(pop, 1)
+    def train(self, batches: Tensor, rng: list[Tensor] | None) -> tuple[float, list[Tensor]]:
+        """Train on `batches`, the random stream continuing from `rng`; (seconds, new stream)."""
+        run, out = self.run, []
+        sync(run.device)
+        start = time.perf_counter()
+        with _rng_stream(rng, run.seed, run.device, out):
+            self.engine.train(True)
+            if run.cuda_graph and len(batches):
+                replay(self.step, batches, run.device)
+            else:
+                for idx in batches:
+                    self.step(idx)
+        sync(run.device)
+        return time.perf_counter() - start, out[0]
 
-    engine.train(False)
-    correct = torch.zeros(pop, device=device)
-    ce_sum = torch.zeros(pop, device=device)
-    with torch.no_grad():
-        for s in range(0, len(x_val), budget.eval_batch_size):
-            xb, yb = x_val[s:s + budget.eval_batch_size], y_val[s:s + budget.eval_batch_size]
-            logits = engine(xb).float()  # [P, B, C]
-            correct += (logits.argmax(-1) == yb).sum(1)
-            ce = F.cross_entropy(logits.flatten(0, 1), yb.repeat(pop), reduction="none")
-            ce_sum += ce.view(pop, -1).sum(1)
-    n = len(y_val)
-    ok_l, acc_l, ce_l = alive.tolist(), (correct / n).tolist(), (ce_sum / n).tolist()
-    last_l, steps_l = last_loss.tolist(), steps_done.tolist()
-    return [make_result(ok_l[i], acc_l[i], ce_l[i], elapsed, last_l[i], steps_l[i])
-            for i in range(pop)]
+    def score(self) -> list[tuple[int, bool, float, float, float, int]]:
+        """(candidate, alive, accuracy, CE, last loss, steps) on the validation split, now."""
+        run, pop = self.run, self.pop
+        self.engine.train(False)
+        correct = torch.zeros(pop, device=run.device)
+        ce_sum = torch.zeros(pop, device=run.device)
+        size = run.budget.eval_batch_size
+        with torch.no_grad():
+            for s in range(0, len(run.x_val), size):
+                xb, yb = run.x_val[s:s + size], run.y_val[s:s + size]
+                logits = self.engine(xb).float()  # [P, B, C]
+                correct += (logits.argmax(-1) == yb).sum(1)
+                ce = F.cross_entropy(logits.flatten(0, 1), yb.repeat(pop), reduction="none")
+                ce_sum += ce.view(pop, -1).sum(1)
+        n = len(run.y_val)
+        cols = (self.alive.tolist(), (correct / n).tolist(), (ce_sum / n).tolist(),
+                self.last_loss.tolist(), self.steps_done.tolist())
+        return [(cid, *(c[i] for c in cols)) for i, cid in enumerate(self.ids)]
+
+
+def _regroup(run: _Run, passes: list[_Pass], keep: list[int], pass_size: int) -> list[_Pass]:
+    """New, smaller passes holding only the candidates `keep`: their slices of every stacked
+    parameter, running statistic and optimizer state, gathered out of the old passes."""
+    where = {cid: (ps, i) for ps in passes for i, cid in enumerate(ps.ids)}
+    out = []
+    for s in range(0, len(keep), pass_size):
+        ids = keep[s:s + pass_size]
+        new = _Pass(run, ids)
+        parts: list[tuple[_Pass, Tensor]] = []
+        for ps in passes:
+            local = [where[c][1] for c in ids if where[c][0] is ps]
+            if local:
+                parts.append((ps, torch.tensor(local, device=run.device)))
+
+        def gather(tensors: Callable[[_Pass], list[Tensor]], j: int,
+                   parts: list[tuple[_Pass, Tensor]] = parts) -> Tensor:
+            return torch.cat([_blocks(tensors(ps)[j], ps.pop)[ix] for ps, ix in parts])
+
+        with torch.no_grad():
+            for j, t in enumerate(new.engine.tensors()):
+                t.copy_(gather(lambda ps: ps.engine.tensors(), j).view_as(t))
+            for t, src in zip(new.engine.shared(), parts[0][0].engine.shared(), strict=True):
+                t.copy_(src)
+            for name in ("alive", "steps_done", "last_loss"):
+                getattr(new, name).copy_(torch.cat([getattr(ps, name)[ix] for ps, ix in parts]))
+            for j, p in enumerate(new.params):
+                first = parts[0][0]
+                state = first.opt.state.get(first.params[j], {})
+                new.opt.state[p] = {
+                    key: (torch.cat([_blocks(ps.opt.state[ps.params[j]][key], ps.pop)[ix]
+                                     for ps, ix in parts]).view_as(p)
+                          if isinstance(v, Tensor) and v.shape == first.params[j].shape
+                          else v.clone() if isinstance(v, Tensor) else v)
+                    for key, v in state.items()}
+        out.append(new)
+    return out

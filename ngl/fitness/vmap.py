@@ -32,8 +32,17 @@ class VmapEngine:
             return functional_call(model, (p, b), (x,))
 
         dims = {k: (None if k in frozen else 0) for k in self.b}
+        self._stacked = [k for k, d in dims.items() if d == 0]
         # randomness="same": one dropout mask per step shared by all candidates (CRN again).
         self.fn = vmap(forward, in_dims=(0, dims, None), randomness="same")
+
+    def tensors(self) -> list[Tensor]:
+        """Every per-candidate tensor (parameters, then buffers), ``[P, ...]`` each."""
+        return self.params + [self.b[k] for k in self._stacked]
+
+    def shared(self) -> list[Tensor]:
+        """Nothing: every buffer is stacked per candidate; frozen parameters never change."""
+        return []
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.fn(self.p, self.b, x)

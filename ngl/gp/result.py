@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sympy
 from torch import nn
@@ -64,12 +65,17 @@ class SearchResult:
         return h[h["status"].isin(["ok", "nonfinite"])] if len(h) else h
 
     def hall_of_fame(self, n: int | None = None) -> pd.DataFrame:
-        """Best distinct losses by search-validation accuracy (ties: smaller tree first)."""
+        """Best distinct losses by search-validation accuracy (ties: smaller tree first); with
+        successive halving, by the rung reached first, then accuracy there."""
         ok = self.evaluated
         if not len(ok):
             return ok
-        ok = ok[ok["status"] == "ok"].sort_values(["val_accuracy", "size", "generation"],
-                                                  ascending=[False, True, True])
+        ok = ok[ok["status"] == "ok"]
+        # successive halving: the rung reached first (a candidate stopped early lost there)
+        reached = ok["rung"].astype(float).fillna(np.inf) if "rung" in ok else np.inf
+        ok = ok.assign(_reached=reached).sort_values(
+            ["_reached", "val_accuracy", "size", "generation"],
+            ascending=[False, False, True, True]).drop(columns="_reached")
         ok = ok.drop_duplicates("fingerprint").drop_duplicates("key")
         return ok.head(n or self.options.hall_of_fame_size).reset_index(drop=True)
 

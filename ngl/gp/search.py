@@ -51,7 +51,29 @@ from ngl.io.config import ConfigError, require_available
 from ngl.io.paths import search_run_dir
 from ngl.io.records import append_rows, write_json_atomic
 
-__all__ = ["GPSearch", "run_search", "resume"]
+__all__ = ["GPSearch", "run_search", "resume", "selection_scores"]
+
+RESULT_FIELDS = ("val_accuracy", "val_ce", "status", "final_train_loss", "steps_done", "rung",
+                 "rung_accuracies")
+"""What a cache hit takes over from the row of the candidate that was trained."""
+
+RUNG_WEIGHT = 3.0
+"""Fitness lies in [-1, 1] (accuracy minus parsimony; -1 for rejects), so adding 3 per rung
+reached orders candidates by rung first, then by fitness, in one float."""
+
+
+def selection_scores(rows: Sequence[dict], spec: SearchSpec) -> np.ndarray:
+    """What tournaments and elitism compare: the fitness, and with successive halving the rung
+    reached first (a candidate stopped early lost, at that rung, to every one that went on).
+
+    Without halving this is the fitness itself. A rejected candidate (no rung) counts as
+    stopped at the first rung; its fitness of -1 puts it last there.
+    """
+    fitness = np.array([r["fitness"] for r in rows], dtype=float)
+    if spec.halving is None:
+        return fitness
+    rung = np.array([r.get("rung") or 0 for r in rows], dtype=float)
+    return fitness + RUNG_WEIGHT * rung
 
 
 class GPSearch:
@@ -190,13 +212,12 @@ class GPSearch:
                     "size": expr.size, "depth": expr.depth, "origin": origin, "parents": parents,
                     "fingerprint": fp, "reason": report.detail, "cache_hit": False, "cache_of": None,
                     "val_accuracy": None, "val_ce": None, "train_time_s": None, "steps_done": None,
-                    "final_train_loss": None}
+                    "final_train_loss": None, "rung": None, "rung_accuracies": None}
             if not report.ok:
                 rows[i] = {**base, "status": f"rejected_{report.status}", "fitness": -1.0}
             elif fp in cache:
                 hit = cache[fp]
-                rows[i] = {**base, **{k: hit[k] for k in ("val_accuracy", "val_ce", "status",
-                                                          "final_train_loss", "steps_done")},
+                rows[i] = {**base, **{k: hit.get(k) for k in RESULT_FIELDS},
                            "train_time_s": 0.0, "cache_hit": True, "cache_of": hit["key"]}
             else:
                 rows[i] = base
@@ -223,8 +244,7 @@ class GPSearch:
                 chunk_rows.append(rows[i])
                 cache[fp] = rows[i]
                 for j in to_train[fp][1:]:  # equivalent candidates of the same generation
-                    rows[j].update({k: res[k] for k in ("val_accuracy", "val_ce", "status",
-                                                        "final_train_loss", "steps_done")},
+                    rows[j].update({k: res[k] for k in RESULT_FIELDS},
                                    train_time_s=0.0, cache_hit=True, cache_of=rows[i]["key"])
                     rows[j]["fitness"] = self._fitness(rows[j])
                     chunk_rows.append(rows[j])
@@ -308,7 +328,7 @@ class GPSearch:
             start = time.perf_counter()
             rows = self._evaluate_generation(gen, population, cache, done_rows)
             done_rows = {}
-            scores = np.array([r["fitness"] for r in rows], dtype=float)
+            scores = selection_scores(rows, spec)
             next_pop = (self._next_population([r["expression"] for r in rows], scores, rng)
                         if gen + 1 < spec.generations else [])
             gen += 1
@@ -366,7 +386,7 @@ class GPSearch:
                         f"{self.run_dir / HISTORY}: generation {gen} is incomplete but "
                         f"generation(s) {extra} follow it; the history cannot be replayed")
                 return gen, population, rng, rows
-            scores = np.array([rows[i]["fitness"] for i in range(len(population))], dtype=float)
+            scores = selection_scores([rows[i] for i in range(len(population))], spec)
             texts = [rows[i]["expression"] for i in range(len(population))]
             population = (self._next_population(texts, scores, rng)
                           if gen + 1 < spec.generations else [])

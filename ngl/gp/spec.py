@@ -7,6 +7,8 @@ refused with the field, the value and what is expected.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import field
 from typing import Annotated, Any, Literal
 
@@ -15,7 +17,7 @@ from pydantic import Field, PlainSerializer, PlainValidator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from ngl.data import available_datasets
-from ngl.fitness import TrainBudget
+from ngl.fitness import SuccessiveHalving, TrainBudget
 from ngl.gp.expression import LossExpression
 from ngl.gp.parse import MAX_DEPTH, MAX_SIZE
 from ngl.gp.primitives import PrimitiveSet, preset
@@ -50,6 +52,12 @@ class SearchSpec(ConfigMixin):
     ``seed`` drives the GP (initial trees, selection, variation) and the training of every
     candidate (initial weights, batches); ``data_seed`` alone draws the search-train /
     search-validation split, so changing the GP seed never changes the data.
+
+    ``halving`` (a :class:`~ngl.fitness.SuccessiveHalving`) stops most candidates of a chunk
+    early: rungs at 1/eta^k of ``budget.steps``, the best ``ceil(n/eta)`` go on. Selection,
+    elitism and the hall of fame then rank a candidate by the rung it reached, then by its
+    fitness there (the successive-halving rule), and a cache hit takes over the cached
+    candidate's rung and score.
     """
 
     primitive_set: Annotated[PrimitiveSet, PlainValidator(_primitive_set),
@@ -81,6 +89,8 @@ class SearchSpec(ConfigMixin):
     n_val: Annotated[int, Field(ge=1)] | None = None
     model: str = "small_cnn"
     budget: TrainBudget = field(default_factory=lambda: TrainBudget(steps=100, batch_size=128))
+    # successive halving inside each chunk (None: every candidate trains the whole budget)
+    halving: SuccessiveHalving | None = None
     # sanity filter and equivalence cache
     probe_size: Annotated[int, Field(ge=1)] = 64
     equivalence: Literal["value_and_gradient", "gradient", "none"] = "value_and_gradient"
@@ -105,11 +115,24 @@ class SearchSpec(ConfigMixin):
         if self.model not in available_models():
             raise ValueError(f"model={self.model!r}: expected one of "
                              f"{available_models()[:8]}...")
+        if self.halving is not None:
+            self.halving.check(self.budget.steps, "halving")
         for i, text in enumerate(self.seed_expressions):
             try:
                 LossExpression.parse(text, self.primitive_set)
             except ValueError as exc:  # the parser's message says where in the text
                 raise ValueError(f"seed_expressions[{i}]: {exc}") from None
+
+
+    @property
+    def key(self) -> str:
+        """As for every config, but a search without halving keeps the key it had before the
+        field existed, so older run directories are still found and continued."""
+        d = self.to_dict()
+        if d["halving"] is None:
+            del d["halving"]
+        text = json.dumps(d, sort_keys=True, allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
@@ -118,6 +141,8 @@ class RunOptions(ConfigMixin):
 
     ``chunk_size`` is the number of candidates handed to one worker at once (the unit of
     resume); ``cuda_graph`` replays each training step as a CUDA graph (CUDA only);
+    ``compile`` compiles the folded population network with ``torch.compile`` once per
+    population size and worker process (it pays on long searches only: see the README);
     ``data_root`` is where the dataset's files are (``None``: the usual places).
     Within a chunk, candidates train in passes; which candidates share a pass can change the
     last float32 bits of a fitness (about 1e-7 relative), never the data, seeds or budget.
@@ -126,6 +151,7 @@ class RunOptions(ConfigMixin):
     device: str = "auto"
     chunk_size: Annotated[int, Field(ge=1)] = 16
     cuda_graph: bool = False
+    compile: bool = False
     data_root: str | None = None
     hall_of_fame_size: Annotated[int, Field(ge=1)] = 10
 
@@ -133,6 +159,8 @@ class RunOptions(ConfigMixin):
         check_device(self.device)
         if self.cuda_graph and self.device == "cpu":
             raise ValueError("cuda_graph=True needs a CUDA device, got device='cpu'")
+        if self.cuda_graph and self.compile:
+            raise ValueError("compile=True and cuda_graph=True do not combine; pick one")
 
     def resolved_device(self) -> str:
         """``auto`` made concrete: CUDA when this machine has it, else CPU."""

@@ -34,5 +34,6 @@ def evaluate_chunk(spec: dict, options: dict, texts: Sequence[str]) -> list[dict
     model_fn = functools.partial(build_model, sp.model, c, data.num_classes, h)
     losses = [LossExpression.parse(t).to_module(validate=False) for t in texts]
     results = train_population(model_fn, losses, data, sp.budget, seed=sp.seed, device=device,
-                               cuda_graph=opts.cuda_graph)
+                               cuda_graph=opts.cuda_graph, halving=sp.halving,
+                               compile=opts.compile)
     return [{**r.to_dict(), "split": "search_validation"} for r in results]

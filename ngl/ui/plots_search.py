@@ -8,10 +8,12 @@ redraws them in place while the search runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
+from matplotlib.ticker import MaxNLocator
 
 from ngl.ui.style import TEXT_WIDTH
 
@@ -86,21 +88,34 @@ class LivePlot:
             plt.close(self.fig)
 
 
-def plot_tuning(result) -> plt.Figure:
+def plot_tuning(result, names: Sequence[str] | None = None,
+                reference: Sequence[float | None] | None = None) -> plt.Figure:
     """A CMA-ES constant tuning run (:func:`ngl.tune_constants`): each tuned constant per
     evaluation and its generation mean, and best / median fitness per generation (the untuned
-    start is generation -1, dashed)."""
+    start is generation -1, dashed).
+
+    ``names`` labels the constants (default "constant 0", ...); ``reference`` draws a dotted
+    line at a known value per constant (e.g. the paper's NGL alpha; None skips one).
+    """
     h = result.history
     if not len(h):
         raise ValueError(f"{result.run_dir}: no evaluations yet")
     per = result.per_generation()
     n = len(h["constants"].iloc[0])
-    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.2))
+    names = list(names) if names is not None else [f"constant {k}" for k in range(n)]
+    reference = list(reference) if reference is not None else [None] * n
+    if len(names) != n or len(reference) != n:
+        raise ValueError(f"names={names!r}, reference={reference!r}: expected {n} value(s), "
+                         "one per tuned constant")
+    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.2), layout="constrained")
     ax = axes[0]
     for k in range(n):
         values = h["constants"].map(lambda c, k=k: c[k])
         ax.scatter(h["generation"], values, s=6, alpha=0.4, color=f"C{k}")
-        ax.plot(per["generation"], per[f"c{k}"], color=f"C{k}", label=f"constant {k}")
+        ax.plot(per["generation"], per[f"c{k}"], color=f"C{k}", label=names[k])
+        if reference[k] is not None:
+            ax.axhline(reference[k], color=f"C{k}", ls=":", lw=0.8,
+                       label=f"{names[k]} = {reference[k]:g}")
     ax.set_xlabel("CMA-ES generation")
     ax.set_ylabel("value")
     ax.legend(fontsize="x-small")
@@ -112,5 +127,6 @@ def plot_tuning(result) -> plt.Figure:
     ax.set_xlabel("CMA-ES generation")
     ax.set_ylabel("search-val. acc. %")
     ax.legend(fontsize="x-small")
-    fig.tight_layout()
+    for ax in axes:  # generations are whole numbers
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig

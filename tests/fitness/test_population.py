@@ -259,7 +259,8 @@ def test_zero_steps_and_result_dict(data):
     assert res.val_accuracy == pytest.approx(seq.val_accuracy)
     d = res.to_dict()
     assert set(d) == {"val_accuracy", "val_ce", "train_time_s", "status", "final_train_loss",
-                      "steps_done"}
+                      "steps_done", "rung", "rung_accuracies"}
+    assert d["rung"] is None and d["rung_accuracies"] == ()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -288,13 +289,13 @@ def test_cuda_graph_flag_is_ignored_on_cpu(data):
 
 def test_auto_pass_size_is_cache_sized_on_cpu(data, monkeypatch):
     seen: list[int] = []
-    original = population._train_pass
+    original = population._Pass.__init__
 
-    def spy(model_fn, losses, *args, **kwargs):
-        seen.append(len(losses))
-        return original(model_fn, losses, *args, **kwargs)
+    def spy(self, run, ids):
+        seen.append(len(ids))
+        return original(self, run, ids)
 
-    monkeypatch.setattr(population, "_train_pass", spy)
+    monkeypatch.setattr(population._Pass, "__init__", spy)
     n = population.CPU_PASS_SIZE + 1
     train_population(tiny_cnn, (losses() * n)[:n], data, BUDGET, seed=0)
     assert seen == [population.CPU_PASS_SIZE, 1]
@@ -316,7 +317,7 @@ def test_cuda_graph_refuses_validating_losses_before_anything_runs(data, monkeyp
         built.append(1)
         return tiny_cnn()
 
-    monkeypatch.setattr(population, "_train_pass", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(population._Pass, "train", lambda *a, **k: pytest.fail("trained"))
 
     class Wrapper(nn.Module):  # a validating loss inside a user's module is found too
         def __init__(self) -> None:
@@ -402,3 +403,24 @@ def test_replay_warms_up_captures_once_and_replays_the_rest(monkeypatch):
     assert events == ([("warmup", r) for r in rows[:WARMUP_STEPS]] + [("capture", rows[0])]
                       + [("replay", r) for r in rows[WARMUP_STEPS:]])
     assert captured[0] is not batches[0]  # a copy: replays must not write into the batches
+
+
+@pytest.mark.slow
+def test_compiled_folded_network_matches_eager(data, monkeypatch):
+    """``compile=True``: the folded network goes through torch.compile, results as eager."""
+    real, compiled = torch.compile, []
+
+    def counting(model, **kw):
+        compiled.append(type(model).__name__)
+        return real(model, **kw)
+
+    monkeypatch.setattr(torch, "compile", counting)
+    budget = TrainBudget(steps=4, batch_size=32, lr=1e-2)
+    eager = train_population(tiny_cnn, losses(), data, budget, seed=0, method="folded")
+    comp = train_population(tiny_cnn, losses(), data, budget, seed=0, method="folded",
+                            compile=True, max_population_per_pass=None)
+    assert compiled == ["SmallCNN"]
+    assert_close(eager, comp, rtol=1e-3)
+    with pytest.raises(ValueError, match="do not combine"):
+        train_population(tiny_cnn, losses(), data, budget, seed=0, compile=True,
+                         cuda_graph=True)

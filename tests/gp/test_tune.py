@@ -137,3 +137,20 @@ def test_tuning_figure_shows_every_generation(tmp_path):
     const_ax, fit_ax = fig.axes
     assert len(const_ax.lines) == 2  # one mean trajectory per tuned constant
     assert list(fit_ax.lines[0].get_xdata()) == [-1, 0, 1, 2, 3]
+
+
+def test_tuning_figure_names_constants_and_draws_references(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ngl.ui import plot_tuning
+
+    res = tune_constants(START, ngl.SearchSpec(), tmp_path / "t", generations=2, progress=False,
+                         fitness=quadratic)
+    fig = plot_tuning(res, names=["a", "b"], reference=[1.5, None])
+    const_ax = fig.axes[0]
+    labels = [t.get_text() for t in const_ax.get_legend().get_texts()]
+    assert labels == ["a", "a = 1.5", "b"]
+    assert all(float(t).is_integer() for t in const_ax.get_xticks())
+    with pytest.raises(ValueError, match="one per tuned constant"):
+        plot_tuning(res, names=["only one"])

@@ -1,0 +1,143 @@
+"""Successive halving in the search: rung records, the selection rule, cache and exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ngl.fitness.population as population
+from ngl.fitness import SuccessiveHalving, TrainBudget
+from ngl.gp import RunOptions, SearchSpec, load_result, resume, run_search
+from ngl.gp.search import selection_scores
+from ngl.io.config import ConfigError
+from ngl.losses import NGL_EXPRESSION
+
+COLS = ["generation", "index", "expression", "status", "cache_hit", "origin", "parents",
+        "val_accuracy", "fitness", "rung", "steps_done"]
+HALVING = SuccessiveHalving(eta=3, rungs=2)  # rungs at 3 and 9 steps
+
+
+def spec(**kw) -> SearchSpec:
+    base = dict(population_size=6, generations=2, n_train=240, n_val=120, seed=5,
+                budget=TrainBudget(steps=9, batch_size=32), seed_expressions=(NGL_EXPRESSION,),
+                halving=HALVING)
+    base.update(kw)
+    return SearchSpec(**base)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("halving") / "straight"
+    return run_search(spec(), run_dir, RunOptions(chunk_size=3), progress=False)
+
+
+def test_rows_record_the_rung_and_its_scores(straight):
+    h = straight.history
+    trained = h[~h["cache_hit"] & h["status"].isin(["ok", "nonfinite"])]
+    assert len(trained) >= 4
+    stops = HALVING.rung_steps(9)
+    for _, r in trained.iterrows():
+        assert r["rung"] in (0, 1)
+        if r["status"] == "ok":
+            assert r["steps_done"] == stops[int(r["rung"])]
+            assert len(r["rung_accuracies"]) == r["rung"] + 1
+            assert r["rung_accuracies"][-1] == r["val_accuracy"]
+    # in every chunk of 3 trained candidates exactly ceil(3/3) = 1 reaches the end
+    for _gen, rows in trained.groupby("generation"):
+        ranks = rows.sort_values("index")
+        chunks = [ranks.iloc[k:k + 3] for k in range(0, len(ranks), 3)]
+        assert all((c["rung"] == 1).sum() == 1 for c in chunks if (c["status"] == "ok").all())
+    # cache hits take over the trained candidate's rung and score
+    for _, r in h[h["cache_hit"]].iterrows():
+        src = h[(h["key"] == r["cache_of"]) & ~h["cache_hit"]].iloc[0]
+        assert (r["rung"], r["val_accuracy"]) == (src["rung"], src["val_accuracy"])
+
+
+def test_fewer_candidate_steps_than_the_full_budget(straight):
+    h = straight.history
+    trained = h[~h["cache_hit"] & h["status"].isin(["ok", "nonfinite"])]
+    # by hand: a chunk of n trains n candidates 3 steps and ceil(n/3) of them 6 more
+    want = 0
+    for _, rows in trained.groupby("generation"):
+        for k in range(0, len(rows), 3):
+            n = len(rows.iloc[k:k + 3])
+            want += 3 * n + 6 * -(-n // 3)
+    assert (trained["status"] == "ok").all()
+    assert trained["steps_done"].sum() == want < 9 * len(trained)
+
+
+def test_selection_ranks_the_rung_reached_first():
+    rows = [{"fitness": 0.9, "rung": 0}, {"fitness": 0.5, "rung": 1},
+            {"fitness": -1.0, "rung": None}, {"fitness": 0.6, "rung": 1}]
+    with_halving = selection_scores(rows, spec())
+    assert list(np.argsort(-with_halving)) == [3, 1, 0, 2]
+    without = selection_scores(rows, spec(halving=None))
+    assert list(np.argsort(-without)) == [0, 3, 1, 2]
+
+
+def test_hall_of_fame_puts_candidates_that_reached_the_end_first(straight):
+    hof = straight.hall_of_fame()
+    reached = hof["rung"].tolist()
+    assert reached == sorted(reached, reverse=True) and reached[0] == 1
+    top = hof[hof["rung"] == 1]["val_accuracy"].tolist()
+    assert top == sorted(top, reverse=True)
+
+
+def test_resume_after_a_kill_in_the_middle_of_a_rung_is_exact(straight, tmp_path, monkeypatch):
+    """Interrupted while the second chunk of generation 1 trains its second rung: the chunk
+    is the unit of resume, so it is retrained and the run ends as the uninterrupted one."""
+    real = population._Pass.train
+    calls = {"n": 0}
+    stop_at = None
+
+    def spy(self, batches, rng):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            raise KeyboardInterrupt("killed mid-rung")
+        return real(self, batches, rng)
+
+    # every chunk (<= 3 candidates: one pass) trains twice: rung 0, then its survivor to rung 1
+    h = straight.history
+    trained = h[~h["cache_hit"] & h["status"].isin(["ok", "nonfinite"])]
+    chunks0 = -(-int((trained["generation"] == 0).sum()) // 3)
+    assert (trained["generation"] == 1).sum() > 0
+    stop_at = 2 * chunks0 + 2  # generation 1, first chunk, its second rung
+    monkeypatch.setattr(population._Pass, "train", spy)
+    run_dir = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run_search(spec(), run_dir, RunOptions(chunk_size=3), progress=False)
+    partial = [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert calls["n"] == stop_at
+    assert not any(r["generation"] == 1 and r["status"] == "ok" and not r["cache_hit"]
+                   for r in partial)
+    monkeypatch.setattr(population._Pass, "train", real)
+    resumed = resume(run_dir, progress=False)
+    assert resumed.complete
+    pd.testing.assert_frame_equal(resumed.history[COLS], straight.history[COLS])
+
+
+def test_a_budget_too_short_for_the_rungs_is_one_line():
+    with pytest.raises(ValueError, match=r"halving: rungs=3, eta=3 on 4 steps gives rungs at "
+                                         r"\[0, 1, 4\] steps.*budget.steps >= 5"):
+        SearchSpec(budget=TrainBudget(steps=4), halving=SuccessiveHalving())
+    assert SearchSpec(budget=TrainBudget(steps=5), halving=SuccessiveHalving())  # 1, 2, 5
+    with pytest.raises(ConfigError, match="halving"):
+        SearchSpec.from_dict({"halving": {"eta": 1}})
+
+
+def test_a_search_without_halving_keeps_its_key():
+    """The key of the committed CPU finding's search (findings/cpu), written before the field."""
+    from pathlib import Path
+
+    saved = json.loads((Path(__file__).parents[2] / "findings/cpu/search_spec.json").read_text())
+    assert "halving" not in saved
+    assert SearchSpec.from_dict(saved).key == "fb06424ff92f"
+    assert SearchSpec.from_dict({**saved, "halving": {"eta": 3, "rungs": 3}}).key != "fb06424ff92f"
+
+
+def test_load_result_of_a_halving_run(straight):
+    again = load_result(straight.run_dir)
+    assert again.spec.halving == HALVING

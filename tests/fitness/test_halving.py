@@ -8,16 +8,17 @@ scores, and a survivor must end where an uninterrupted run ends.
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import pytest
-import torch
 from torch import Tensor, nn
 
 import ngl.fitness.population as population
+from ngl import FocalLoss
 from ngl.data import load_dataset
 from ngl.fitness import SuccessiveHalving, TrainBudget, train_population, train_sequential
-from ngl.models.networks import SmallCNN, build_model
+from ngl.models.networks import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,22 +34,14 @@ def data() -> SimpleNamespace:
                            x_val=d.x_val[:N_VAL], y_val=d.y_val[:N_VAL])
 
 
-def tiny_cnn() -> nn.Module:
-    return SmallCNN(1, 10, 8, width=4)
-
-
-def focal(gamma: float):
-    def loss(z: Tensor, y: Tensor) -> Tensor:
-        logp = torch.log_softmax(z, -1).gather(1, y[:, None]).squeeze(1)
-        return (-((1 - logp.exp()) ** gamma) * logp).mean()
-
-    return loss
+tiny_cnn = functools.partial(build_model, "small_cnn", 1, 10, 8, width=4)
 
 
 def nine_losses() -> list:
     """Nine different losses: the rung scores differ, so the selection is visible."""
     return ([nn.CrossEntropyLoss(label_smoothing=s) for s in (0.0, 0.1, 0.3, 0.6)]
-            + [focal(g) for g in (0.5, 1.0, 2.0, 4.0)] + [nn.MultiMarginLoss()])
+            + [FocalLoss(gamma=g, validate=False) for g in (0.5, 1.0, 2.0, 4.0)]
+            + [nn.MultiMarginLoss()])
 
 
 def test_rung_steps_and_survivors_by_hand():

@@ -22,7 +22,7 @@ import ngl
 from ngl.io.paths import figures_dir, repo_root
 from ngl.io.records import atomic_write, write_text_atomic
 
-__all__ = ["COLUMN_WIDTH", "TEXT_WIDTH", "save_figure", "save_table", "set_style"]
+__all__ = ["COLUMN_WIDTH", "TEXT_WIDTH", "current_notebook", "save_figure", "save_table", "set_style"]
 
 COLUMN_WIDTH = 3.4  # inches, one column of a two-column paper
 TEXT_WIDTH = 7.0  # inches, full text width
@@ -63,9 +63,28 @@ def _check_stem(name: str, kind: str, example: str) -> None:
         raise ValueError(f"{kind} name {name!r} must be a plain file stem such as {example!r}")
 
 
+def current_notebook() -> str:
+    """The running notebook's stem, which names its figure folder.
+
+    ``$NGL_NOTEBOOK`` (set by the notebook runner and the tests) first; else the notebook the
+    kernel was started for, which jupyter-server (2.x) tells every kernel in
+    ``$JPY_SESSION_NAME`` (the notebook's path), so notebooks opened in JupyterLab write their
+    own ``figures/<notebook>/`` instead of all sharing one folder; else ``misc`` (a console,
+    a script).
+    """
+    name = os.environ.get("NGL_NOTEBOOK")
+    if name:
+        return name
+    session = os.environ.get("JPY_SESSION_NAME", "")
+    path = Path(session)
+    if path.suffix in (".ipynb", ".py") and path.stem and not path.stem.startswith("."):
+        return path.stem
+    return "misc"
+
+
 def _out_dir(notebook: str | None, directory: str | os.PathLike | None) -> Path:
-    """``directory``, or ``figures/<notebook>`` (``$NGL_NOTEBOOK``, else ``misc``), created."""
-    notebook = notebook or os.environ.get("NGL_NOTEBOOK") or "misc"
+    """``directory``, or ``figures/<notebook>`` (`current_notebook`), created."""
+    notebook = notebook or current_notebook()
     out_dir = Path(directory) if directory is not None else figures_dir() / notebook
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
@@ -76,7 +95,7 @@ def save_figure(fig: plt.Figure, name: str, notebook: str | None = None,
                 directory: str | os.PathLike | None = None) -> list[Path]:
     """Write ``figures/<notebook>/<name>.{pdf,png}`` and ``<name>.json``; byte-stable for equal input.
 
-    ``notebook`` defaults to ``$NGL_NOTEBOOK`` (set by the notebook runner) or ``misc``.
+    ``notebook`` defaults to `current_notebook` (the notebook's own name, in JupyterLab too).
     The sidecar holds ``config`` (must be JSON-serialisable), the commit and the ngl version,
     and no timestamps, so re-running an unchanged notebook changes no file.
     """
@@ -84,7 +103,7 @@ def save_figure(fig: plt.Figure, name: str, notebook: str | None = None,
     bad = [f for f in formats if f not in ("pdf", "png", "svg")]
     if bad:
         raise ValueError(f"formats {bad} not supported; expected some of ['pdf', 'png', 'svg']")
-    notebook = notebook or os.environ.get("NGL_NOTEBOOK") or "misc"
+    notebook = notebook or current_notebook()
     out_dir = _out_dir(notebook, directory)
     paths = []
     for fmt in formats:

@@ -117,3 +117,24 @@ def test_ngl_ui_exports_every_public_name_of_its_modules():
             seen[name] = getattr(mod, name)
             assert getattr(ngl.ui, name) is seen[name], name
     assert sorted(ngl.ui.__all__) == sorted(seen)
+
+
+@pytest.mark.parametrize("session, want", [
+    ("/work/main/notebooks/02_search.ipynb", "02_search"),  # jupyter-server's JPY_SESSION_NAME
+    ("notebooks/03_analysis.ipynb", "03_analysis"),
+    ("Console 1-2a3b", "misc"),  # a console, not a notebook
+    ("", "misc"),
+])
+def test_figures_go_to_the_notebook_jupyterlab_runs(tmp_path, monkeypatch, session, want):
+    """JupyterLab sets no NGL_NOTEBOOK; the kernel's JPY_SESSION_NAME names the notebook."""
+    from ngl.ui.style import current_notebook
+
+    monkeypatch.delenv("NGL_NOTEBOOK", raising=False)
+    monkeypatch.setenv("JPY_SESSION_NAME", session)
+    monkeypatch.setenv("NGL_FIGURES_DIR", str(tmp_path))
+    assert current_notebook() == want
+    fig, _ = plt.subplots()
+    assert save_figure(fig, "x")[0] == tmp_path / want / "x.pdf"
+    plt.close(fig)
+    monkeypatch.setenv("NGL_NOTEBOOK", "07_demo")  # the runner's name wins
+    assert current_notebook() == "07_demo"

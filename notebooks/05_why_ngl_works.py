@@ -141,7 +141,8 @@ cols = ["accuracy", "confidence", "ece", "nll", "temperature", "confidence_ts", 
 calib = pd.DataFrame([{"loss": n, "seed": s, **{c: r[c] for c in cols}} for (n, s), r in runs.items()])
 calib_mean = calib.groupby("loss")[cols].mean()
 display(calib_mean.round(4))
-ui.save_table(calib_mean.round(4).to_latex(), "calibration", ext="tex")
+# escape=True: column names such as confidence_ts would break LaTeX; 4 decimals
+ui.save_table(calib_mean.to_latex(escape=True, float_format="%.4f"), "calibration", ext="tex")
 
 # %%
 diagrams = {

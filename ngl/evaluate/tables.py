@@ -119,7 +119,9 @@ def latex_escape(text: object) -> str:
     """Escape LaTeX special characters in plain text."""
     repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-            "^": r"\textasciicircum{}"}
+            "^": r"\textasciicircum{}",
+            # in text mode with the default OT1 font encoding "<" prints as "¡", ">" as "¿"
+            "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
     return "".join(repl.get(ch, ch) for ch in str(text))
 
 

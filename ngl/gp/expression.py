@@ -25,7 +25,9 @@ from ngl.gp.parse import (
     MAX_DEPTH,
     MAX_SIZE,
     Node,
+    format_display,
     format_infix,
+    format_latex,
     format_prefix,
     looks_like_expression,
     parse_program,
@@ -207,12 +209,21 @@ class LossExpression:
         """sympy's simplification of :meth:`sympy` (for reading and comparing found losses)."""
         return sympy.simplify(self.sympy())
 
-    def latex(self, simplify: bool = False) -> str:
-        """LaTeX of the tree as written (or simplified); constants to 5 significant digits."""
-        expr = self.simplify() if simplify else self.sympy(evaluate=False)
+    def display(self, digits: int = 4) -> str:
+        """The text for people (tables, labels, legends): long constants to `digits`
+        significant digits (typed ones such as 2.4092 as written), ``a + -c`` as ``a - c``.
+        ``str(expression)`` stays the exact, stored and hashed form."""
+        return format_display(self._tree(), digits)
+
+    def latex(self, simplify: bool = False, digits: int = 4) -> str:
+        """LaTeX of the tree as written (`display`'s constants and signs, fractions for ``/``),
+        or of sympy's simplification of it."""
+        if not simplify:
+            return format_latex(self._tree(), digits)
+        expr = self.simplify()
         names = {sympy.Symbol(n, real=True): leaf.latex for n, leaf in LEAVES.items()}
         with sympy.evaluate(False):
-            expr = expr.xreplace({f: sympy.Float(f, 5) for f in expr.atoms(sympy.Float)})
+            expr = expr.xreplace({f: sympy.Float(f, digits) for f in expr.atoms(sympy.Float)})
         return sympy.latex(expr, symbol_names=names, full_prec=False, order="none")
 
     def _repr_latex_(self) -> str:

@@ -36,7 +36,9 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_SIZE",
     "Node",
+    "format_display",
     "format_infix",
+    "format_latex",
     "format_prefix",
     "looks_like_expression",
     "parse_program",
@@ -328,14 +330,104 @@ def format_infix(tree: tuple) -> str:
     return _infix(tree)[0]
 
 
-def _infix(t: tuple) -> tuple[str, int]:
+def format_display(tree: tuple, digits: int = 4) -> str:
+    """Infix text for people (tables, labels): constants to `digits` significant digits and
+    ``a + -c`` written ``a - c`` (``a - -c``: ``a + c``). Not parseable back to the same tree;
+    the stored, hashed form is `format_infix`."""
+    return _infix(tree, digits)[0]
+
+
+def _short(value: float, digits: int) -> str:
+    """A constant for people: as written when it has at most ``digits + 2`` significant digits
+    (a typed constant such as NGL's 2.4092 stays whole), else rounded to ``digits``."""
+    mantissa = repr(abs(value)).lower().split("e")[0].replace(".", "").lstrip("0")
+    if len(mantissa.rstrip("0")) <= digits + 2:
+        text = f"{value:.{digits + 2}g}"
+    else:
+        text = f"{value:.{digits}g}"
+    return "0" if text == "-0" else text
+
+
+_LATEX_FUNCTIONS = {"log": r"\log", "sin": r"\sin", "cos": r"\cos", "tanh": r"\tanh",
+                    "sigmoid": r"\sigma", "max": r"\max", "min": r"\min"}
+
+
+def format_latex(tree: tuple, digits: int = 4) -> str:
+    """LaTeX of the tree as written, for papers: constants as in `format_display`, ``a + -c``
+    as ``a - c``, fractions for ``/``, and parentheses only where the precedence needs them."""
+    return _latex(tree, digits)[0]
+
+
+def _latex(t: tuple, digits: int) -> tuple[str, int]:
     node, kids = t
     if isinstance(node, float):
-        return _fmt_const(node), (3 if node < 0 or str(node).startswith("-") else _ATOM)
+        return _short(node, digits), (3 if _negative_const(t) else _ATOM)
+    if not kids:
+        return LEAVES[node].latex, _ATOM
+    if (flipped := _flip_sign(t)) is not None:
+        return _latex(flipped, digits)
+    parts = [_latex(k, digits) for k in kids]
+
+    def wrap(part: tuple[str, int], least: int) -> str:
+        return part[0] if part[1] >= least else rf"\left({part[0]}\right)"
+
+    if node == "add":
+        return f"{parts[0][0]} + {parts[1][0]}", 1
+    if node == "sub":
+        return f"{parts[0][0]} - {wrap(parts[1], 2)}", 1
+    if node == "mul":
+        left, right = wrap(parts[0], 2), wrap(parts[1], 4)
+        sep = r" \cdot " if right[:1].isdigit() or right[:1] in "-." else r" \, "
+        return f"{left}{sep}{right}", 2
+    if node == "div":
+        return rf"\frac{{{parts[0][0]}}}{{{parts[1][0]}}}", 2
+    if node == "inv":
+        return rf"\frac{{1}}{{{parts[0][0]}}}", 2
+    if node == "neg":
+        return f"-{wrap(parts[0], 2)}", 3
+    if node == "square":
+        return f"{wrap(parts[0], _ATOM)}^{{2}}", 4
+    if node == "exp":
+        return f"e^{{{parts[0][0]}}}", 4
+    if node == "sqrt":
+        return rf"\sqrt{{{parts[0][0]}}}", _ATOM
+    if node == "abs":
+        return rf"\left|{parts[0][0]}\right|", _ATOM
+    args = ", ".join(p[0] for p in parts)
+    return rf"{_LATEX_FUNCTIONS[node]}\left({args}\right)", _ATOM
+
+
+def _negative_const(t: tuple) -> bool:
+    return isinstance(t[0], float) and (t[0] < 0 or str(t[0]).startswith("-"))
+
+
+def _flip_sign(t: tuple) -> tuple | None:
+    """``a + -c`` as ``a - c`` and ``a - -x`` as ``a + x`` (negative constant or ``neg``), for
+    display only; None where there is nothing to flip."""
+    node, kids = t
+    if node not in ("add", "sub"):
+        return None
+    flipped = {"add": "sub", "sub": "add"}[node]
+    right = kids[1]
+    if _negative_const(right):
+        return flipped, (kids[0], (-right[0], ()))
+    if right[0] == "neg":
+        return flipped, (kids[0], right[1][0])
+    return None
+
+
+def _infix(t: tuple, digits: int | None = None) -> tuple[str, int]:
+    """(text, precedence); ``digits`` set: the display form (`format_display`)."""
+    node, kids = t
+    if isinstance(node, float):
+        text = _fmt_const(node) if digits is None else _short(node, digits)
+        return text, (3 if _negative_const(t) else _ATOM)
     if not kids:
         return node, _ATOM
-    parts = [_infix(k) for k in kids]
     prim = OPERATORS[node]
+    if digits is not None and (flipped := _flip_sign(t)) is not None:
+        return _infix(flipped, digits)
+    parts = [_infix(k, digits) for k in kids]
     if prim.infix is not None:
         prec = _PREC[node]
         (ls, lp), (rs, rp) = parts

@@ -66,7 +66,8 @@ class SearchResult:
 
     def hall_of_fame(self, n: int | None = None) -> pd.DataFrame:
         """Best distinct losses by search-validation accuracy (ties: smaller tree first); with
-        successive halving, by the rung reached first, then accuracy there."""
+        successive halving, by the rung reached first, then accuracy there. ``formula`` is
+        the short display form of ``expression`` (:meth:`LossExpression.display`)."""
         ok = self.evaluated
         if not len(ok):
             return ok
@@ -77,7 +78,9 @@ class SearchResult:
             ["_reached", "val_accuracy", "size", "generation"],
             ascending=[False, False, True, True]).drop(columns="_reached")
         ok = ok.drop_duplicates("fingerprint").drop_duplicates("key")
-        return ok.head(n or self.options.hall_of_fame_size).reset_index(drop=True)
+        top = ok.head(n or self.options.hall_of_fame_size).reset_index(drop=True)
+        # the readable form for tables; "expression" stays the exact, stored text
+        return top.assign(formula=[LossExpression.parse(t).display() for t in top["expression"]])
 
     def entries(self, n: int | None = None) -> list[HallOfFameEntry]:
         """The hall of fame as objects with ``.to_module()``, ``.sympy()``, ``.latex()``."""

@@ -55,6 +55,7 @@ from ngl.ui.runner import (
 from ngl.ui.style import (
     COLUMN_WIDTH,
     TEXT_WIDTH,
+    current_notebook,
     save_figure,
     save_table,
     set_style,
@@ -101,6 +102,7 @@ __all__ = [
     "plot_training_curves",
     "primitive_set_picker",
     "resize_seeds",
+    "current_notebook",
     "save_figure",
     "save_table",
     "search_runner",

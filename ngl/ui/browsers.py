@@ -42,6 +42,20 @@ def latest_search(root: str | os.PathLike | None = None) -> Path | None:
     return max(runs, key=lambda p: ((p / "history.jsonl").stat().st_mtime_ns, p.name))
 
 
+def _describe_search(run_dir: str | os.PathLike, why: str) -> str:
+    """One line saying which search a notebook shows: its key and what it searched."""
+    from ngl.gp.result import load_result
+
+    try:
+        sp = load_result(run_dir).spec
+    except (OSError, ValueError) as exc:
+        return f"search {run_dir} ({why}): cannot be read ({exc})"
+    halving = f", halving eta={sp.halving.eta}" if sp.halving is not None else ""
+    return (f"showing search {sp.key} ({why}): {sp.dataset}, {sp.model}, population "
+            f"{sp.population_size} x {sp.generations} generations, {sp.budget.steps} steps"
+            f"{halving}, seed {sp.seed} - {run_dir}")
+
+
 def search_or_tiny(search_dir: str | os.PathLike | None = None, quick: bool = True,
                    seed: int = 0) -> Path:
     """``search_dir``, else the latest search, else a tiny digits search run now (with NGL seeded).
@@ -50,9 +64,12 @@ def search_or_tiny(search_dir: str | os.PathLike | None = None, quick: bool = Tr
     so in one line and run a small one (about a minute on a CPU in quick mode).
     """
     if search_dir:
+        print(_describe_search(search_dir, "given"))
         return Path(search_dir)
     found = latest_search(runs_dir() / "search")
     if found is not None:
+        print(_describe_search(found, "the latest under " + str(runs_dir() / "search")
+                              + "; set SEARCH_DIR to pick another"))
         return found
     from ngl.fitness import TrainBudget
     from ngl.gp.search import run_search
@@ -86,7 +103,11 @@ class HallOfFameBrowser:
         self.references = references
         self.selected = None
         self.shape_data = None
-        options = [(f"#{i + 1}  acc {row.val_accuracy:.4f}  size {row.size}:  {short_label(row.expression, 70)}", i)
+        # the short display form (4 significant digits); the chosen one is shown whole below
+        chance = 1 / num_classes
+        options = [(f"#{i + 1}  acc {row.val_accuracy:.4f}"
+                    f"{'  (BELOW CHANCE)' if row.val_accuracy <= chance else ''}  size {row.size}:  "
+                    f"{short_label(LossExpression.parse(row.expression).display(), 70)}", i)
                    for i, row in enumerate(self.hof.itertuples())]
         self.dropdown = W.Dropdown(options=options or [("(no trained candidate yet)", -1)],
                                    description="candidate", layout=W.Layout(width="95%"))
@@ -107,11 +128,15 @@ class HallOfFameBrowser:
         row = self.hof.iloc[i]
         expr = LossExpression.parse(row["expression"])
         self.selected = expr
-        self.info.value = (f"rank {i + 1}: validation accuracy <b>{row['val_accuracy']:.4f}</b>, "
+        chance = 1 / self.num_classes
+        below = (f" <b>(at or below chance, {chance:.2f}: this loss did not learn)</b>"
+                 if row["val_accuracy"] <= chance else "")
+        self.info.value = (f"rank {i + 1}: validation accuracy <b>{row['val_accuracy']:.4f}</b>"
+                           f"{below}, "
                            f"size {expr.size}, depth {expr.depth}, generation {int(row['generation'])}, "
                            f"born by {row['origin']}")
         self.out.append_display_data(Math(expr.latex()))
-        self.out.append_stdout(f"{expr}\n")
+        self.out.append_stdout(f"{expr.display()}\nexact (stored) form: {expr}\n")
         nodes, _ = tree_layout(expr)
         width = max(x for x, _, _ in nodes) + 1
         height = -min(y for _, y, _ in nodes) + 1
@@ -184,7 +209,8 @@ class LossExplorer:
                   for name, make in made.items() if self.show[name].value}
         text = self.expression.value.strip()
         if text:
-            losses[text if len(text) <= 30 else text[:29] + "…"] = LossExpression.parse(text).to_module(validate=False)
+            expr = LossExpression.parse(text)
+            losses[short_label(expr.display(), 30)] = expr.to_module(validate=False)
         if not losses:
             raise ValueError("tick at least one loss (or type an expression) to draw")
         return losses
@@ -195,13 +221,20 @@ class LossExplorer:
 
     def redraw(self) -> None:
         self.out.outputs = ()
-        losses = self.current_losses()
-        c = self.num_classes.value
-        self.data = loss_shape_data(losses, num_classes=c)
-        self.losses = losses
-        fig = new_figure((TEXT_WIDTH, 2.4))
-        plot_loss_shapes(losses, num_classes=c, axes=fig.subplots(1, 2))
-        self.image.value = figure_png(fig)
+        try:
+            losses = self.current_losses()
+            c = self.num_classes.value
+            self.data = loss_shape_data(losses, num_classes=c)
+            self.losses = losses
+            fig = new_figure((TEXT_WIDTH, 2.4))
+            plot_loss_shapes(losses, num_classes=c, axes=fig.subplots(1, 2))
+            self.image.value = figure_png(fig)
+        except Exception:
+            # a typo must not leave the previous figure on show as if it were the new one
+            self.image.value = b""
+            self.data, self.losses = None, {}
+            self.info.value = "<b>nothing drawn</b>: see the message below"
+            raise
         opt = self.data.loc[self.data.groupby("loss_name", sort=False)["loss"].idxmin()]
         self.info.value = "optimum p<sub>t</sub>: " + ", ".join(
             f"{r.loss_name} {r.p_true:.2f}" for r in opt.itertuples())

@@ -177,10 +177,8 @@ def test_gradcheck_of_compiled_expression():
 
 def test_sympy_latex_and_simplify():
     e = LossExpression.parse(NGL_TEXT)
-    assert e.latex() == (
-        r"e^{2.4092 - \hat{y} \left(1 + y\right)} - \cos{\left(\cos{\left(\sin{\left(\hat{y} "
-        r"\right)} \right)} \right)}"
-    )
+    assert e.latex() == (r"e^{2.4092 - \hat{y} \, \left(1 + y\right)} - "
+                         r"\cos\left(\cos\left(\sin\left(\hat{y}\right)\right)\right)")
     s = LossExpression.parse("y_pred*y_real + y_real*y_pred - 2*y_pred*y_real").simplify()
     assert s == 0
     p, y = sympy.Symbol("y_pred", real=True), sympy.Symbol("y_real", real=True)
@@ -417,3 +415,42 @@ def test_the_one_ngl_constant_is_the_papers_formula():
 
     assert ngl.NGL_EXPRESSION == "exp(2.4092 - y_pred*(1 + y_real)) - cos(cos(sin(y_pred)))"
     assert LossExpression.parse(ngl.NGL_EXPRESSION).key == LossExpression.parse(NGL_TEXT).key
+
+
+@pytest.mark.parametrize("text, shown, latex", [
+    # a GP constant of 16 digits is rounded; "+ -c" reads "- c", "- -c" reads "+ c"
+    ("sin(y_real - -0.8533806000947646)/(y_pred*y_real*sqrt(y_pred))",
+     "sin(y_real + 0.8534)/(y_pred*y_real*sqrt(y_pred))",
+     r"\frac{\sin\left(y + 0.8534\right)}{\hat{y} \, y \, \sqrt{\hat{y}}}"),
+    ("exp(y_real + -0.15864115631763642)", "exp(y_real - 0.1586)", r"e^{y - 0.1586}"),
+    # the issue's example: no "(-0.62413) 1/y" in a fraction
+    ("-0.6241278873730751/y_pred/(0.6804456109393229 - y_real)",
+     "-0.6241/y_pred/(0.6804 - y_real)", r"\frac{\frac{-0.6241}{\hat{y}}}{0.6804 - y}"),
+    # a typed constant stays whole (NGL's alpha), a whole number loses its ".0"
+    ("exp(2.4092 - y_pred*(1.0 + y_real))", "exp(2.4092 - y_pred*(1 + y_real))",
+     r"e^{2.4092 - \hat{y} \, \left(1 + y\right)}"),
+    ("y_pred + -(y_pred*y_real)", "y_pred - y_pred*y_real", r"\hat{y} - \hat{y} \, y"),
+    ("y_pred - (y_real - y_pred)", "y_pred - (y_real - y_pred)",
+     r"\hat{y} - \left(y - \hat{y}\right)"),
+    ("square(y_pred - 1.0)*2.0", "(y_pred - 1)**2*2", r"\left(\hat{y} - 1\right)^{2} \cdot 2"),
+])
+def test_display_and_latex_forms_are_short_and_read_as_written(text, shown, latex):
+    e = LossExpression.parse(text)
+    assert e.display() == shown
+    assert e.latex() == latex
+    assert str(e) == str(LossExpression.parse(text))  # the stored form is unchanged
+    # the display form denotes the same function up to the rounding of its constants
+    p = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    y = torch.tensor([0.2, 1.0, 1.0], dtype=torch.float64)
+    assert torch.allclose(_values(e, p, y), _values(LossExpression.parse(shown), p, y),
+                          rtol=1e-3, atol=1e-3)
+
+
+def _values(e: LossExpression, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The expression's elementwise values at (y_pred, y_real), through sympy (independent of
+    the torch compiler)."""
+    import sympy as sp
+
+    f = sp.lambdify([sp.Symbol("y_pred", real=True), sp.Symbol("y_real", real=True)], e.sympy(),
+                    "numpy")
+    return torch.as_tensor(f(p.numpy(), y.numpy()) + 0 * p.numpy())

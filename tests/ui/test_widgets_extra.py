@@ -113,6 +113,31 @@ def test_hall_of_fame_browser_switches_candidates(finished_run):
         assert str(browser.selected) == hof["expression"].iloc[1]
 
 
+def test_hall_of_fame_browser_marks_losses_below_chance(finished_run):
+    result = load_result(finished_run.run_dir)
+    h = result.history.copy()
+    ok = h.index[h["status"] == "ok"]
+    h.loc[ok, "val_accuracy"] = 0.05  # every trained loss at or below chance (10 classes)
+    h.loc[ok[0], "val_accuracy"] = 0.5
+    result.history = h
+    browser = hall_of_fame_browser(result, num_classes=10)
+    labels = [label for label, _ in browser.dropdown.options]
+    assert "BELOW CHANCE" not in labels[0] and all("BELOW CHANCE" in x for x in labels[1:])
+    if len(labels) > 1:
+        browser.dropdown.value = 1
+        assert "below chance" in browser.info.value
+
+
+def test_a_notebook_says_which_search_it_shows(finished_run, capsys):
+    from ngl.ui.browsers import search_or_tiny
+
+    spec = load_result(finished_run.run_dir).spec
+    assert search_or_tiny(finished_run.run_dir) == finished_run.run_dir
+    line = capsys.readouterr().out
+    assert f"showing search {spec.key} (given): {spec.dataset}" in line
+    assert f"population {spec.population_size} x {spec.generations} generations" in line
+
+
 def test_hall_of_fame_browser_without_trained_candidates(finished_run):
     empty = load_result(finished_run.run_dir)
     empty.history = empty.history.iloc[0:0]
@@ -156,9 +181,11 @@ def test_loss_explorer_redraws_on_sliders():
     assert not any(n.startswith("focal") for n in ex.data["loss_name"])
     ex.expression.value = "1 - y_pred*y_real"
     assert "1 - y_pred*y_real" in set(ex.data["loss_name"])
-    ex.expression.value = "y_pred +"  # a typo is reported in the Output, the last figure stays
-    assert any(o.get("name") == "stderr" for o in ex.out.outputs)
-    assert "1 - y_pred*y_real" in set(ex.data["loss_name"])
+    ex.expression.value = "y_pred +"  # a typo is reported, and the old figure is gone: it
+    assert any(o.get("name") == "stderr" for o in ex.out.outputs)  # no longer shows the input
+    assert ex.image.value.tobytes() == b"" and ex.data is None and "nothing drawn" in ex.info.value
+    ex.expression.value = "1 - y_pred"  # fixed: drawn again
+    assert "1 - y_pred" in set(ex.data["loss_name"]) and ex.image.value.tobytes().startswith(PNG)
 
 
 # -- figures --------------------------------------------------------------------------------

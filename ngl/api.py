@@ -15,6 +15,7 @@ keywords: switching device or chunk size resumes the same search instead of star
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -27,6 +28,27 @@ from ngl.gp import resume as _resume
 from ngl.io.paths import runs_dir
 
 __all__ = ["search", "resume", "load", "grid"]
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel, where an interrupt is the normal way to stop a search."""
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell is not None else None
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def _stoppable(run: Callable[[], SearchResult], run_dir: Callable[[], Path]) -> SearchResult:
+    """Run a search; in a notebook, an interrupt ("stop" in JupyterLab) prints one line and
+    returns what is on disk instead of a torch traceback (scripts still get the interrupt)."""
+    try:
+        return run()
+    except KeyboardInterrupt:
+        if not _in_notebook():
+            raise
+        partial = load_result(run_dir())
+        print(f"stopped - run again to resume ({len(partial.history)} candidates kept in "
+              f"{partial.run_dir})", file=sys.stderr)
+        return partial
 
 
 def _options(base: RunOptions, **overrides) -> RunOptions:
@@ -47,12 +69,15 @@ def search(spec: SearchSpec, run_dir: str | os.PathLike | None = None, *,
     ``cuda_graph``, ``compile``, ``data_root``, ``hall_of_fame_size``) never change which
     search it is.
     ``executor`` is any ``concurrent.futures.Executor`` (a Dask client's for a cluster).
+    In a notebook, interrupting the kernel stops the search with one line ("stopped - run
+    again to resume") and returns the partial result; in a script the interrupt propagates.
     """
     options = _options(RunOptions(), device=device, chunk_size=chunk_size, cuda_graph=cuda_graph,
                        compile=compile, data_root=data_root,
                        hall_of_fame_size=hall_of_fame_size)
-    return GPSearch(spec, run_dir, options, executor=executor, progress=progress,
-                    callback=callback).run()
+    gp = GPSearch(spec, run_dir, options, executor=executor, progress=progress,
+                  callback=callback)
+    return _stoppable(gp.run, lambda: gp.run_dir)
 
 
 def resume(run_dir: str | os.PathLike, *, device: str | None = None,
@@ -66,7 +91,8 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None,
     options = _options(base, device=device, chunk_size=chunk_size, cuda_graph=cuda_graph,
                        compile=compile, data_root=data_root,
                        hall_of_fame_size=hall_of_fame_size)
-    return _resume(run_dir, options, executor=executor, progress=progress, callback=callback)
+    return _stoppable(lambda: _resume(run_dir, options, executor=executor, progress=progress,
+                                      callback=callback), lambda: Path(run_dir))
 
 
 def load(run_dir: str | os.PathLike) -> SearchResult:

@@ -150,7 +150,8 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
                      max_population_per_pass: int | str | None = "auto",
                      method: str = "auto", cuda_graph: bool = False,
                      halving: SuccessiveHalving | None = None,
-                     compile: bool = False) -> list[FitnessResult]:
+                     compile: bool = False,
+                     progress: Callable[[int], object] | None = None) -> list[FitnessResult]:
     """Train all candidates together; same results as `train_sequential` up to float rounding.
 
     `cuda_graph=True` (CUDA only) records one whole training step -- forward, the P candidate
@@ -188,6 +189,9 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
     optimizer stay eager). It changes float rounding only. It pays once a process trains
     enough steps to earn back the compile time (``benchmarks/compile_folded.py`` measures
     both); it is ignored by the vmap engine and refused with `cuda_graph`.
+
+    `progress(n)` is called whenever `n` more candidates have finished training (a pass ended,
+    or halving stopped them at a rung), so a progress bar can advance inside one call.
     """
     check_arguments(losses, budget)
     if cuda_graph:
@@ -218,7 +222,7 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
         return []
     run = _Run(model_fn, list(losses), data, budget, seed, device, method,
                cuda_graph=cuda_graph and device.type == "cuda", compile=compile)
-    return run.train(max_population_per_pass or len(losses), halving)
+    return run.train(max_population_per_pass or len(losses), halving, progress)
 
 
 def _blocks(t: Tensor, pop: int) -> Tensor:
@@ -242,7 +246,9 @@ class _Run:
         self.method = _resolve_method(method, self.model, probe)  # decided once, not per pass
         self.rng_state: list[Tensor] | None = None  # None: start from `seed`
 
-    def train(self, pass_size: int, halving: SuccessiveHalving | None) -> list[FitnessResult]:
+    def train(self, pass_size: int, halving: SuccessiveHalving | None,
+              progress: Callable[[int], object] | None = None) -> list[FitnessResult]:
+        done = progress or (lambda _n: None)
         n = len(self.losses)
         stops = halving.rung_steps(self.budget.steps) if halving else (self.budget.steps,)
         time_s = [0.0] * n
@@ -258,12 +264,15 @@ class _Run:
                     time_s[cid] += elapsed / ps.pop
                     accs[cid].append(acc if ok else 0.0)  # the non-finite policy's score
                     final[cid] = (ok, acc, ce, last, steps)
+                if halving is None or k == len(stops) - 1:
+                    done(ps.pop)
             start = stop
             if halving is None or k == len(stops) - 1:
                 break
             # rank: alive first, then accuracy at this rung, then candidate order
             active = sorted(final_ids(passes), key=lambda c: (not final[c][0], -final[c][1], c))
             keep = sorted(c for c in active[: halving.survivors(len(active))] if final[c][0])
+            done(len(active) - len(keep))
             if not keep:
                 break
             passes = _regroup(self, passes, keep, pass_size)

@@ -235,7 +235,8 @@ class GPSearch:
                    disable=not self.progress)
         bar.update(len(population) - sum(len(v) for v in to_train.values()))
         texts = [[population[i][0] for i in ch] for ch in chunks]
-        for chunk, results in zip(chunks, self._run_chunks(texts), strict=False):
+        in_process = isinstance(self.executor, InProcessExecutor)
+        for chunk, results in zip(chunks, self._run_chunks(texts, bar.update), strict=False):
             chunk_rows = []
             for i, res in zip(chunk, results, strict=True):
                 fp = rows[i]["fingerprint"]
@@ -249,7 +250,9 @@ class GPSearch:
                     rows[j]["fitness"] = self._fitness(rows[j])
                     chunk_rows.append(rows[j])
             append_rows(self.history_path, chunk_rows)
-            bar.update(sum(len(to_train[rows[i]["fingerprint"]]) for i in chunk))
+            # in-process the bar advanced as each candidate finished; add its equivalents
+            bar.update(sum(len(to_train[rows[i]["fingerprint"]]) - (1 if in_process else 0)
+                           for i in chunk))
             if self._stop:
                 break
         bar.close()
@@ -257,13 +260,14 @@ class GPSearch:
             raise KeyboardInterrupt("search stopped on request; resume continues from here")
         return [rows[i] for i in range(len(population))]
 
-    def _run_chunks(self, chunks: list[list[str]]):
+    def _run_chunks(self, chunks: list[list[str]], progress: Callable[[int], object]):
         """Yield each chunk's results in order. In-process: one chunk at a time, so every finished
-        chunk reaches the history before the next starts; other executors get all at once."""
+        chunk reaches the history before the next starts, and `progress` hears each candidate
+        finish; other executors get all at once."""
         spec_dict, options_dict = self.spec.to_dict(), self.options.to_dict()
         if isinstance(self.executor, InProcessExecutor):
             for texts in chunks:
-                yield evaluate_chunk(spec_dict, options_dict, texts)
+                yield evaluate_chunk(spec_dict, options_dict, texts, progress)
             return
         futures = [self.executor.submit(evaluate_chunk, spec_dict, options_dict, texts) for texts in chunks]
         pending = {f: k for k, f in enumerate(futures)}

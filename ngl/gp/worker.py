@@ -7,7 +7,7 @@ Everything travels in plain arguments (spec and options as dicts, losses as text
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ngl.data import load_cached
 from ngl.fitness import train_population
@@ -25,8 +25,10 @@ def _load_data(dataset: str, root: str | None, n_train: int | None, n_val: int |
     return load_cached(dataset, root, n_train, n_val, None, seed).to(device)
 
 
-def evaluate_chunk(spec: dict, options: dict, texts: Sequence[str]) -> list[dict]:
-    """Train the candidate losses ``texts`` together; a plain, picklable function for executors."""
+def evaluate_chunk(spec: dict, options: dict, texts: Sequence[str],
+                   progress: Callable[[int], object] | None = None) -> list[dict]:
+    """Train the candidate losses ``texts`` together; a plain, picklable function for executors.
+    ``progress(n)`` (in-process only) hears as candidates finish."""
     sp, opts = SearchSpec.from_dict(spec), RunOptions.from_dict(options)
     device = opts.resolved_device()
     data = _load_data(sp.dataset, opts.data_root, sp.n_train, sp.n_val, sp.data_seed, device)
@@ -35,5 +37,5 @@ def evaluate_chunk(spec: dict, options: dict, texts: Sequence[str]) -> list[dict
     losses = [LossExpression.parse(t).to_module(validate=False) for t in texts]
     results = train_population(model_fn, losses, data, sp.budget, seed=sp.seed, device=device,
                                cuda_graph=opts.cuda_graph, halving=sp.halving,
-                               compile=opts.compile)
+                               compile=opts.compile, progress=progress)
     return [{**r.to_dict(), "split": "search_validation"} for r in results]

@@ -47,6 +47,7 @@ def plot_search_progress(summary: pd.DataFrame, axes=None) -> plt.Figure:
     ax.legend(frameon=False, fontsize="small")
     for ax in axes:
         ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlim(g.min() - 0.6, g.max() + 0.6)  # one generation: a point in the middle
     return fig
 
 
@@ -64,13 +65,27 @@ class LivePlot:
         self._last = 0.0
         self.fig = None
 
-    def __call__(self, summary: dict, _search=None) -> None:
-        self.rows.append(dict(summary))
+    def __call__(self, summary: dict, search=None) -> None:
+        if not self.rows and search is not None:
+            # a resumed search: draw the generations it ran before, not just from here on
+            self.rows = self._earlier(search.run_dir, int(summary["generation"]))
+        gen = summary.get("generation")
+        self.rows = [r for r in self.rows if r.get("generation") != gen] + [dict(summary)]
         now = time.monotonic()
         if now - self._last < self.every and self._handle is not None:
             return
         self._last = now
         self.redraw()
+
+    @staticmethod
+    def _earlier(run_dir, generation: int) -> list[dict]:
+        from ngl.gp.result import load_result, summarise_generations
+
+        history = load_result(run_dir).history
+        if not len(history):
+            return []
+        summary = summarise_generations(history[history["generation"] < generation])
+        return summary.to_dict("records") if len(summary) else []
 
     def redraw(self) -> None:
         if self.fig is None:

@@ -148,3 +148,14 @@ def test_a_nonfinite_candidate_stops_and_never_survives(data):
     assert res[0].status == "nonfinite" and res[0].rung == 0 and res[0].steps_done == 0
     assert res[0].val_accuracy == 0.0
     assert sum(r.rung == 2 for r in res) == 1 and res[0].rung_accuracies == (0.0,)
+
+
+def test_progress_hears_each_candidate_finish(data):
+    seen: list[int] = []
+    train_population(tiny_cnn, nine_losses(), data, BUDGET, seed=0, max_population_per_pass=None,
+                     halving=HALVING, progress=seen.append)
+    assert seen == [6, 2, 1]  # stopped at rung 0, stopped at rung 1, the one that finished
+    seen.clear()
+    train_population(tiny_cnn, nine_losses()[:5], data, TrainBudget(steps=2, batch_size=32),
+                     seed=0, max_population_per_pass=2, progress=seen.append)
+    assert seen == [2, 2, 1]

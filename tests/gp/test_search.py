@@ -206,3 +206,33 @@ def test_primitive_set_restricts_the_search(tmp_path):
         assert set(LossExpression.parse(text).operators) <= {"add", "mul", "exp", "neg"}
     assert json.loads((Path(tmp_path / "r") / "spec.json").read_text())["primitive_set"]["operators"] == \
         ["add", "mul", "exp", "neg"]
+
+
+def test_interrupt_in_a_notebook_is_one_line_and_keeps_the_partial_run(tmp_path, monkeypatch,
+                                                                       capsys):
+    """Stopping the kernel in JupyterLab: no torch traceback, the partial result, and running
+    again resumes; a script still gets the KeyboardInterrupt."""
+    import ngl
+    import ngl.api
+    import ngl.fitness.population as population
+
+    real, calls = population._Pass.train, {"n": 0}
+
+    def interrupted(self, batches, rng):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, batches, rng)
+
+    cfg = tiny(population_size=4, generations=2)
+    monkeypatch.setattr(population._Pass, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # a script
+        ngl.search(cfg, tmp_path / "script", chunk_size=1, progress=False)
+    calls["n"] = 0
+    monkeypatch.setattr(ngl.api, "_in_notebook", lambda: True)
+    partial = ngl.search(cfg, tmp_path / "nb", chunk_size=1, progress=False)
+    assert not partial.complete and len(partial.history) >= 1
+    err = capsys.readouterr().err
+    assert "stopped - run again to resume" in err and "Traceback" not in err
+    monkeypatch.setattr(population._Pass, "train", real)
+    assert ngl.resume(tmp_path / "nb", progress=False).complete

@@ -141,3 +141,28 @@ def test_a_search_without_halving_keeps_its_key():
 def test_load_result_of_a_halving_run(straight):
     again = load_result(straight.run_dir)
     assert again.spec.halving == HALVING
+
+
+def test_the_progress_bar_advances_within_a_chunk(tmp_path, monkeypatch):
+    """One chunk per generation (notebook 02's setting): the bar still moves per candidate and
+    ends at the population size."""
+    import ngl.gp.search as search_module
+
+    bars: list[list[int]] = []
+
+    class Bar:
+        def __init__(self, *a, **k):
+            self.steps: list[int] = []
+            bars.append(self.steps)
+
+        def update(self, n=1):
+            self.steps.append(int(n))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(search_module, "tqdm", Bar)
+    run_search(spec(generations=1, population_size=6, seed_expressions=()), tmp_path / "r",
+               RunOptions(chunk_size=6), progress=False)
+    steps = bars[0]
+    assert sum(steps) == 6 and len([s for s in steps if s > 0]) >= 2, steps

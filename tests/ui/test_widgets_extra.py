@@ -261,3 +261,24 @@ def test_new_figures_export(tmp_path):
     paths = save_figure(fig, "curves", notebook="test", directory=tmp_path)
     assert [p.suffix for p in paths] == [".pdf", ".png", ".json"]
     plt.close(fig)
+
+
+def test_live_plot_of_a_resumed_search_shows_every_generation(tmp_path):
+    """Resumed after generation 0: the plot has generations 0, 1, 2, not just 1 and 2."""
+    from ngl.gp import GPSearch, resume
+    from ngl.ui import LivePlot, plot_search_progress
+
+    def stop_after_first(_summary, search):
+        search.request_stop()
+
+    spec = tiny_config(generations=3)
+    GPSearch(spec, tmp_path / "run", RunOptions(chunk_size=4), progress=False,
+             callback=stop_after_first).run()
+    assert not load_result(tmp_path / "run").complete
+    live = LivePlot(every=0.0)
+    resume(tmp_path / "run", progress=False, callback=live)
+    assert [int(r["generation"]) for r in live.rows] == [0, 1, 2]
+    fig = plot_search_progress(pd.DataFrame(live.rows[:1]))  # one generation: sensible axes
+    assert fig.axes[0].get_xlim() == pytest.approx((-0.6, 0.6))
+    live.close()
+    plt.close(fig)

@@ -352,6 +352,11 @@ _LATEX_FUNCTIONS = {"log": r"\log", "sin": r"\sin", "cos": r"\cos", "tanh": r"\t
                     "sigmoid": r"\sigma", "max": r"\max", "min": r"\min"}
 
 
+# unary operators written around their argument: (template, precedence of the result)
+_LATEX_UNARY = {"inv": (r"\frac{{1}}{{{}}}", 2), "exp": ("e^{{{}}}", 4),
+                "sqrt": (r"\sqrt{{{}}}", _ATOM), "abs": (r"\left|{}\right|", _ATOM)}
+
+
 def format_latex(tree: tuple, digits: int = 4) -> str:
     """LaTeX of the tree as written, for papers: constants as in `format_display`, ``a + -c``
     as ``a - c``, fractions for ``/``, and parentheses only where the precedence needs them."""
@@ -381,18 +386,13 @@ def _latex(t: tuple, digits: int) -> tuple[str, int]:
         return f"{left}{sep}{right}", 2
     if node == "div":
         return rf"\frac{{{parts[0][0]}}}{{{parts[1][0]}}}", 2
-    if node == "inv":
-        return rf"\frac{{1}}{{{parts[0][0]}}}", 2
     if node == "neg":
         return f"-{wrap(parts[0], 2)}", 3
     if node == "square":
         return f"{wrap(parts[0], _ATOM)}^{{2}}", 4
-    if node == "exp":
-        return f"e^{{{parts[0][0]}}}", 4
-    if node == "sqrt":
-        return rf"\sqrt{{{parts[0][0]}}}", _ATOM
-    if node == "abs":
-        return rf"\left|{parts[0][0]}\right|", _ATOM
+    if node in _LATEX_UNARY:
+        template, prec = _LATEX_UNARY[node]
+        return template.format(parts[0][0]), prec
     args = ", ".join(p[0] for p in parts)
     return rf"{_LATEX_FUNCTIONS[node]}\left({args}\right)", _ATOM
 

@@ -11,7 +11,7 @@
 
 from ngl.data.cifar import find_cifar, read_cifar
 from ngl.data.fashion_mnist import find_fashion_mnist, read_idx
-from ngl.data.loading import available_datasets, load_cached, load_dataset
+from ngl.data.loading import available_datasets, load_cached, load_dataset, missing_dataset
 from ngl.data.splits import DataSplits
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "find_fashion_mnist",
     "load_cached",
     "load_dataset",
+    "missing_dataset",
     "read_cifar",
     "read_idx",
 ]

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from ngl.data.cifar import load_cifar
-from ngl.data.fashion_mnist import load_fashion_mnist
+from ngl.data.cifar import find_cifar, load_cifar
+from ngl.data.fashion_mnist import find_fashion_mnist, load_fashion_mnist
 from ngl.data.splits import DataSplits, build_splits, stratified_split
 
-__all__ = ["available_datasets", "load_cached", "load_dataset"]
+__all__ = ["available_datasets", "load_cached", "load_dataset", "missing_dataset"]
 
 _DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100")
 
@@ -40,6 +40,24 @@ _DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100")
 def available_datasets() -> list[str]:
     """Names accepted by :func:`load_dataset`."""
     return list(_DATASETS)
+
+
+def missing_dataset(name: str, root: str | os.PathLike | None = None) -> str | None:
+    """Why `name` cannot be loaded here (its files are not found), or None when it can.
+
+    Looks for the files only (no reading, no download), so a form can mark a dataset before
+    anyone picks it; the reason is the first line of the finder's message.
+    """
+    if name not in _DATASETS:
+        return f"unknown dataset {name!r}; expected one of {list(_DATASETS)}"
+    try:
+        if name == "fashion_mnist":
+            find_fashion_mnist(root)
+        elif name in ("cifar10", "cifar100"):
+            find_cifar(root, 10 if name == "cifar10" else 100)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 def load_dataset(

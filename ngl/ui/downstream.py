@@ -9,14 +9,15 @@ table in place after every finished run. Both summarise the runs finished so far
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import html
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ipywidgets as W
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ngl.data import available_datasets
+from ngl.data import available_datasets, missing_dataset
 from ngl.evaluate import format_table, summarise, to_markdown
 from ngl.evaluate.grid import GridConfig, loss_label, run_grid
 from ngl.ui.widget_kit import (
@@ -137,12 +138,18 @@ class TableBuilder:
             self.loss_specs.setdefault(loss_label(spec), spec)
         self._base_labels = tuple(loss_label(s) for s in b.losses)
 
-        def pick(options: Iterable, chosen: tuple, desc: str) -> W.SelectMultiple:
+        def pick(options: Iterable, chosen: tuple, desc: str,
+                 note: Callable[[Any], str] = lambda _o: "") -> W.SelectMultiple:
             opts = tuple(dict.fromkeys((*options, *chosen)))
-            return W.SelectMultiple(options=[(short_label(o), o) for o in opts], value=chosen,
-                                    description=desc, rows=min(max(len(opts), 1), 6))
+            return W.SelectMultiple(options=[(short_label(o) + note(o), o) for o in opts],
+                                    value=chosen, description=desc, rows=min(max(len(opts), 1), 6))
 
-        self.datasets = pick(datasets or available_datasets(), b.datasets, "datasets")
+        # datasets whose files are not on this machine are marked before anyone picks them
+        self.missing = {d: why for d in dict.fromkeys((*(datasets or available_datasets()),
+                                                       *b.datasets))
+                        if (why := missing_dataset(d, b.data_root)) is not None}
+        self.datasets = pick(datasets or available_datasets(), b.datasets, "datasets",
+                             lambda d: " (files not found)" if d in self.missing else "")
         self.models = pick(models, b.models, "models")
         self.losses = pick(self.loss_specs, self._base_labels, "losses")
         self.seeds = W.Text(value=", ".join(str(s) for s in b.seeds), description="seeds",
@@ -153,6 +160,7 @@ class TableBuilder:
         self.progress = W.IntProgress(value=0, min=0, max=1, description="cells")
         self.kept = W.HTML(kept_html(kept_fields(b, self.SHOWN, nested=("train",))))
         self.status = W.HTML()
+        self.failures = W.HTML()  # failed runs and why, where the user looks
         self.out = W.Output()
         self.table_out = W.Output()
         self.error: str | None = None
@@ -162,7 +170,7 @@ class TableBuilder:
         self.widget = W.VBox([W.HBox([self.datasets, self.models, self.losses]),
                               W.HBox([self.seeds, self.n_seeds, self.epochs]), self.kept,
                               W.HBox([self.run_button, self.progress, self.status]),
-                              self.table_out, self.out])
+                              self.failures, self.table_out, self.out])
         self.run_button.on_click(show_errors(self.out)(lambda _b: self.run()))
         self.n_seeds.observe(show_errors(self.out)(self._on_n_seeds), names="value")
         self.seeds.observe(show_errors(self.out)(self._on_seeds), names="value")
@@ -224,8 +232,35 @@ class TableBuilder:
         return dataclasses.replace(self.base, **changed) if changed else self.base
 
     def _describe(self) -> None:
-        exc = show_validation(self.status, lambda: self.value, lambda cfg: f"{cfg.n_cells} runs")
+        def ok(cfg) -> str:
+            text = f"{cfg.n_cells} runs"
+            gone = [d for d in cfg.datasets if d in self.missing]
+            if gone:
+                text += "; <b style='color:#b00'>files not found for " + ", ".join(
+                    f"{d}</b> ({html.escape(self.missing[d])})" for d in gone)
+            return text
+
+        exc = show_validation(self.status, lambda: self.value, ok)
         self.error = None if exc is None else error_text(exc)
+
+    def show_failures(self, results) -> None:
+        """Failed runs (status "error") and their messages, grouped by what failed."""
+        if results is None or not len(results) or "status" not in results:
+            self.failures.value = ""
+            return
+        bad = results[results["status"] == "error"]
+        if not len(bad):
+            self.failures.value = ""
+            return
+        error = bad["error"] if "error" in bad else pd.Series("(no message)", index=bad.index)
+        lines = []
+        for (ds, model, loss, msg), grp in bad.assign(error=error.fillna("(no message)")).groupby(
+                ["dataset", "model", "loss", "error"], sort=False):
+            seeds = ", ".join(str(s) for s in sorted(grp["seed"]))
+            lines.append(f"<li>{html.escape(f'{ds} / {model} / {loss} (seeds {seeds})')}: "
+                         f"<code>{html.escape(str(msg))}</code></li>")
+        self.failures.value = (f"<b style='color:#b00'>{len(bad)} of {len(results)} runs failed"
+                               f"</b><ul>{''.join(lines)}</ul>")
 
     def show_table(self, results) -> None:
         """Recompute the summary and replace what ``table_out`` shows."""
@@ -246,6 +281,7 @@ class TableBuilder:
         def on_row(row, results):
             self.progress.value = len(results)
             self.show_table(results)
+            self.show_failures(results)
 
         try:
             results = run_grid(cfg, self.results_path, executor=self.executor, progress=False,
@@ -254,7 +290,11 @@ class TableBuilder:
             self.run_button.disabled = False
         self.progress.value = len(results)
         self.show_table(results)
-        self.status.value = f"{len(results)} runs done; results in <code>{self.results_path}</code>"
+        self.show_failures(results)
+        failed = int((results["status"] == "error").sum()) if "status" in results else 0
+        self.status.value = (f"{len(results) - failed} runs done"
+                             + (f", <b style='color:#b00'>{failed} failed</b> (below)" if failed
+                                else "") + f"; results in <code>{self.results_path}</code>")
         return results
 
 

@@ -292,3 +292,26 @@ def test_live_table_redraws_the_summary_in_place(monkeypatch):
     pd.testing.assert_frame_equal(live.summary, want)
     assert shown[-1] == ("update", to_markdown(want)) == ("update", live.markdown)
     assert len(shown) == 2
+
+
+def test_table_builder_marks_missing_datasets_and_shows_why_runs_failed(tmp_path, monkeypatch):
+    """A dataset without files is marked before it is picked; its failed runs and the reason
+    appear in the widget, not only in results.jsonl."""
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    monkeypatch.setenv("NGL_DATA_DIR", str(empty))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.cache/ngl copy either
+    cfg = GridConfig(datasets=("digits", "cifar10"), models=("small_cnn",), losses=("ce",),
+                     seeds=(0, 1), train=TrainConfig(epochs=1, batch_size=64), n_train=120,
+                     n_val=60, n_test=60, model_kwargs={"width": 4})
+    tb = table_builder(tmp_path / "r.jsonl", base=cfg, datasets=("digits", "cifar10"),
+                       models=("small_cnn",), losses=("ce",))
+    labels = dict((v, label) for label, v in tb.datasets.options)
+    assert labels["cifar10"] == "cifar10 (files not found)" and labels["digits"] == "digits"
+    assert "files not found for cifar10" in tb.status.value
+    results = tb.run()
+    assert (results["status"] == "error").sum() == 2
+    assert "2 of 4 runs failed" in tb.failures.value
+    assert "cifar10 / small_cnn / ce (seeds 0, 1)" in tb.failures.value
+    assert "FileNotFoundError" in tb.failures.value
+    assert "2 runs done" in tb.status.value and "2 failed" in tb.status.value

@@ -7,6 +7,7 @@ line runs.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import traceback
@@ -16,6 +17,7 @@ import ipywidgets as W
 import pandas as pd
 
 from ngl.gp import GPSearch, RunOptions, SearchSpec, load_result, read_run_files
+from ngl.gp.result import summarise_generations
 from ngl.io.paths import search_run_dir
 from ngl.ui.plots_search import plot_search_progress
 from ngl.ui.style import TEXT_WIDTH
@@ -131,8 +133,9 @@ class SearchRunner:
             raise RuntimeError("a search is already running; stop it first")
         self.search = make_search()
         self.error = None
-        self.rows = []
-        self._set_state("running", "generation 1 ...")
+        self.rows = self._finished_generations()  # a resumed run plots its whole history
+        self._set_state("running", f"generation {len(self.rows) + 1} of "
+                                   f"{self.search.spec.generations} ...")
         self.thread = threading.Thread(target=self._work, name="ngl-search", daemon=True)
         self.thread.start()
         return self.thread
@@ -162,8 +165,24 @@ class SearchRunner:
             return "(none trained)"
         return f"val. accuracy {hof['val_accuracy'].iloc[0]:.4f}: <code>{hof['expression'].iloc[0]}</code>"
 
+    def _finished_generations(self) -> list[dict]:
+        """Summaries of the generations the run directory already finished (none for a new run)."""
+        ckpt = self.run_dir / "checkpoint.json"
+        if not ckpt.exists():
+            return []
+        try:
+            done = int(json.loads(ckpt.read_text())["generation"])
+            history = load_result(self.run_dir).history
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        if not len(history):
+            return []
+        summary = summarise_generations(history[history["generation"] < done])
+        return summary.to_dict("records") if len(summary) else []
+
     def _on_generation(self, summary: dict, _search=None) -> None:
-        self.rows.append(dict(summary))
+        gen = summary.get("generation")
+        self.rows = [r for r in self.rows if r.get("generation") != gen] + [dict(summary)]
         if self.state == "running":
             self._set_state("running", f"{len(self.rows)} of {self.search.spec.generations} generations done")
         now = time.monotonic()

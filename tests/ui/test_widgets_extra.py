@@ -93,9 +93,12 @@ def test_search_runner_stop_then_resume_completes(tmp_path):
     part = load_result(runner.run_dir)
     assert not part.complete and part.history["generation"].max() == 0
     runner.resume_button.click()
+    assert "generation 2 of 3" in runner.status.value  # not "generation 1" after a resume
     runner.join(120)
     assert runner.state == "finished", runner.out.outputs
     assert sorted(runner.result.history["generation"].unique()) == [0, 1, 2]
+    # the live figure's rows cover the whole history, generation 0 included
+    assert [int(r["generation"]) for r in runner.rows] == [0, 1, 2]
 
 
 def test_hall_of_fame_browser_switches_candidates(finished_run):

@@ -145,10 +145,16 @@ class PrimitiveSetPicker:
         if self.value is None:
             raise ValueError("the current selection is not a valid primitive set; see the message above")
         self.samples = sample_expressions(self.value, self.n_samples.value, seed=self.seed.value)
-        self.out.clear_output()
+        # one assignment of the whole output (no clear_output message that could arrive after
+        # it and blank it, as it did in JupyterLab): the same seed shows the same, complete trees
+        shown = []
         for e in self.samples:
-            self.out.append_display_data(Math(e.latex()))
-            self.out.append_stdout(f"{e}    (size {e.size}, depth {e.depth})\n")
+            shown.append({"output_type": "display_data", "metadata": {},
+                          "data": {"text/latex": Math(e.latex())._repr_latex_(),
+                                   "text/plain": e.display()}})
+            shown.append({"output_type": "stream", "name": "stdout",
+                          "text": f"{e.display()}    (size {e.size}, depth {e.depth})\n"})
+        self.out.outputs = tuple(shown)
         return self.samples
 
 

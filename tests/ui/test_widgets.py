@@ -47,3 +47,22 @@ def test_sample_button_shows_formulas_and_changes_with_selection():
     picker.sample_button.click()
     assert all(set(e.operators) <= {"mul", "tanh"} for e in picker.samples)
     assert [str(e) for e in picker.samples] != first
+
+
+def test_same_seed_shows_the_same_complete_trees_on_every_click():
+    """The output is replaced in one assignment: five clicks, five identical full outputs
+    (with clear_output() they arrived empty or cut short in JupyterLab), and an old error
+    does not stay above new samples."""
+    picker = primitive_set_picker("paper", n_samples=4, seed=3)
+    picker.out.append_stderr("ValueError: an old error\n")
+    shown = []
+    for _ in range(5):
+        picker.sample_button.click()
+        shown.append(picker.out.outputs)
+    assert all(s == shown[0] for s in shown)
+    kinds = [o["output_type"] for o in shown[0]]
+    assert kinds == ["display_data", "stream"] * 4
+    assert not any("old error" in o.get("text", "") for o in shown[0])
+    texts = [o["text"] for o in shown[0] if o["output_type"] == "stream"]
+    assert texts == [f"{e.display()}    (size {e.size}, depth {e.depth})\n"
+                     for e in picker.samples]

@@ -29,7 +29,7 @@
 import os
 
 QUICK = os.environ.get("NGL_QUICK") == "1"
-PRESET = "paper"  # "paper", "gplearn" or "full": the starting selection of the picker
+PRESET = "paper"  # "paper", "gplearn" or "full": the picker's start while nothing is saved yet
 N_SAMPLES = 4 if QUICK else 12  # random trees to sample
 MAX_DEPTH = 4  # ramped half-and-half depth range is (2, MAX_DEPTH)
 NUM_CLASSES = 10  # for the loss-shape plots
@@ -61,20 +61,23 @@ table
 
 # %% [markdown]
 # ## Choose the primitive set
-# Tick operators and leaves; the preset `paper` holds what the paper names. The choice is saved to
-# `runs/primitive_set.json`, where notebook 02 picks it up. (Re-run the cells below after changing it.)
+# Tick operators and leaves; the preset `paper` holds what the paper names. Every valid choice is
+# saved at once to `runs/primitive_set.json`, where notebook 02 picks it up (the line under the
+# boxes says so). Running the notebook again starts from the saved choice, so Run All never
+# replaces a custom set with `PRESET`; pick a preset in the dropdown to start over.
+# (Re-run the cells below after changing the choice.)
 
 # %%
-picker = ui.primitive_set_picker(PRESET, n_samples=N_SAMPLES, seed=SEED)
+pset_file = runs_dir() / "primitive_set.json"
+picker = ui.primitive_set_picker(None if pset_file.exists() else PRESET, n_samples=N_SAMPLES,
+                                 seed=SEED, save_to=pset_file)
 display(picker.widget)
 
 # %%
 pset = picker.value
 if pset is None:
     raise ValueError("the picker holds an invalid selection; fix it above and re-run this cell")
-print(pset.describe())
-saved = pset.save(runs_dir() / "primitive_set.json")
-print("saved to", saved)
+print(pset.describe(), "- saved to", pset_file)
 
 # %% [markdown]
 # ## Random trees from this set

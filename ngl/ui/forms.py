@@ -9,7 +9,9 @@ config's own (its error message is shown while the edits are invalid).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
@@ -36,10 +38,17 @@ class PrimitiveSetPicker:
 
     ``.value`` is the current :class:`PrimitiveSet` (or ``None`` while the choice is invalid,
     with the reason shown); ``.widget`` is what a notebook displays; ``.samples`` holds the
-    last sampled expressions.
+    last sampled expressions. With ``save_to``, every valid choice is saved there at once (the
+    status says so), and ``initial=None`` starts from the saved choice, so running the
+    notebook again does not replace a custom set with a preset.
     """
 
-    def __init__(self, initial: PrimitiveSet | str = "paper", n_samples: int = 6, seed: int = 0):
+    def __init__(self, initial: PrimitiveSet | str | None = "paper", n_samples: int = 6,
+                 seed: int = 0, save_to: str | os.PathLike | None = None):
+        self.save_to = Path(save_to) if save_to is not None else None
+        if initial is None:  # the saved choice if there is one: re-running never resets it
+            initial = (PrimitiveSet.load(self.save_to)
+                       if self.save_to is not None and self.save_to.exists() else "paper")
         initial = preset(initial) if isinstance(initial, str) else initial
         self.op_boxes = {
             name: W.Checkbox(value=name in initial.operators, description=name, indent=False,
@@ -110,6 +119,9 @@ class PrimitiveSetPicker:
             self.status.value = f"<span style='color:#b00'>invalid selection: {exc}</span>"
         else:
             self.status.value = f"<code>{self.value.describe()}</code>"
+            if self.save_to is not None:
+                self.value.save(self.save_to)
+                self.status.value += f"<br>saved to <code>{self.save_to}</code>"
         self.const_range.disabled = not self.use_constants.value
         for fn in self._listeners:
             fn(self.value)
@@ -158,10 +170,11 @@ class PrimitiveSetPicker:
         return self.samples
 
 
-def primitive_set_picker(initial: PrimitiveSet | str = "paper", n_samples: int = 6,
-                         seed: int = 0) -> PrimitiveSetPicker:
+def primitive_set_picker(initial: PrimitiveSet | str | None = "paper", n_samples: int = 6,
+                         seed: int = 0,
+                         save_to: str | os.PathLike | None = None) -> PrimitiveSetPicker:
     """Build the primitive-set picker; display ``picker.widget``, read ``picker.value``."""
-    return PrimitiveSetPicker(initial, n_samples=n_samples, seed=seed)
+    return PrimitiveSetPicker(initial, n_samples=n_samples, seed=seed, save_to=save_to)
 
 
 class SearchSpecForm:

@@ -66,3 +66,21 @@ def test_same_seed_shows_the_same_complete_trees_on_every_click():
     texts = [o["text"] for o in shown[0] if o["output_type"] == "stream"]
     assert texts == [f"{e.display()}    (size {e.size}, depth {e.depth})\n"
                      for e in picker.samples]
+
+
+def test_ticking_saves_the_set_and_a_rerun_starts_from_it(tmp_path):
+    """Every valid choice is saved at once; building the picker again (Run All) with
+    initial=None starts from the saved custom set, not from the paper preset."""
+    path = tmp_path / "primitive_set.json"
+    picker = primitive_set_picker(None, save_to=path)
+    assert picker.value == preset("paper") and PrimitiveSet.load(path) == preset("paper")
+    picker.op_boxes["sin"].value = False
+    assert "saved to" in picker.status.value
+    saved = PrimitiveSet.load(path)
+    assert "sin" not in saved.operators and saved == picker.value
+    picker.op_boxes["add"].value = False
+    for name in picker.op_boxes:
+        picker.op_boxes[name].value = False  # invalid: nothing is saved over the last valid set
+    assert picker.value is None and PrimitiveSet.load(path).operators
+    again = primitive_set_picker(None, save_to=path)
+    assert again.value == PrimitiveSet.load(path) and again.value.name == "custom"

@@ -51,8 +51,12 @@ def _show(result: SearchResult) -> None:
         print(result.generation_summary().to_string(index=False))
         hof = result.hall_of_fame()
         if len(hof):
-            print("\nhall of fame (search-validation accuracy):")
-            print(hof[["val_accuracy", "size", "generation", "expression"]].to_string(index=False))
+            halving = result.spec.halving is not None
+            print("\nhall of fame (search-validation accuracy"
+                  + ("; successive halving: ranked by the rung reached, then accuracy" if halving
+                     else "") + "; formulas to 4 significant digits, exact text in history.jsonl):")
+            cols = ["val_accuracy", *(["rung"] if halving else []), "size", "generation", "formula"]
+            print(hof[cols].to_string(index=False))
     legacy = "  (written by an older ngl: load only)" if result.legacy else ""
     print(f"\nrun directory: {result.run_dir}  (complete: {result.complete}){legacy}")
 
@@ -64,7 +68,9 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
                    help="replay each training step as a CUDA graph")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the folded population network (long searches)")
+                   help="torch.compile the batched network that trains a chunk's candidates "
+                        "(off by default; about 30 s to compile on a CPU, so only for long "
+                        "searches; not with --cuda-graph; unset: the run's saved choice)")
     p.add_argument("--data-root", default=None, help="folder holding the dataset's files")
     p.add_argument("--dask-scheduler", default=None, help="address of a Dask scheduler")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

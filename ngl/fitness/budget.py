@@ -54,7 +54,8 @@ class SuccessiveHalving(ConfigMixin):
     """Successive halving inside a batched training call: stop most candidates early.
 
     All candidates train to the first rung, are scored on the search-validation split, and
-    only the best ``ceil(n / eta)`` go on to the next rung; the others stop there. With
+    only the best ``ceil(n / eta)`` go on to the next rung; the others stop there. Equal
+    accuracies (common at an early rung) are broken by the lower validation cross-entropy. With
     ``rungs=3, eta=3`` the rungs are at 1/9, 1/3 and 1 of ``TrainBudget.steps``. Because the
     search's budget has a constant learning rate, a candidate stopped at a rung has trained
     exactly the first steps of what it would have trained to the end.
@@ -98,8 +99,9 @@ class FitnessResult:
     ``final_train_loss`` is the candidate's own loss on the last batch it attempted (for a
     non-finite candidate, the value that stopped it). ``steps_done`` counts applied updates.
     With successive halving, ``rung`` is the last rung the candidate was trained to (0-based)
-    and ``rung_accuracies`` its search-validation accuracy at each rung it reached (the last
-    one is ``val_accuracy``); without it, ``rung`` is None and the list empty.
+    and ``rung_accuracies`` / ``rung_ces`` its search-validation accuracy and cross-entropy at
+    each rung it reached (the last ones are ``val_accuracy`` / ``val_ce``); without it,
+    ``rung`` is None and the lists are empty.
     """
 
     val_accuracy: float
@@ -110,6 +112,7 @@ class FitnessResult:
     steps_done: int
     rung: int | None = None
     rung_accuracies: tuple[float, ...] = ()
+    rung_ces: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,9 +120,11 @@ class FitnessResult:
 
 def make_result(ok: bool, acc: float, ce: float, time_s: float, last_loss: float,
                 steps: int, rung: int | None = None,
-                rung_accuracies: tuple[float, ...] = ()) -> FitnessResult:
+                rung_accuracies: tuple[float, ...] = (),
+                rung_ces: tuple[float, ...] = ()) -> FitnessResult:
     """The result of one candidate; a non-finite one (``ok=False``) scores 0.0 with no CE."""
     if not ok:
         return FitnessResult(0.0, math.nan, time_s, "nonfinite", last_loss, steps, rung,
-                             rung_accuracies)
-    return FitnessResult(acc, ce, time_s, "ok", last_loss, steps, rung, rung_accuracies)
+                             rung_accuracies, rung_ces)
+    return FitnessResult(acc, ce, time_s, "ok", last_loss, steps, rung, rung_accuracies,
+                         rung_ces)

@@ -253,6 +253,7 @@ class _Run:
         stops = halving.rung_steps(self.budget.steps) if halving else (self.budget.steps,)
         time_s = [0.0] * n
         accs: list[list[float]] = [[] for _ in range(n)]
+        ces: list[list[float]] = [[] for _ in range(n)]
         final: dict[int, tuple[bool, float, float, float, int]] = {}
         passes = [_Pass(self, list(range(s, min(s + pass_size, n)))) for s in range(0, n, pass_size)]
         start = 0
@@ -263,14 +264,18 @@ class _Run:
                 for cid, ok, acc, ce, last, steps in ps.score():
                     time_s[cid] += elapsed / ps.pop
                     accs[cid].append(acc if ok else 0.0)  # the non-finite policy's score
+                    ces[cid].append(ce if ok else math.nan)
                     final[cid] = (ok, acc, ce, last, steps)
                 if halving is None or k == len(stops) - 1:
                     done(ps.pop)
             start = stop
             if halving is None or k == len(stops) - 1:
                 break
-            # rank: alive first, then accuracy at this rung, then candidate order
-            active = sorted(final_ids(passes), key=lambda c: (not final[c][0], -final[c][1], c))
+            # rank: alive first, then accuracy at this rung; equal accuracies (common early on,
+            # when most losses still predict alike) by the lower validation CE, then by order
+            active = sorted(final_ids(passes), key=lambda c: (
+                not final[c][0], -final[c][1],
+                final[c][2] if math.isfinite(final[c][2]) else math.inf, c))
             keep = sorted(c for c in active[: halving.survivors(len(active))] if final[c][0])
             done(len(active) - len(keep))
             if not keep:
@@ -278,7 +283,8 @@ class _Run:
             passes = _regroup(self, passes, keep, pass_size)
         return [make_result(*final[c][:3], time_s[c], *final[c][3:],
                             rung=None if halving is None else len(accs[c]) - 1,
-                            rung_accuracies=() if halving is None else tuple(accs[c]))
+                            rung_accuracies=() if halving is None else tuple(accs[c]),
+                            rung_ces=() if halving is None else tuple(ces[c]))
                 for c in range(n)]
 
 

@@ -348,18 +348,22 @@ def _short(value: float, digits: int) -> str:
     return "0" if text == "-0" else text
 
 
-_LATEX_FUNCTIONS = {"log": r"\log", "sin": r"\sin", "cos": r"\cos", "tanh": r"\tanh",
+_LATEX_FUNCTIONS = {"sin": r"\sin", "cos": r"\cos", "tanh": r"\tanh",
                     "sigmoid": r"\sigma", "max": r"\max", "min": r"\min"}
 
 
 # unary operators written around their argument: (template, precedence of the result)
 _LATEX_UNARY = {"inv": (r"\frac{{1}}{{{}}}", 2), "exp": ("e^{{{}}}", 4),
-                "sqrt": (r"\sqrt{{{}}}", _ATOM), "abs": (r"\left|{}\right|", _ATOM)}
+                "sqrt": (r"\sqrt{{\left|{}\right|}}", _ATOM),
+                "log": (r"\log\left|{}\right|", _ATOM), "abs": (r"\left|{}\right|", _ATOM)}
 
 
 def format_latex(tree: tuple, digits: int = 4) -> str:
-    """LaTeX of the tree as written, for papers: constants as in `format_display`, ``a + -c``
-    as ``a - c``, fractions for ``/``, and parentheses only where the precedence needs them."""
+    r"""LaTeX of the tree as written, for papers: constants as in `format_display`, ``a + -c``
+    as ``a - c``, fractions for ``/``, and parentheses only where the precedence needs them.
+    ``sqrt`` and ``log`` show the absolute value they take (``\sqrt{|x|}``, ``\log|x|``), so
+    the formula is the function the loss computes; only the tiny-argument guards of ``log``
+    and ``/`` are left out."""
     return _latex(tree, digits)[0]
 
 

@@ -54,7 +54,7 @@ from ngl.io.records import append_rows, write_json_atomic
 __all__ = ["GPSearch", "run_search", "resume", "selection_scores"]
 
 RESULT_FIELDS = ("val_accuracy", "val_ce", "status", "final_train_loss", "steps_done", "rung",
-                 "rung_accuracies")
+                 "rung_accuracies", "rung_ces")
 """What a cache hit takes over from the row of the candidate that was trained."""
 
 RUNG_WEIGHT = 3.0
@@ -212,7 +212,8 @@ class GPSearch:
                     "size": expr.size, "depth": expr.depth, "origin": origin, "parents": parents,
                     "fingerprint": fp, "reason": report.detail, "cache_hit": False, "cache_of": None,
                     "val_accuracy": None, "val_ce": None, "train_time_s": None, "steps_done": None,
-                    "final_train_loss": None, "rung": None, "rung_accuracies": None}
+                    "final_train_loss": None, "rung": None, "rung_accuracies": None,
+                    "rung_ces": None}
             if not report.ok:
                 rows[i] = {**base, "status": f"rejected_{report.status}", "fitness": -1.0}
             elif fp in cache:

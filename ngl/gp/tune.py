@@ -83,6 +83,10 @@ class TuneSpec(ConfigMixin):
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
 
     def __post_init__(self) -> None:
+        if self.search.halving is not None:
+            raise ValueError("search.halving: tuning trains every evaluation to the full budget "
+                             "and compares them as such; give a spec with halving=None, e.g. "
+                             "dataclasses.replace(spec, halving=None)")
         expr = LossExpression.parse(self.expression)
         n = len(expr.constants)
         if n == 0:

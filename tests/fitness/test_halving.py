@@ -65,11 +65,12 @@ def test_stopped_candidates_score_their_rung_and_survivors_end_exact(data, metho
     res = train_population(tiny_cnn, losses, data, BUDGET, seed=0, method=method,
                            max_population_per_pass=pass_size, halving=HALVING)
     stops = HALVING.rung_steps(BUDGET.steps)
-    # the rule: at each rung the best ceil(n/3) by score (ties: candidate order) go on
+    # the rule: at each rung the best ceil(n/3) by score go on (ties: lower CE, then order)
     active = list(range(9))
     for k in range(2):
-        assert all(len(res[c].rung_accuracies) > k for c in active)
-        ranked = sorted(active, key=lambda c: (-res[c].rung_accuracies[k], c))
+        assert all(len(res[c].rung_accuracies) == len(res[c].rung_ces) > k for c in active)
+        ranked = sorted(active, key=lambda c: (-res[c].rung_accuracies[k],
+                                               res[c].rung_ces[k], c))
         active = sorted(ranked[: HALVING.survivors(len(active))])
         assert sorted(c for c in range(9) if res[c].rung > k) == active
     assert [sum(r.rung == k for r in res) for k in range(3)] == [6, 2, 1]
@@ -83,6 +84,7 @@ def test_stopped_candidates_score_their_rung_and_survivors_end_exact(data, metho
         ref = train_sequential(tiny_cnn, [losses[c] for c in who], data, cut, seed=0)
         for c, want in zip(who, ref, strict=True):
             assert abs(res[c].rung_accuracies[k] - want.val_accuracy) <= 1 / N_VAL + 1e-9
+            assert res[c].rung_ces[k] == pytest.approx(want.val_ce, rel=1e-4)
             if res[c].rung == k:  # where it stopped: the whole record is that run's
                 assert res[c].val_ce == pytest.approx(want.val_ce, rel=1e-4)
                 assert res[c].final_train_loss == pytest.approx(want.final_train_loss, rel=1e-4)
@@ -159,3 +161,16 @@ def test_progress_hears_each_candidate_finish(data):
     train_population(tiny_cnn, nine_losses()[:5], data, TrainBudget(steps=2, batch_size=32),
                      seed=0, max_population_per_pass=2, progress=seen.append)
     assert seen == [2, 2, 1]
+
+
+def test_equal_accuracies_at_a_rung_go_to_the_lower_cross_entropy(data):
+    """Two candidates that predict alike after one step (same accuracy) but differ in CE:
+    the cut keeps the one with the lower validation CE, whatever their order."""
+    ce, sharp = nn.CrossEntropyLoss(), nn.CrossEntropyLoss(label_smoothing=0.9)
+    budget = TrainBudget(steps=4, batch_size=32, lr=1e-4)  # too little to change predictions
+    halving = SuccessiveHalving(eta=2, rungs=2)  # rungs at 2 and 4 steps
+    for losses in ([ce, sharp], [sharp, ce]):
+        res = train_population(tiny_cnn, losses, data, budget, seed=0, halving=halving)
+        assert res[0].rung_accuracies[0] == res[1].rung_accuracies[0]
+        winner = min(range(2), key=lambda c: res[c].rung_ces[0])
+        assert res[winner].rung == 1 and res[1 - winner].rung == 0

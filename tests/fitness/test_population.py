@@ -259,8 +259,8 @@ def test_zero_steps_and_result_dict(data):
     assert res.val_accuracy == pytest.approx(seq.val_accuracy)
     d = res.to_dict()
     assert set(d) == {"val_accuracy", "val_ce", "train_time_s", "status", "final_train_loss",
-                      "steps_done", "rung", "rung_accuracies"}
-    assert d["rung"] is None and d["rung_accuracies"] == ()
+                      "steps_done", "rung", "rung_accuracies", "rung_ces"}
+    assert d["rung"] is None and d["rung_accuracies"] == () and d["rung_ces"] == ()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

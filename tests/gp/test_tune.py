@@ -154,3 +154,12 @@ def test_tuning_figure_names_constants_and_draws_references(tmp_path):
     assert all(float(t).is_integer() for t in const_ax.get_xticks())
     with pytest.raises(ValueError, match="one per tuned constant"):
         plot_tuning(res, names=["only one"])
+
+
+def test_a_spec_with_halving_is_refused_for_tuning(tmp_path):
+    """Tuning compares every evaluation as a full-budget score: early-stopped scores would be
+    compared with full ones, so a halving spec is refused before anything is written."""
+    spec = ngl.SearchSpec(budget=ngl.TrainBudget(steps=9), halving=ngl.SuccessiveHalving())
+    with pytest.raises((ValueError, ngl.io.config.ConfigError), match="search.halving"):
+        tune_constants(START, spec, tmp_path / "t", generations=1, progress=False)
+    assert not (tmp_path / "t").exists()

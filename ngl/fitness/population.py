@@ -273,7 +273,7 @@ class _Run:
                 break
             # rank: alive first, then accuracy at this rung; equal accuracies (common early on,
             # when most losses still predict alike) by the lower validation CE, then by order
-            active = sorted(final_ids(passes), key=lambda c: (
+            active = sorted((c for ps in passes for c in ps.ids), key=lambda c: (
                 not final[c][0], -final[c][1],
                 final[c][2] if math.isfinite(final[c][2]) else math.inf, c))
             keep = sorted(c for c in active[: halving.survivors(len(active))] if final[c][0])
@@ -286,11 +286,6 @@ class _Run:
                             rung_accuracies=() if halving is None else tuple(accs[c]),
                             rung_ces=() if halving is None else tuple(ces[c]))
                 for c in range(n)]
-
-
-def final_ids(passes: list[_Pass]) -> list[int]:
-    """The candidates trained in `passes` (the ones still in the running)."""
-    return [c for ps in passes for c in ps.ids]
 
 
 @contextlib.contextmanager
@@ -407,13 +402,10 @@ def _regroup(run: _Run, passes: list[_Pass], keep: list[int], pass_size: int) ->
             if local:
                 parts.append((ps, torch.tensor(local, device=run.device)))
 
-        def gather(tensors: Callable[[_Pass], list[Tensor]], j: int,
-                   parts: list[tuple[_Pass, Tensor]] = parts) -> Tensor:
-            return torch.cat([_blocks(tensors(ps)[j], ps.pop)[ix] for ps, ix in parts])
-
+        sources = [(ps.engine.tensors(), ps.pop, ix) for ps, ix in parts]
         with torch.no_grad():
             for j, t in enumerate(new.engine.tensors()):
-                t.copy_(gather(lambda ps: ps.engine.tensors(), j).view_as(t))
+                t.copy_(torch.cat([_blocks(ts[j], pop)[ix] for ts, pop, ix in sources]).view_as(t))
             for t, src in zip(new.engine.shared(), parts[0][0].engine.shared(), strict=True):
                 t.copy_(src)
             for name in ("alive", "steps_done", "last_loss"):

@@ -41,6 +41,7 @@ from ngl.ui.plots_losses import (
 )
 from ngl.ui.plots_search import (
     LivePlot,
+    earlier_generations,
     plot_search_progress,
     plot_tuning,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "primitive_set_picker",
     "resize_seeds",
     "current_notebook",
+    "earlier_generations",
     "save_figure",
     "save_table",
     "search_runner",

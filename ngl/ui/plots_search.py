@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ngl.ui.style import TEXT_WIDTH
 
-__all__ = ["LivePlot", "plot_search_progress", "plot_tuning"]
+__all__ = ["LivePlot", "earlier_generations", "plot_search_progress", "plot_tuning"]
 
 
 def plot_search_progress(summary: pd.DataFrame, axes=None) -> plt.Figure:
@@ -51,6 +51,18 @@ def plot_search_progress(summary: pd.DataFrame, axes=None) -> plt.Figure:
     return fig
 
 
+def earlier_generations(run_dir, generation: int) -> list[dict]:
+    """Summary rows of the generations before `generation` in a run directory, so a resumed
+    search's live figure (`LivePlot`, `SearchRunner`) shows its whole history."""
+    from ngl.gp.result import load_result, summarise_generations
+
+    history = load_result(run_dir).history
+    if not len(history):
+        return []
+    summary = summarise_generations(history[history["generation"] < generation])
+    return summary.to_dict("records") if len(summary) else []
+
+
 class LivePlot:
     """A search callback that redraws the progress figure in place, at most once per ``every`` s.
 
@@ -68,7 +80,7 @@ class LivePlot:
     def __call__(self, summary: dict, search=None) -> None:
         if not self.rows and search is not None:
             # a resumed search: draw the generations it ran before, not just from here on
-            self.rows = self._earlier(search.run_dir, int(summary["generation"]))
+            self.rows = earlier_generations(search.run_dir, int(summary["generation"]))
         gen = summary.get("generation")
         self.rows = [r for r in self.rows if r.get("generation") != gen] + [dict(summary)]
         now = time.monotonic()
@@ -76,16 +88,6 @@ class LivePlot:
             return
         self._last = now
         self.redraw()
-
-    @staticmethod
-    def _earlier(run_dir, generation: int) -> list[dict]:
-        from ngl.gp.result import load_result, summarise_generations
-
-        history = load_result(run_dir).history
-        if not len(history):
-            return []
-        summary = summarise_generations(history[history["generation"] < generation])
-        return summary.to_dict("records") if len(summary) else []
 
     def redraw(self) -> None:
         if self.fig is None:

@@ -17,9 +17,8 @@ import ipywidgets as W
 import pandas as pd
 
 from ngl.gp import GPSearch, RunOptions, SearchSpec, load_result, read_run_files
-from ngl.gp.result import summarise_generations
 from ngl.io.paths import search_run_dir
-from ngl.ui.plots_search import plot_search_progress
+from ngl.ui.plots_search import earlier_generations, plot_search_progress
 from ngl.ui.style import TEXT_WIDTH
 from ngl.ui.widget_kit import figure_png, new_figure, show_errors
 
@@ -171,14 +170,9 @@ class SearchRunner:
         if not ckpt.exists():
             return []
         try:
-            done = int(json.loads(ckpt.read_text())["generation"])
-            history = load_result(self.run_dir).history
+            return earlier_generations(self.run_dir, int(json.loads(ckpt.read_text())["generation"]))
         except (OSError, ValueError, KeyError, TypeError):
             return []
-        if not len(history):
-            return []
-        summary = summarise_generations(history[history["generation"] < done])
-        return summary.to_dict("records") if len(summary) else []
 
     def _on_generation(self, summary: dict, _search=None) -> None:
         gen = summary.get("generation")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pandas as pd
+
 from ngl.io.paths import figures_dir, runs_dir
 from ngl.train.seeding import seed_everything
 from ngl.ui.style import set_style
@@ -17,7 +19,12 @@ def quick_mode() -> bool:
 
 
 def setup(seed: int = 0, style: str | None = "paper", deterministic: bool = False) -> None:
-    """Seed everything and (optionally) apply the figure style used for exported figures."""
+    """Seed everything and (optionally) apply the figure style used for exported figures.
+
+    With a style (the notebooks' call) tables also show text whole: pandas would cut a
+    hall-of-fame formula at 50 characters with "...", leaving no way to read it there.
+    """
     seed_everything(seed, deterministic=deterministic)
     if style is not None:
         set_style(style)
+        pd.set_option("display.max_colwidth", None)

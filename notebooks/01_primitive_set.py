@@ -24,6 +24,14 @@
 # This notebook lets you choose the primitive set a search will use, samples random trees from it
 # (gplearn's ramped half-and-half initialisation, as the search's first generation does) and plots
 # what the losses look like against the true-class probability, with NGL and CE for reference.
+#
+# **Widgets and saved notebooks.** The widgets of these notebooks (check boxes, buttons, sliders)
+# live in the running kernel; their state is not saved in the `.ipynb` (JupyterLab's *Settings >
+# Save Widget State Automatically* stays off, and the git filter strips outputs anyway). A notebook
+# reopened after its kernel stopped therefore shows "Error displaying widget: model not found"
+# where a widget was: run it again (Run > Run All Cells) and they come back. What the widgets
+# choose or produce is saved elsewhere: the primitive set in `runs/primitive_set.json`, searches
+# and grids in `runs/`, figures and tables in `figures/<notebook>/`.
 
 # %% tags=["parameters"]
 import os
@@ -87,7 +95,7 @@ print(pset.describe(), "- saved to", pset_file)
 samples = ngl.sample_expressions(pset, N_SAMPLES, seed=SEED, init_depth=(2, MAX_DEPTH))
 for e in samples:
     display(Math(e.latex()))
-    print(f"  {e}   size={e.size} depth={e.depth}")
+    print(f"  {e.display()}   size={e.size} depth={e.depth}")
 
 # %%
 ncols = min(4, len(samples))

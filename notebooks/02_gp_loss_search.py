@@ -21,9 +21,11 @@
 # functionally identical losses once. The candidates of a generation are trained together as one
 # batched network.
 #
-# The search writes one row per candidate to `runs/search/<key>/history.jsonl` as it goes and
-# checkpoints after every generation: interrupt the kernel at any time and re-run the search cell
-# to continue where it stopped. The same seed gives the same history.
+# The search runs in the background, driven by a panel with **start / stop / resume** buttons, so
+# the kernel stays free while it trains. It writes one row per candidate to
+# `runs/search/<key>/history.jsonl` as it goes and checkpoints after every chunk of candidates:
+# stop it (or kill the kernel) at any time and resume continues where it stopped. The same seed
+# gives the same history.
 #
 # **Three splits, never mixed.** The search trains every candidate on the *search-train* split
 # and scores it (its fitness) on the *search-validation* split: both are drawn from the dataset's
@@ -55,6 +57,8 @@ CUDA_GRAPH = not QUICK  # on a GPU, replay each training step as a CUDA graph (m
 SEED = 0
 SEED_WITH_NGL = True  # put the paper's NGL into generation 0, as a yardstick
 FRESH = False  # True: delete an earlier run of the same configuration first
+AUTOSTART = True  # start the search when its panel is shown (Run All works unattended)
+CHUNK_SIZE = 4 if QUICK else 16  # candidates per checkpoint: the granularity of stop and resume
 
 # %%
 import shutil
@@ -98,15 +102,30 @@ if FRESH and search_dir.exists():
 
 # %% [markdown]
 # ## Run (or continue) the search
-# A progress bar per generation and a live fitness plot. Interrupt the kernel to stop; re-run this
-# cell to resume from the last finished chunk.
+# The panel runs the search in a background thread: **start** runs (or continues) it, **stop**
+# ends it after the chunk in progress (everything finished is kept), **resume** continues a stopped
+# run from its checkpoint. The figure under the buttons grows with every generation, and the
+# kernel stays free meanwhile: you can run other cells. With `AUTOSTART` it starts by itself.
+#
+# The cell after the panel waits for the search to end, because the cells below need its
+# result; while it waits the kernel is busy (the buttons answer again when it returns).
+# Interrupting the kernel there stops the search ("stopped - run again to resume"); re-run the
+# panel's cell, or press resume, to continue.
+#
+# *Alternative (blocking):* `ngl.search(spec, search_dir, chunk_size=CHUNK_SIZE,
+# callback=ui.LivePlot())` runs the same search in the cell itself, with a progress bar per
+# candidate and the same live figure; interrupting the kernel stops it the same way.
 
 # %%
-live = ui.LivePlot(every=1.0)
 # how it runs (device, chunk size, CUDA graphs) is not part of the spec: changing it resumes
-result = ngl.search(spec, search_dir, device=DEVICE, chunk_size=max(POPULATION, 1),
-                    cuda_graph=CUDA_GRAPH, callback=live)
-live.close()
+options = ngl.RunOptions(device=DEVICE, chunk_size=CHUNK_SIZE, cuda_graph=CUDA_GRAPH)
+runner = ui.search_runner(spec, search_dir, options)
+display(runner.widget)
+if AUTOSTART:
+    runner.start()
+
+# %%
+result = runner.wait()
 print(f"{len(result.history)} candidates evaluated; complete: {result.complete}")
 
 # %% [markdown]
@@ -124,11 +143,12 @@ plt.show()
 
 # %% [markdown]
 # ## Hall of fame
-# The best distinct losses (equivalent losses count once), with how they were born.
+# The best distinct losses (equivalent losses count once), with how they were born. `formula` is
+# the readable form (4 significant digits); `hof["expression"]` holds the exact, stored text.
 
 # %%
 hof = result.hall_of_fame()
-hof[["val_accuracy", "val_ce", "size", "generation", "origin", "expression"]]
+hof[["val_accuracy", "val_ce", "size", "generation", "origin", "formula"]]
 
 # %%
 best = result.best

@@ -22,8 +22,9 @@
 # 3. **Loss shapes**: what the best found losses do to the true-class probability, next to NGL,
 #    cross entropy (CE) and focal loss.
 #
-# It uses the latest search under `runs/search/` (the one notebook 02 made). When there is none,
-# for example when this notebook runs alone, it runs a tiny search first so that every cell works.
+# It starts with the latest search under `runs/search/` (the one notebook 02 made) and says which
+# one it is; the list under "Load the search" offers every other run. When there is none, for
+# example when this notebook runs alone, it runs a tiny search first so that every cell works.
 
 # %% tags=["parameters"]
 import os
@@ -52,9 +53,18 @@ ngl.setup(seed=SEED, style="paper")
 # candidate, appended as the search goes) and `checkpoint.json` (population and random state
 # after the last finished generation). `ngl.load` needs only the spec and the history; a partial
 # run is fine.
+#
+# **Which search?** The list holds every run under `runs/search/`, the latest first, with its key
+# and what it searched. Choose another, then re-run the cells from the next one down
+# (Run > Run Selected Cell and All Below): every table and figure below shows the chosen run,
+# and the figures' sidecars name its key.
 
 # %%
-search_dir = ui.search_or_tiny(SEARCH_DIR, quick=QUICK, seed=SEED)
+picker = ui.search_picker(SEARCH_DIR, quick=QUICK, seed=SEED)
+display(picker.widget)
+
+# %%
+search_dir = picker.shown()
 result = ngl.load(search_dir)
 config = result.spec
 print(f"{search_dir}\n{len(result.history)} candidates, {config.generations} generations planned, "
@@ -110,10 +120,12 @@ result.history.pivot_table(index="generation", columns="status", values="key", a
 # The best distinct losses of the whole search (equivalent losses count once; ties go to the
 # smaller tree). `origin` says how each was born: from the initial random population, seeded
 # (NGL as a yardstick), kept as elite, or by crossover / mutation.
+# `formula` is the readable form (4 significant digits); `hof["expression"]` holds the exact,
+# stored text the search hashed.
 
 # %%
 hof = result.hall_of_fame()
-hof[["val_accuracy", "val_ce", "size", "depth", "generation", "origin", "expression"]]
+hof[["val_accuracy", "val_ce", "size", "depth", "generation", "origin", "formula"]]
 
 # %% [markdown]
 # As trees: inner nodes are operators, leaves are the prediction `y_pred` (blue), the one-hot

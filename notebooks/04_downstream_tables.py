@@ -61,9 +61,12 @@ results_path = runs_dir() / "downstream" / "results.jsonl"
 
 # %% [markdown]
 # ## Pick the grid
-# The form starts from the parameters cell. Change the selection and press **Run grid** to train
-# it right here (the table under the button grows as runs finish), or re-run the cells below,
-# which read the same form.
+# The form starts from the parameters cell. Datasets whose files are not on this machine are
+# marked "(files not found)" before you pick them. Change the selection and press **Run grid**: it
+# trains in the background (the kernel stays free), the table under the button grows as runs
+# finish, failed runs are listed with their reason, and **stop** ends it after the run in progress
+# (Run grid again continues). Or re-run the cells below, which read the same form and train in the
+# cell itself (the blocking alternative Run All uses).
 
 # %%
 base = ngl.GridConfig(datasets=DATASETS, models=MODELS, losses=LOSSES, seeds=tuple(range(N_SEEDS)),
@@ -90,11 +93,12 @@ print(results.status.value_counts().to_dict())
 # ## The table
 # One row per loss, one column per dataset; runs of all models are pooled (as in the paper,
 # which averaged ResNet50 and InceptionV3). `n_failed` counts runs that stopped with a non-finite
-# loss or an error: they are not averaged in.
+# loss or an error: they are not averaged in. What one seed leaves undefined (std, interval,
+# p-value) shows as `–`; `summary` itself holds the numbers.
 
 # %%
 summary = evaluate.summarise(results, metric="test_accuracy", baseline="ce")
-summary.round(4)
+evaluate.format_summary(summary)
 
 # %%
 display(Markdown(evaluate.to_markdown(summary)))
@@ -126,7 +130,7 @@ evaluate.paper_wide()
 
 # %%
 side = evaluate.compare_with_paper(summary)
-side if len(side) else print("none of the datasets of this grid is in the paper's table "
+evaluate.format_comparison(side) if len(side) else print("none of the datasets of this grid is in the paper's table "
                              "(digits is ours); run the full mode for Fashion-MNIST")
 
 # %% [markdown]

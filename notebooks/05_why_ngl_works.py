@@ -82,7 +82,7 @@ opt_table = A.optimum_table(LOSSES, classes=CLASSES)
 display(opt_table.pivot(index="num_classes", columns="loss", values="p_true").round(3))
 fig = ui.plot_optimum_confidence(opt_table[opt_table["loss"] != "NGL (as expression)"])
 ui.save_figure(fig, "optimum_confidence", config={"classes": list(CLASSES)})
-plt.show()
+ui.show_inline(fig)  # the file stays at paper size; shown larger here
 
 # %% [markdown]
 # **What this means.** CE and focal loss are minimised only as `p_true → 1`: they keep pushing
@@ -104,7 +104,7 @@ grad_table = A.gradient_scale_table({k: v for k, v in LOSSES.items() if k != "NG
 display(grad_table.pivot_table(index="num_classes", columns=["loss", "at"], values="ratio").round(4))
 fig = ui.plot_gradient_scale(grad_table[grad_table["loss"].isin(["NGL", "focal γ=2"])])
 ui.save_figure(fig, "gradient_scale", config={"classes": list(CLASSES)})
-plt.show()
+ui.show_inline(fig)
 C = 10  # classes of both datasets used below
 print(f"SGD lr for NGL that matches CE's steps at a uniform prediction (C={C}): "
       f"{A.sgd_lr_for(ngl.NGL(), C, SGD_LR):.3g} (CE: {SGD_LR})")
@@ -141,8 +141,7 @@ cols = ["accuracy", "confidence", "ece", "nll", "temperature", "confidence_ts", 
 calib = pd.DataFrame([{"loss": n, "seed": s, **{c: r[c] for c in cols}} for (n, s), r in runs.items()])
 calib_mean = calib.groupby("loss")[cols].mean()
 display(calib_mean.round(4))
-# escape=True: column names such as confidence_ts would break LaTeX; 4 decimals
-ui.save_table(calib_mean.to_latex(escape=True, float_format="%.4f"), "calibration", ext="tex")
+ui.save_table(A.calibration_latex(calib_mean), "calibration", ext="tex")
 
 # %%
 diagrams = {
@@ -154,7 +153,7 @@ diagrams = {
 fig = ui.plot_reliability_diagram(diagrams)
 ui.save_figure(fig, "reliability", config={"dataset": DATASET, "epochs": EPOCHS, "seed": SEEDS[0],
                                             "train": base.to_dict()})
-plt.show()
+ui.show_inline(fig)
 
 # %% [markdown]
 # **What this means.** Part 1 predicts that an NGL network's mean confidence sits far below its
@@ -184,11 +183,9 @@ alpha_df = pd.concat([alpha_df, pd.DataFrame([{"alpha": ngl.NGL_ALPHA, "seed": s
                                                "test_accuracy": runs["NGL", s]["test_accuracy"]}
                                               for s in SEEDS])], ignore_index=True)
 ce_acc = calib[calib["loss"] == "CE"]["accuracy"].mean()
-fig = ui.plot_sensitivity(alpha_df, "alpha", reference=ngl.NGL_ALPHA)
-fig.axes[0].axhline(ce_acc, color="C3", lw=0.8, ls=":", label="CE")
-fig.axes[0].legend(frameon=False, fontsize="small")
+fig = ui.plot_sensitivity(alpha_df, "alpha", reference=ngl.NGL_ALPHA, baseline=("CE", ce_acc))
 ui.save_figure(fig, "alpha_sensitivity", config={"alphas": list(ALPHAS), "train": base.to_dict()})
-plt.show()
+ui.show_inline(fig)
 display(alpha_df.groupby("alpha")["test_accuracy"].agg(["mean", "std"]).round(4))
 
 # %% [markdown]
@@ -212,7 +209,7 @@ if "adam" in settings:
 display(opt_df.groupby(["optimizer", "loss"], sort=False)[["lr", "test_accuracy"]].mean().round(4).unstack())
 fig = ui.plot_sensitivity(opt_df, "optimizer", hue="loss")
 ui.save_figure(fig, "optimizer_sensitivity", config={"settings": settings, "train": base.to_dict()})
-plt.show()
+ui.show_inline(fig)
 
 # %% [markdown]
 # ### Training length
@@ -230,7 +227,7 @@ ui.plot_sensitivity(length_df[length_df["loss"] == "NGL"], "epoch", y="gain", ax
 axes[1].axhspan(-0.5, 0.5, color="0.85", lw=0, zorder=0)
 axes[1].axhline(0, color="0.5", lw=0.6)
 ui.save_figure(fig, "length_sensitivity", config={"epochs": LENGTH_EPOCHS, "train": base.to_dict()})
-plt.show()
+ui.show_inline(fig)
 display(length_df[length_df["loss"] == "NGL"].groupby("epoch")["gain"].agg(["mean", "std"]).round(2).T)
 
 # %% [markdown]

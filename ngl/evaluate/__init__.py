@@ -19,6 +19,7 @@ In the order of the research flow:
 """
 
 from ngl.evaluate.calibration import (
+    calibration_latex,
     calibration_report,
     collect_logits,
     expected_calibration_error,
@@ -47,6 +48,7 @@ from ngl.evaluate.paper import (
     PAPER_CITATION,
     SAME_AS_CE_BAND,
     compare_with_paper,
+    format_comparison,
     paper_table,
     paper_wide,
 )
@@ -74,6 +76,9 @@ from ngl.evaluate.sensitivity import (
     train_and_evaluate,
 )
 from ngl.evaluate.summary import (
+    UNDEFINED,
+    format_number,
+    format_summary,
     paired_test,
     summarise,
 )
@@ -124,7 +129,12 @@ __all__ = [
     "VOID",
     "alpha_sweep",
     "best_mask",
+    "calibration_latex",
     "calibration_report",
+    "format_comparison",
+    "format_number",
+    "format_summary",
+    "UNDEFINED",
     "collect_logits",
     "compare_with_paper",
     "confusion_matrix",

@@ -6,6 +6,7 @@
   validation logits; :func:`calibration_report` gives ECE, confidence, accuracy and NLL before
   and after it.
 * :func:`collect_logits` runs a model over a tensor of inputs in batches.
+* :func:`calibration_latex` is the per-loss table of those numbers for a paper (notebook 05).
 
 ``probs`` arguments are class probabilities ``[N, C]`` (apply softmax to logits first); tensors
 and arrays are both accepted.
@@ -21,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ngl.evaluate.tables import latex_escape
+
 __all__ = [
     "expected_calibration_error",
     "reliability_diagram_data",
@@ -28,6 +31,7 @@ __all__ = [
     "fit_temperature",
     "calibration_report",
     "collect_logits",
+    "calibration_latex",
 ]
 
 
@@ -159,3 +163,57 @@ def collect_logits(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tenso
     finally:
         model.train(was)
     return torch.cat(out) if out else torch.empty(0)
+
+
+# readable headers of calibration_report's keys; "_ts" (after temperature scaling) is grouped
+_CALIBRATION_HEADERS = {"accuracy": "acc.", "confidence": "conf.", "ece": "ECE", "nll": "NLL",
+                        "temperature": "$T$"}
+
+
+def _calibration_group(col: str) -> str:
+    if col.endswith("_ts"):
+        return "after temperature scaling"
+    return "" if col == "temperature" else "before"
+
+
+def calibration_latex(calib_mean: pd.DataFrame, decimals: int = 3, caption: str | None = None,
+                      label: str | None = None) -> str:
+    r"""Per-loss calibration numbers (rows: losses, columns: :func:`calibration_report`'s keys,
+    as notebook 05's ``calib_mean``) as a booktabs ``tabular`` for a paper.
+
+    Raw column names such as ``confidence_ts`` are not what a reader should see (and ``_`` does
+    not compile in text): headers are readable (``conf.``, ``ECE``, ``NLL``, ``$T$``) under a
+    "before" / "after temperature scaling" row; numbers are rounded to ``decimals``, NaN shows
+    ``--``, loss names are escaped with :func:`~ngl.evaluate.tables.latex_escape`. Wrapped in a
+    ``table`` when ``caption`` (plain text, escaped) or ``label`` is given. Needs
+    ``\usepackage{booktabs}`` and compiles with the T1 or the default OT1 font encoding.
+    """
+    cols = [str(c) for c in calib_mean.columns]
+    bases = [c.removesuffix("_ts") for c in cols]  # the group row says "after temperature scaling"
+    heads = [_CALIBRATION_HEADERS.get(b) or latex_escape(b) for b in bases]
+    groups: list[tuple[str, int, int]] = []  # (text, first, last) column numbers, 1-based
+    for i, col in enumerate(cols, start=2):
+        g = _calibration_group(col)
+        if groups and groups[-1][0] == g:
+            groups[-1] = (g, groups[-1][1], i)
+        else:
+            groups.append((g, i, i))
+    top = " & ".join(["", *(rf"\multicolumn{{{b - a + 1}}}{{c}}{{{g}}}" if g else
+                            " & ".join([""] * (b - a + 1)) for g, a, b in groups)])
+    rules = "".join(rf"\cmidrule(lr){{{a}-{b}}}" for g, a, b in groups if g)
+    first = latex_escape(calib_mean.index.name or "loss")
+    lines = [r"\begin{tabular}{l" + "r" * len(cols) + "}", r"\toprule", top + r" \\", rules,
+             " & ".join([first, *heads]) + r" \\", r"\midrule"]
+    for name, row in calib_mean.iterrows():
+        cells = ["--" if pd.isna(v) else f"{float(v):.{decimals}f}" for v in row]
+        lines.append(" & ".join([latex_escape(name), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    body = "\n".join(lines)
+    if caption is None and label is None:
+        return body + "\n"
+    head = [r"\begin{table}[t]", r"\centering"]
+    if caption is not None:
+        head.append(r"\caption{" + latex_escape(caption) + "}")
+    if label:
+        head.append(r"\label{" + label + "}")
+    return "\n".join([*head, body, r"\end{table}"]) + "\n"

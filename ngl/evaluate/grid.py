@@ -255,7 +255,7 @@ def run_grid(config: GridConfig, results_path: str | os.PathLike,
              executor: Executor | None = None, progress: bool = True,
              callback: Callable[[dict, pd.DataFrame], None] | None = None,
              checkpoint_dir: str | os.PathLike | None = None, retry_errors: bool = True,
-             ) -> pd.DataFrame:
+             should_stop: Callable[[], bool] | None = None) -> pd.DataFrame:
     """Train every cell of ``config`` not yet in ``results_path``; return the grid's results.
 
     Rows are appended as cells finish. ``callback(row, results)`` is called after each (e.g. to
@@ -263,17 +263,21 @@ def run_grid(config: GridConfig, results_path: str | os.PathLike,
     ``checkpoint_dir`` (default: ``<results stem>_checkpoints/`` next to the results file) and are
     removed once a cell's row is written. ``retry_errors=False`` also skips cells whose last row
     is an ``error``. The results file is locked while the grid runs (``<file>.lock``).
+    ``should_stop()`` is asked before each cell starts: once it says yes, no new cell starts, the
+    cells in progress finish and write their rows, and the results so far are returned (a widget's
+    stop button; running the grid again continues with the cells not done).
     """
     results_path = Path(results_path)
     results_path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(f"{results_path}.lock", str(results_path)):
         return _run_grid_locked(config, results_path, executor, progress, callback,
-                                checkpoint_dir, retry_errors)
+                                checkpoint_dir, retry_errors, should_stop)
 
 
 def _run_grid_locked(config: GridConfig, results_path: Path, executor: Executor | None,
                      progress: bool, callback: Callable[[dict, pd.DataFrame], None] | None,
-                     checkpoint_dir: str | os.PathLike | None, retry_errors: bool) -> pd.DataFrame:
+                     checkpoint_dir: str | os.PathLike | None, retry_errors: bool,
+                     should_stop: Callable[[], bool] | None = None) -> pd.DataFrame:
     if checkpoint_dir is None:
         checkpoint_dir = results_path.with_name(results_path.stem + "_checkpoints")
     checkpoint_dir = str(checkpoint_dir)
@@ -296,14 +300,24 @@ def _run_grid_locked(config: GridConfig, results_path: Path, executor: Executor 
         if callback is not None:
             callback(row, load_results(results_path, config))
 
+    def stopping() -> bool:
+        return should_stop is not None and bool(should_stop())
+
     try:
         if executor is None:
             for cell in todo:
+                if stopping():
+                    break
                 finish(run_cell(cell, checkpoint_dir))
         else:
             futures = [executor.submit(run_cell, cell, checkpoint_dir) for cell in todo]
             for fut in as_completed(futures):
+                if fut.cancelled():
+                    continue
                 finish(fut.result())
+                if stopping():  # cells not started yet are dropped; running ones still finish
+                    for other in futures:
+                        other.cancel()
     finally:
         bar.close()
     return load_results(results_path, config)

@@ -7,7 +7,8 @@ authors' verdict rule (a change within ±:data:`SAME_AS_CE_BAND` is "same as CE"
 
 The paper's deltas are "as printed": whether they are percentage points or relative % is not
 stated (:data:`PAPER_CAVEAT`); ours are percentage points. :data:`PAPER_CITATION` says where the
-numbers come from.
+numbers come from. :func:`format_comparison` is the side-by-side table for people: strings, with
+an en dash where one seed leaves a std or interval undefined (the numbers stay NaN).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["paper_table", "paper_wide", "compare_with_paper", "PAPER_CITATION", "PAPER_CAVEAT",
-           "SAME_AS_CE_BAND"]
+from ngl.evaluate.summary import UNDEFINED, format_number
+
+__all__ = ["paper_table", "paper_wide", "compare_with_paper", "format_comparison", "PAPER_CITATION",
+           "PAPER_CAVEAT", "SAME_AS_CE_BAND"]
 
 PAPER_CITATION = (
     "S. Akhmedova and N. Koerber, 'Next Generation Loss Function for Image Classification', "
@@ -105,3 +108,40 @@ def compare_with_paper(summary: pd.DataFrame, band: float = SAME_AS_CE_BAND) -> 
                                       "ours_ci_high", "ours_verdict", "n", "n_pairs", "p_ttest"])
     out.attrs.update({"citation": PAPER_CITATION, "caveat": PAPER_CAVEAT})
     return out.set_index(["dataset", "loss"])
+
+
+def format_comparison(side: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+    """:func:`compare_with_paper`'s table as strings, for a notebook or a report.
+
+    Same index (dataset, loss: raw keys) and rows; columns ``paper CE (%)``, ``paper Δ``,
+    ``paper verdict``, ``ours mean ± std``, ``ours Δ [95% CI]``, ``ours verdict``, ``n``,
+    ``pairs``, ``p (t-test)``. A std, interval or p-value that one seed leaves undefined, and a
+    change or verdict that does not apply (CE against itself), read as an en dash
+    (:data:`ngl.evaluate.summary.UNDEFINED`), never ``nan``; ``side`` itself keeps NaN. Carries
+    ``side``'s citation and caveat.
+    """
+    def verdict(v: object) -> str:
+        return UNDEFINED if v in (None, "--") or pd.isna(v) else str(v)
+
+    rows = []
+    for r in side.reset_index().to_dict("records"):
+        ce = r.get("loss") == "ce"  # the baseline: no change against itself
+        ci = (f"[{format_number(r['ours_ci_low'], decimals, sign=True)}, "
+              f"{format_number(r['ours_ci_high'], decimals, sign=True)}]")
+        rows.append({
+            "paper CE (%)": format_number(r["paper_ce"], 1),
+            "paper Δ": UNDEFINED if ce else format_number(r["paper_delta"], decimals, sign=True),
+            "paper verdict": verdict(r["paper_verdict"]),
+            "ours mean ± std": (f"{format_number(r['ours_mean'], decimals)} ± "
+                                f"{format_number(r['ours_std'], decimals)}"),
+            "ours Δ [95% CI]": UNDEFINED if ce else f"{format_number(r['ours_delta'], decimals, sign=True)} {ci}",
+            "ours verdict": verdict(r["ours_verdict"]),
+            "n": f"{int(r['n'])}",
+            "pairs": f"{int(r['n_pairs'])}",
+            "p (t-test)": UNDEFINED if ce or pd.isna(r["p_ttest"]) else f"{r['p_ttest']:.2g}",
+        })
+    out = pd.DataFrame(rows, index=side.index, columns=[
+        "paper CE (%)", "paper Δ", "paper verdict", "ours mean ± std", "ours Δ [95% CI]",
+        "ours verdict", "n", "pairs", "p (t-test)"])
+    out.attrs.update(side.attrs)
+    return out

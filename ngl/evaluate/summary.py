@@ -12,8 +12,10 @@ plain difference of the two means over all finished runs; it can disagree with t
 seed failed on one side.
 
 Accuracies are reported in percent (``scale=100``), so deltas are percentage points.
-:mod:`ngl.evaluate.tables` formats a summary; :mod:`ngl.evaluate.paper` compares it with the
-paper's numbers.
+:func:`format_summary` is the summary for people (strings; a std or interval one seed leaves
+undefined is :data:`UNDEFINED`, an en dash, not ``nan``); the numbers stay NaN in the summary
+itself. :mod:`ngl.evaluate.tables` formats it as a paper table; :mod:`ngl.evaluate.paper`
+compares it with the paper's numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["summarise", "paired_test"]
+from ngl.losses.registry import display_name
+
+__all__ = ["summarise", "paired_test", "format_summary", "format_number", "UNDEFINED"]
+
+UNDEFINED = "\u2013"  # en dash: what people see for a std / interval that one seed leaves undefined
 
 
 # -- statistics ----------------------------------------------------------------------------------
@@ -149,4 +155,52 @@ def summarise(results: pd.DataFrame, metric: str = "test_accuracy",
             out[col] = out[col].astype(float)
     out["n_pairs"] = out["n_pairs"].fillna(0).astype(int)
     out.attrs.update({"metric": metric, "scale": scale, "baseline": baseline, "by": by})
+    return out
+
+
+# -- the summary for people ----------------------------------------------------------------------
+def format_number(x: float | None, decimals: int = 2, sign: bool = False) -> str:
+    """``x`` as text with a true minus sign (``−0.48``); NaN or None (one seed) as :data:`UNDEFINED`.
+
+    ``sign=True`` prints ``+`` for changes (``+0.52``), so that no sign is read as no change.
+    """
+    if x is None or pd.isna(x):
+        return UNDEFINED
+    text = f"{x:+.{decimals}f}" if sign else f"{x:.{decimals}f}"
+    return text.replace("-", "\u2212", 1) if text.startswith("-") else text
+
+
+def format_summary(summary: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+    """:func:`summarise`'s result as strings, one row per group, for a notebook or a report.
+
+    Columns: the ``by`` columns (raw keys, as in the summary), ``n`` (finished runs, with the
+    failed ones when there are any), ``mean ± std``, and against the baseline the paired
+    ``Δ`` (``baseline`` on its own row), its ``95% CI``, ``pairs`` and ``p (t-test)``. What one
+    seed leaves undefined (std, interval, p) reads :data:`UNDEFINED`, never ``nan``; the
+    summary itself keeps NaN for computing.
+    """
+    by = list(summary.attrs.get("by", [c for c in ("dataset", "model", "loss") if c in summary]))
+    baseline = summary.attrs.get("baseline")
+
+    def p_text(p: float) -> str:
+        return UNDEFINED if pd.isna(p) else f"{p:.2g}"
+
+    rows = []
+    for r in summary.to_dict("records"):
+        failed = int(r.get("n_failed", 0) or 0)
+        row = {c: r[c] for c in by}
+        row["n"] = f"{int(r['n'])}" + (f" ({failed} failed)" if failed else "")
+        row["mean ± std"] = (f"{format_number(r['mean'], decimals)} ± "
+                             f"{format_number(r['std'], decimals)}")
+        if baseline is not None:
+            own = r["loss"] == baseline
+            row[f"Δ vs {display_name(baseline)}"] = "baseline" if own else format_number(r["delta"], decimals, sign=True)
+            row["95% CI"] = UNDEFINED if own else (
+                f"[{format_number(r['delta_ci_low'], decimals, sign=True)}, "
+                f"{format_number(r['delta_ci_high'], decimals, sign=True)}]")
+            row["pairs"] = UNDEFINED if own else f"{int(r['n_pairs'])}"
+            row["p (t-test)"] = UNDEFINED if own else p_text(r["p_ttest"])
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=list(rows[0]) if rows else [*by, "n", "mean ± std"])
+    out.attrs.update(summary.attrs)
     return out

@@ -17,6 +17,9 @@ import math
 
 import pandas as pd
 
+from ngl.evaluate.summary import UNDEFINED
+from ngl.losses.registry import DISPLAY_NAMES
+
 __all__ = ["format_table", "best_mask", "to_latex", "to_markdown", "latex_escape",
            "DATASET_NAMES", "LOSS_NAMES"]
 
@@ -25,10 +28,7 @@ DATASET_NAMES = {
     "cifar100": "CIFAR-100", "malaria": "Malaria", "pcam": "PCam",
     "colorectal_histology": "Colorectal Histology", "caltech101": "Caltech 101", "mean": "mean",
 }
-LOSS_NAMES = {
-    "ce": "CE", "ngl": "NGL", "focal": "Focal", "label_smoothing": "Label smoothing",
-    "sce": "SCE", "poly": "Poly-1", "baikal": "Baikal", "ce_l2": "CE + L2",
-}
+LOSS_NAMES = DISPLAY_NAMES  # one table of printed loss names, the registry's
 
 
 # -- wide tables -----------------------------------------------------------------------------
@@ -75,13 +75,18 @@ def format_table(summary: pd.DataFrame, decimals: int = 2, show_delta: bool = Tr
     (``(+0.79 [-0.20, +1.78])``). ``bold`` wraps the best cell of each column (e.g.
     ``("**", "**")``); ``alpha`` appends ``*`` where the paired t-test against the baseline has
     p < alpha; ``show_n`` appends ``[n=k]`` per cell (default: only when cells have different
-    numbers of runs).
+    numbers of runs). A std or interval that one seed leaves undefined prints as an en dash
+    (``"90.12 ± –"``, ``"(+0.52 [–, –])"``), never ``nan``: readers see that it is missing on
+    purpose, and every cell keeps the same shape.
     """
     means, stds, deltas = (_pivot(summary, v) for v in ("mean", "std", "delta"))
     ns, ps = _pivot(summary, "n"), _pivot(summary, "p_ttest")
     lows, highs = _pivot(summary, "delta_ci_low"), _pivot(summary, "delta_ci_high")
+    undefined = UNDEFINED
 
     def signed(x: float) -> str:
+        if pd.isna(x):
+            return undefined
         return _fmt(x, decimals, sign=True).replace(chr(0x2212), minus)
 
     mask = best_mask(summary, higher_is_better, decimals)
@@ -96,13 +101,13 @@ def format_table(summary: pd.DataFrame, decimals: int = 2, show_delta: bool = Tr
                 out.loc[loss, col] = "--"
                 continue
             s = stds.loc[loss, col]
-            text = f"{m:.{decimals}f}" + ("" if pd.isna(s) else f"{pm}{s:.{decimals}f}")
+            text = f"{m:.{decimals}f}{pm}" + (undefined if pd.isna(s) else f"{s:.{decimals}f}")
             if mask.loc[loss, col]:
                 text = f"{bold[0]}{text}{bold[1]}"
             d = deltas.loc[loss, col]
             if show_delta and loss != baseline and not pd.isna(d):
                 lo, hi = lows.loc[loss, col], highs.loc[loss, col]
-                ci = (f" [{signed(lo)}, {signed(hi)}]" if show_ci and not pd.isna(lo) else "")
+                ci = f" [{signed(lo)}, {signed(hi)}]" if show_ci else ""
                 text += f" ({signed(d)}{ci})"
             p = ps.loc[loss, col]
             if alpha is not None and not pd.isna(p) and p < alpha:
@@ -115,14 +120,34 @@ def format_table(summary: pd.DataFrame, decimals: int = 2, show_delta: bool = Tr
     return out
 
 
+_LATEX_TEXT = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+               "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+               "^": r"\textasciicircum{}",
+               # in text mode with the default OT1 font encoding "<" prints as "¡", ">" as "¿"
+               "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
+# characters pdflatex's utf8 inputenc stops at ("Unicode character ... not set up") or that are
+# maths: typeset in math mode. Greek letters name losses and parameters ("focal γ=2", "Δ vs CE").
+_GREEK = dict(zip("αβγδεζηθικλμνξπρστυφχψωΓΔΘΛΞΠΣΥΦΨΩ",
+                  ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
+                   "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon",
+                   "phi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi",
+                   "Sigma", "Upsilon", "Phi", "Psi", "Omega"), strict=True))
+_LATEX_MATH = {"±": r"\pm", "\u2212": "-", "×": r"\times", "·": r"\cdot", "≤": r"\leq",
+               "≥": r"\geq", "≈": r"\approx", "→": r"\rightarrow", "∞": r"\infty",
+               **{ch: "\\" + name for ch, name in _GREEK.items()}}
+
+
 def latex_escape(text: object) -> str:
-    """Escape LaTeX special characters in plain text."""
-    repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-            "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-            "^": r"\textasciicircum{}",
-            # in text mode with the default OT1 font encoding "<" prints as "¡", ">" as "¿"
-            "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
-    return "".join(repl.get(ch, ch) for ch in str(text))
+    r"""Plain text -> LaTeX text that compiles and prints as written, in the T1 or the default
+    OT1 font encoding (``<`` as ``\textless{}``: a bare one prints ``¡`` in OT1), with pdflatex
+    and ``\usepackage[utf8]{inputenc}`` (the default since 2018): specials escaped, ``±``,
+    ``−`` and Greek letters in math mode."""
+    def one(ch: str) -> str:
+        if ch in _LATEX_TEXT:
+            return _LATEX_TEXT[ch]
+        return f"${_LATEX_MATH[ch]}$" if ch in _LATEX_MATH else ch
+
+    return "".join(one(ch) for ch in str(text))
 
 
 def _header(col: object) -> str:
@@ -145,8 +170,12 @@ def to_latex(summary: pd.DataFrame, caption: str | None = None, label: str | Non
              decimals: int = 2, show_delta: bool = True, pretty: bool = True,
              higher_is_better: bool = True, alpha: float | None = 0.05, show_ci: bool = False,
              ) -> str:
-    """A booktabs ``tabular`` (wrapped in ``table`` when ``caption``/``label`` is given); the
-    change in brackets is the paired one (see :func:`format_table`)."""
+    r"""A booktabs ``tabular`` (wrapped in ``table`` when ``caption``/``label`` is given); the
+    change in brackets is the paired one (see :func:`format_table`).
+
+    Names and ``caption`` are plain text, escaped with :func:`latex_escape`. Needs only
+    ``\usepackage{booktabs}``; compiles with pdflatex in the T1 or the default OT1 font
+    encoding (``tests/test_latex_exports.py`` compiles it)."""
     tab = format_table(summary, decimals=decimals, show_delta=show_delta, alpha=alpha,
                        higher_is_better=higher_is_better, bold=("\x00B", "\x00E"),
                        pm=" \x00PM ", minus="\x00MINUS", show_ci=show_ci)
@@ -168,7 +197,7 @@ def to_latex(summary: pd.DataFrame, caption: str | None = None, label: str | Non
         return body + "\n"
     head = [r"\begin{table}[t]", r"\centering"]
     cap = caption if caption is not None else _caption_note(summary)
-    head.append(r"\caption{" + latex_escape(cap).replace("±", r"$\pm$") + "}")
+    head.append(r"\caption{" + latex_escape(cap) + "}")
     if label:
         head.append(r"\label{" + label + "}")
     return "\n".join([*head, body, r"\end{table}"]) + "\n"

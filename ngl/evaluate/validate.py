@@ -49,6 +49,8 @@ from ngl.evaluate.grid import (
 )
 from ngl.evaluate.paper import SAME_AS_CE_BAND
 from ngl.evaluate.summary import summarise
+from ngl.evaluate.tables import LOSS_NAMES, latex_escape
+from ngl.gp.expression import LossExpression
 from ngl.gp.result import SearchResult, load_result
 from ngl.io.config import STRICT, ConfigError, ConfigMixin, check_device
 from ngl.io.paths import runs_dir
@@ -359,20 +361,47 @@ class ValidationReport:
         return "\n".join(lines) + "\n"
 
     def to_latex(self, decimals: int = 2) -> str:
-        """The held-out table as a booktabs tabular (found losses named, formulas below)."""
+        r"""The held-out table as a booktabs tabular; found losses are named ``found #k`` in it
+        and written out (math mode) in notes under it, so a reader can tell what they are.
+
+        Names and verdicts are escaped (:func:`~ngl.evaluate.tables.latex_escape`), numbers
+        rounded (p-values to 3 significant digits, below 0.001 as ``<0.001``), a missing value
+        (a one-seed std, the baseline's change) is ``--`` (an en dash), as in
+        :func:`~ngl.evaluate.tables.format_table`, minus signs are maths. Needs only
+        ``\usepackage{booktabs}``; compiles with pdflatex in the T1 or the default OT1 font
+        encoding (``tests/test_latex_exports.py`` compiles it).
+        """
         names = self.names()
+        base = latex_escape(LOSS_NAMES.get(self.config.baseline, self.config.baseline))
+
+        def num(v: float, sign: bool = False) -> str:
+            if v is None or pd.isna(v):
+                return "--"
+            return f"{v:+.{decimals}f}".replace("-", "$-$") if sign else f"{v:.{decimals}f}"
+
+        def pval(v: float) -> str:
+            return "--" if v is None or pd.isna(v) else ("$<$0.001" if v < 0.001 else f"{v:.3g}")
+
         rows = [r"\begin{tabular}{lrrrrl}", r"\toprule",
-                r"loss & test acc.\ (\%) & $\Delta$ vs CE & $p$ & $p_\mathrm{Holm}$ & verdict \\",
-                r"\midrule"]
+                rf"loss & test acc.\ (\%) & $\Delta$ vs {base} [95\,\% CI] & $p$ & "
+                r"$p_\mathrm{Holm}$ & verdict \\", r"\midrule"]
         for _, r in self.table.iterrows():
-            name = names.get(r["loss"], r["loss"]).replace("#", r"\#").replace("_", r"\_")
-            ci = (f"{r['delta']:+.{decimals}f} [{r['delta_ci_low']:+.{decimals}f}, "
-                  f"{r['delta_ci_high']:+.{decimals}f}]" if not math.isnan(r["delta_ci_low"])
-                  else "--")
-            rows.append(f"{name} & {r['mean']:.{decimals}f} $\\pm$ {r['std']:.{decimals}f} & "
-                        f"{ci} & {r['p_ttest']:.3g} & {r['p_holm']:.3g} & {r['verdict']} \\\\"
-                        .replace("nan", "--"))
-        rows += [r"\bottomrule", r"\end{tabular}"]
+            acc = rf"{num(r['mean'])} $\pm$ {num(r['std'])}"  # one seed: "90.05 ± --"
+            if r["loss"] == self.config.baseline:
+                ci = "--"
+            elif pd.isna(r["delta_ci_low"]):  # one pair: a change, no interval
+                ci = num(r["delta"], True)
+            else:
+                ci = (f"{num(r['delta'], True)} [{num(r['delta_ci_low'], True)}, "
+                      f"{num(r['delta_ci_high'], True)}]")
+            rows.append(" & ".join([latex_escape(names.get(r["loss"], r["loss"])), acc, ci,
+                                    pval(r["p_ttest"]), pval(r["p_holm"]),
+                                    latex_escape(r["verdict"])]) + r" \\")
+        rows.append(r"\bottomrule")
+        for expression, name in names.items():
+            formula = LossExpression.parse(expression).latex()
+            rows.append(rf"\multicolumn{{6}}{{@{{}}l}}{{{latex_escape(name)}: ${formula}$}} \\")
+        rows.append(r"\end{tabular}")
         return "\n".join(rows) + "\n"
 
 

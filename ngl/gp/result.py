@@ -100,16 +100,36 @@ class SearchResult:
         return summarise_generations(self.history)
 
     def to_latex(self, n: int | None = None, caption: str | None = None) -> str:
-        """The hall of fame as a booktabs table for a paper (formula, accuracy, size)."""
+        r"""The hall of fame as a booktabs table for a paper (formula in math mode, accuracy in
+        %, size).
+
+        ``caption`` is plain text, escaped like the default one (which names the dataset and
+        model, e.g. ``fashion_mnist``). Needs only ``\usepackage{booktabs}``; compiles with
+        pdflatex in the T1 or the default OT1 font encoding (``tests/test_latex_exports.py``).
+        """
         rows = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{rlrr}", r"\toprule",
-                r"rank & loss & search-val.\ acc. & size \\", r"\midrule"]
+                r"rank & loss & search-val.\ acc.\ (\%) & size \\", r"\midrule"]
         for e in self.entries(n):
             rows.append(f"{e.rank} & ${e.latex()}$ & {100 * e.val_accuracy:.2f} & {e.size} \\\\")
         cap = caption or (f"Hall of fame of search {self.spec.key} ({self.spec.dataset}, "
                           f"{self.spec.model}, {self.spec.budget.steps} steps); accuracy on the "
                           "search-validation split, not a held-out test result.")
-        rows += [r"\bottomrule", r"\end{tabular}", f"\\caption{{{cap}}}", r"\end{table}"]
+        rows += [r"\bottomrule", r"\end{tabular}", f"\\caption{{{_latex_text(cap)}}}",
+                 r"\end{table}"]
         return "\n".join(rows) + "\n"
+
+
+# LaTeX's special characters in text mode; ``<``/``>``/``|`` print as ``¡``/``¿``/``—`` in the
+# default OT1 encoding. (ngl.evaluate.latex_escape, a layer above, also handles Unicode.)
+_LATEX_TEXT = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+               "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+               "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+               "|": r"\textbar{}"}
+
+
+def _latex_text(text: str) -> str:
+    """Plain text (a caption) as LaTeX text that compiles and prints as written."""
+    return "".join(_LATEX_TEXT.get(ch, ch) for ch in text)
 
 
 def summarise_generations(history: pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,7 @@ from ngl.losses.base import (
 )
 from ngl.losses.registry import (
     available_losses,
+    display_name,
     get_loss,
     loss_aliases,
     per_sample_losses,
@@ -37,6 +38,7 @@ __all__ = [
     "PolyLoss",
     "SymmetricCE",
     "available_losses",
+    "display_name",
     "get_loss",
     "loss_aliases",
     "per_sample_losses",

@@ -17,7 +17,7 @@ from ngl.losses.zoo import (
 )
 
 __all__ = ["get_loss", "available_losses", "register_loss", "register_text_compiler",
-           "per_sample_losses", "loss_aliases"]
+           "per_sample_losses", "loss_aliases", "display_name", "DISPLAY_NAMES"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "ce": CrossEntropy,
@@ -39,6 +39,18 @@ _ALIASES = {
     "poly1": "poly",
     "glo": "baikal",
     "symmetric_ce": "sce",
+}
+# What figures and tables print for a loss: readers of a paper know "Label smoothing", not the
+# registry key "label_smoothing". "ce_l2" is no registered loss but a row of the paper's table.
+DISPLAY_NAMES = {
+    "ce": "CE",
+    "ngl": "NGL",
+    "focal": "Focal",
+    "label_smoothing": "Label smoothing",
+    "poly": "Poly-1",
+    "baikal": "Baikal",
+    "sce": "SCE",
+    "ce_l2": "CE + L2",
 }
 
 
@@ -101,3 +113,15 @@ def get_loss(name: str, **kwargs) -> nn.Module:
 def loss_aliases() -> dict[str, str]:
     """Alias -> registered name (``"f5"`` -> ``"ngl"``)."""
     return dict(_ALIASES)
+
+
+def display_name(key: str) -> str:
+    """The printed name of a loss (``"label_smoothing"`` -> ``"Label smoothing"``, ``"f5"`` -> ``"NGL"``).
+
+    Figures and tables label losses with it while their data keep the registry keys. Aliases
+    resolve through the alias table; anything else (a found loss's formula, ``"#1"``, a name the
+    caller chose such as ``"focal γ=2"``) comes back unchanged.
+    """
+    text = str(key)
+    low = text.lower()
+    return DISPLAY_NAMES.get(_ALIASES.get(low, low), text)

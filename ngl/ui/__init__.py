@@ -3,10 +3,13 @@
 from ngl.ui.browsers import (
     HallOfFameBrowser,
     LossExplorer,
+    SearchPicker,
     hall_of_fame_browser,
     latest_search,
     loss_explorer,
     search_or_tiny,
+    search_picker,
+    search_runs,
 )
 from ngl.ui.downstream import (
     LiveTable,
@@ -21,6 +24,9 @@ from ngl.ui.forms import (
     SearchSpecForm,
     primitive_set_picker,
     search_spec_form,
+)
+from ngl.ui.inline import (
+    show_inline,
 )
 from ngl.ui.plots_analysis import (
     plot_gradient_scale,
@@ -90,6 +96,9 @@ __all__ = [
     "kept_fields",
     "latest_search",
     "search_or_tiny",
+    "SearchPicker",
+    "search_picker",
+    "search_runs",
     "loss_explorer",
     "loss_shape_data",
     "parse_seeds",
@@ -111,6 +120,7 @@ __all__ = [
     "search_spec_form",
     "set_style",
     "show_errors",
+    "show_inline",
     "show_validation",
     "summary_so_far",
     "table_builder",

@@ -8,6 +8,7 @@ their shapes.
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 
@@ -23,23 +24,28 @@ from ngl.ui.style import TEXT_WIDTH
 from ngl.ui.widget_kit import figure_png, new_figure, short_label, show_errors
 
 __all__ = [
-    "HallOfFameBrowser", "LossExplorer", "hall_of_fame_browser", "latest_search",
-    "loss_explorer", "search_or_tiny"]
+    "HallOfFameBrowser", "LossExplorer", "SearchPicker", "hall_of_fame_browser", "latest_search",
+    "loss_explorer", "search_or_tiny", "search_picker", "search_runs"]
 
 
-def latest_search(root: str | os.PathLike | None = None) -> Path | None:
-    """The search run under ``root`` (default ``runs/search/``) whose history changed last.
+def search_runs(root: str | os.PathLike | None = None) -> list[Path]:
+    """The search runs under ``root`` (default ``runs/search/``), the latest changed first.
 
     A run is a directory with ``spec.json`` (or an older ngl's ``config.json``) and
-    ``history.jsonl`` (partial runs count);
-    ``None`` when ``root`` holds none (or does not exist).
+    ``history.jsonl`` (partial runs count); ties in time go by name, so the order is stable.
     """
     root = Path(root) if root is not None else runs_dir() / "search"
     runs = [p.parent for p in root.glob("*/history.jsonl")
             if (p.parent / "spec.json").is_file() or (p.parent / "config.json").is_file()]
-    if not runs:
-        return None
-    return max(runs, key=lambda p: ((p / "history.jsonl").stat().st_mtime_ns, p.name))
+    return sorted(runs, key=lambda p: ((p / "history.jsonl").stat().st_mtime_ns, p.name),
+                  reverse=True)
+
+
+def latest_search(root: str | os.PathLike | None = None) -> Path | None:
+    """The search run under ``root`` (default ``runs/search/``) whose history changed last;
+    ``None`` when ``root`` holds none (or does not exist)."""
+    runs = search_runs(root)
+    return runs[0] if runs else None
 
 
 def _describe_search(run_dir: str | os.PathLike, why: str) -> str:
@@ -85,6 +91,70 @@ def search_or_tiny(search_dir: str | os.PathLike | None = None, quick: bool = Tr
     run_dir = runs_dir() / "search" / tiny.key
     run_search(tiny, run_dir, RunOptions(chunk_size=12), progress=False)
     return run_dir
+
+
+def _run_label(run_dir: Path) -> str:
+    """One dropdown line: key, what it searched, how far it got."""
+    from ngl.gp.result import load_result
+
+    try:
+        res = load_result(run_dir)
+    except (OSError, ValueError) as exc:
+        return f"{run_dir.name}: cannot be read ({short_label(str(exc), 60)})"
+    sp = res.spec
+    state = "complete" if res.complete else "partial"
+    return (f"{sp.key}  {sp.dataset}/{sp.model}, {sp.population_size} x {sp.generations} gen., "
+            f"{sp.budget.steps} steps, seed {sp.seed}: {len(res.history)} candidates, {state}")
+
+
+class SearchPicker:
+    """Which search a notebook shows: every run under ``runs/search/`` in a list, latest first.
+
+    Starts at ``search_dir`` (else the latest run, else a tiny search run now: see
+    :func:`search_or_tiny`); ``.info`` says which run is chosen (key, what it searched, path) and
+    ``.value`` is its directory. Choosing another run only changes ``.value``: the cells that
+    read it show it once they are re-run, which ``.info`` says.
+    """
+
+    def __init__(self, search_dir: str | os.PathLike | None = None,
+                 root: str | os.PathLike | None = None, quick: bool = True, seed: int = 0):
+        self.root = Path(root) if root is not None else runs_dir() / "search"
+        start = Path(search_or_tiny(search_dir, quick=quick, seed=seed))
+        runs = search_runs(self.root)
+        if start.resolve() not in {r.resolve() for r in runs}:
+            runs.insert(0, start)  # a run given from elsewhere is listed too, never replaced
+        self.options = [(_run_label(r), str(r)) for r in runs]
+        self.dropdown = W.Dropdown(options=self.options, value=str(start), description="search",
+                                   layout=W.Layout(width="95%"))
+        self.info = W.HTML()
+        self._shown = str(start)
+        self.dropdown.observe(lambda _c: self._describe(), names="value")
+        self.widget = W.VBox([self.dropdown, self.info])
+        self._describe()
+
+    @property
+    def value(self) -> Path:
+        """The chosen run directory."""
+        return Path(self.dropdown.value)
+
+    def _describe(self) -> None:
+        text = html.escape(_describe_search(self.value, "chosen"))
+        if self.dropdown.value != self._shown:
+            text += ("<br><b>re-run the cells below</b> (Run &gt; Run Selected Cell and All Below)"
+                     " to show this run")
+        self.info.value = text
+
+    def shown(self) -> Path:
+        """The chosen run, marked as the one the cells below now show (call it in that cell)."""
+        self._shown = self.dropdown.value
+        self._describe()
+        return self.value
+
+
+def search_picker(search_dir: str | os.PathLike | None = None, quick: bool = True,
+                  seed: int = 0) -> SearchPicker:
+    """Build the search picker; display ``picker.widget``; read ``picker.shown()`` below it."""
+    return SearchPicker(search_dir, quick=quick, seed=seed)
 
 
 class HallOfFameBrowser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,8 +19,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from ngl.data import available_datasets, missing_dataset
-from ngl.evaluate import format_table, summarise, to_markdown
+from ngl.evaluate import DATASET_NAMES, format_table, summarise, to_markdown
 from ngl.evaluate.grid import GridConfig, loss_label, run_grid
+from ngl.losses.registry import display_name
 from ngl.ui.widget_kit import (
     error_text,
     kept_fields,
@@ -120,6 +122,12 @@ class TableBuilder:
     :func:`ngl.evaluate.grid.run_grid` (finished cells in ``results_path`` are skipped) and after
     every finished cell redraws ``table_out`` with :func:`ngl.evaluate.tables.format_table`; ``.results``
     and ``.table`` hold the latest DataFrames. Errors are shown in ``out``.
+
+    **Run grid** trains in a background thread (:meth:`start`), so the kernel stays free while
+    the table grows; **stop** lets the cell in progress finish and starts no other (its rows are
+    kept; Run grid again continues with the cells not done). :meth:`run` is the same work in the
+    calling thread (scripts, tests). ``.state``: ``idle``, ``running``, ``stopping``,
+    ``stopped``, ``finished`` or ``error``.
     """
 
     SHOWN = ("datasets", "models", "losses", "seeds", "train.epochs")
@@ -157,6 +165,11 @@ class TableBuilder:
         self.n_seeds = W.IntText(value=len(b.seeds), description="n seeds")
         self.epochs = W.IntText(value=b.train.epochs, description="epochs")
         self.run_button = W.Button(description="Run grid", button_style="primary", icon="play")
+        self.stop_button = W.Button(description="stop", button_style="danger", icon="stop",
+                                    disabled=True)
+        self.thread: threading.Thread | None = None
+        self.state = "idle"
+        self._stop = threading.Event()
         self.progress = W.IntProgress(value=0, min=0, max=1, description="cells")
         self.kept = W.HTML(kept_html(kept_fields(b, self.SHOWN, nested=("train",))))
         self.status = W.HTML()
@@ -169,9 +182,11 @@ class TableBuilder:
         self._syncing = False
         self.widget = W.VBox([W.HBox([self.datasets, self.models, self.losses]),
                               W.HBox([self.seeds, self.n_seeds, self.epochs]), self.kept,
-                              W.HBox([self.run_button, self.progress, self.status]),
+                              W.HBox([self.run_button, self.stop_button, self.progress,
+                                      self.status]),
                               self.failures, self.table_out, self.out])
-        self.run_button.on_click(show_errors(self.out)(lambda _b: self.run()))
+        self.run_button.on_click(show_errors(self.out)(lambda _b: self.start()))
+        self.stop_button.on_click(show_errors(self.out)(lambda _b: self.stop()))
         self.n_seeds.observe(show_errors(self.out)(self._on_n_seeds), names="value")
         self.seeds.observe(show_errors(self.out)(self._on_seeds), names="value")
         for w in (self.datasets, self.models, self.losses, self.epochs):
@@ -253,11 +268,12 @@ class TableBuilder:
             self.failures.value = ""
             return
         error = bad["error"] if "error" in bad else pd.Series("(no message)", index=bad.index)
-        lines = []
-        for (ds, model, loss, msg), grp in bad.assign(error=error.fillna("(no message)")).groupby(
-                ["dataset", "model", "loss", "error"], sort=False):
-            seeds = ", ".join(str(s) for s in sorted(grp["seed"]))
-            lines.append(f"<li>{html.escape(f'{ds} / {model} / {loss} (seeds {seeds})')}: "
+        lines = []  # one line per (dataset, model, message): a missing dataset fails every loss alike
+        for (ds, model, msg), grp in bad.assign(error=error.fillna("(no message)")).groupby(
+                ["dataset", "model", "error"], sort=False):
+            losses = ", ".join(dict.fromkeys(display_name(str(x)) for x in grp["loss"]))
+            seeds = ", ".join(str(s) for s in sorted(set(grp["seed"])))
+            lines.append(f"<li>{html.escape(f'{ds} / {model} / {losses} (seeds {seeds})')}: "
                          f"<code>{html.escape(str(msg))}</code></li>")
         self.failures.value = (f"<b style='color:#b00'>{len(bad)} of {len(results)} runs failed"
                                f"</b><ul>{''.join(lines)}</ul>")
@@ -268,33 +284,95 @@ class TableBuilder:
         summary = summary_so_far(results)
         if summary is None:
             return
-        self.table = format_table(summary, bold=("<b>", "</b>"))
+        # what people read: display names (CE, Label smoothing, Fashion-MNIST), not keys
+        self.table = format_table(summary, bold=("<b>", "</b>")).rename(
+            index=display_name, columns=lambda c: DATASET_NAMES.get(c, c))
         self.table_out.outputs = ()
         self.table_out.append_display_data(W.HTML(self.table.to_html(escape=False)))
 
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self) -> threading.Thread:
+        """Run (or continue) the selected grid in a background thread; the kernel stays free."""
+        if self.running:
+            raise RuntimeError("the grid is already running; stop it first")
+        cfg = self.value  # an invalid selection raises here, before anything runs
+        self.thread = threading.Thread(target=self._work, args=(cfg,), name="ngl-grid", daemon=True)
+        self._begin(cfg)
+        self.thread.start()
+        return self.thread
+
+    def stop(self) -> None:
+        """Start no further cell; the one in progress finishes and keeps its row."""
+        if not self.running:
+            raise RuntimeError("no grid is running")
+        self._stop.set()
+        self.state = "stopping"
+        self.stop_button.disabled = True
+        self.status.value = "stopping: the run in progress finishes first"
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the background grid (tests, scripts)."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+
     def run(self):
-        """Run (or continue) the selected grid; return the results DataFrame."""
+        """Run (or continue) the selected grid in this thread; return the results DataFrame."""
         cfg = self.value
+        self._begin(cfg)
+        try:
+            return self._grid(cfg)
+        except BaseException:
+            self.state = "error"
+            raise
+        finally:
+            self._end()
+
+    def _begin(self, cfg) -> None:
+        self._stop.clear()
+        self.state = "running"
         self.progress.max, self.progress.value = cfg.n_cells, 0
         self.run_button.disabled = True
+        self.stop_button.disabled = False
+        self.status.value = f"running {cfg.n_cells} runs (finished runs are skipped) ..."
 
+    def _end(self) -> None:
+        self.run_button.disabled = False
+        self.stop_button.disabled = True
+
+    def _work(self, cfg) -> None:
+        try:
+            self._grid(cfg)
+        except Exception as exc:  # noqa: BLE001 - shown in the widget; a thread must not die silently
+            self.state = "error"
+            self.status.value = f"<b style='color:#b00'>stopped by an error</b>: {html.escape(error_text(exc))}"
+            self.out.append_stderr(error_text(exc) + "\n")
+        finally:
+            self._end()
+
+    def _grid(self, cfg):
         def on_row(row, results):
             self.progress.value = len(results)
             self.show_table(results)
             self.show_failures(results)
+            self.status.value = f"running: {len(results)} of {cfg.n_cells} runs done ..."
 
-        try:
-            results = run_grid(cfg, self.results_path, executor=self.executor, progress=False,
-                               callback=on_row)
-        finally:
-            self.run_button.disabled = False
+        results = run_grid(cfg, self.results_path, executor=self.executor, progress=False,
+                           callback=on_row, should_stop=self._stop.is_set)
         self.progress.value = len(results)
         self.show_table(results)
         self.show_failures(results)
         failed = int((results["status"] == "error").sum()) if "status" in results else 0
-        self.status.value = (f"{len(results) - failed} runs done"
-                             + (f", <b style='color:#b00'>{failed} failed</b> (below)" if failed
-                                else "") + f"; results in <code>{self.results_path}</code>")
+        stopped = len(results) < cfg.n_cells
+        self.state = "stopped" if stopped else "finished"
+        self.status.value = (
+            f"{len(results) - failed} runs done"
+            + (f", <b style='color:#b00'>{failed} failed</b> (below)" if failed else "")
+            + (f"; <b>stopped</b>: {cfg.n_cells - len(results)} not run yet (Run grid continues)"
+               if stopped else "")
+            + f"; results in <code>{self.results_path}</code>")
         return results
 
 

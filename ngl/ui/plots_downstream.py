@@ -2,7 +2,10 @@
 
 Both read the tidy results of :func:`ngl.evaluate.grid.run_grid`; :func:`training_history`
 flattens each run's per-epoch history into the rows :func:`plot_training_curves` draws.
-:func:`mean_sd` (mean, standard deviation and count over seeds) is shared with the analysis figures.
+:func:`mean_sd` (mean, standard deviation and count over seeds) and the labelling helpers
+(:func:`value_label`, :func:`series_style`, :func:`legend_outside`) are shared with the other figures:
+losses are labelled with their display names, every series gets its own line style and marker
+(two losses with equal values stay visible), and legends sit outside the axes, off the data.
 """
 
 from __future__ import annotations
@@ -12,12 +15,49 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.legend import Legend
 
+from ngl.evaluate.tables import DATASET_NAMES
+from ngl.losses.registry import display_name
 from ngl.ui.style import TEXT_WIDTH
 
 __all__ = ["plot_downstream_comparison", "plot_training_curves", "training_history"]
 
 RUN_KEYS = ("dataset", "model", "loss", "seed")
+LOSS_COLUMNS = ("loss", "loss_name")  # columns whose values are loss names, drawn as display names
+# (linestyle, marker) per series: a loss drawn exactly under another (CE and focal loss at the
+# optimum p_true = 1) still shows its own dashes and marker; hollow markers let both shapes show.
+SERIES_STYLES = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ((0, (5, 1)), "v"),
+                 ((0, (3, 1, 1, 1, 1, 1)), "P"), ((0, (1, 1)), "X"), ((0, (8, 2, 2, 2)), "*"))
+
+
+def value_label(column: str | None, value: object) -> str:
+    """How a value of ``column`` is printed: a loss's display name for loss columns, else as is."""
+    return display_name(str(value)) if column in LOSS_COLUMNS else str(value)
+
+
+def series_style(k: int) -> dict:
+    """Line style, marker and colour of the ``k``-th series, all distinct for the first eight.
+
+    Later series (sparser dash patterns) are drawn higher (``zorder``): over two equal series
+    the solid line underneath shows through the gaps of the dashed one on top.
+    """
+    ls, marker = SERIES_STYLES[k % len(SERIES_STYLES)]
+    return {"ls": ls, "marker": marker, "color": f"C{k % 10}", "mfc": "none", "mew": 0.9,
+            "zorder": 2.0 + 0.01 * k}
+
+
+def legend_outside(ax, fontsize: str = "small", **kwargs) -> Legend | None:
+    """The axes' legend to the right of the axes, where it cannot cover data.
+
+    Constrained layout (the paper style, and every figure these functions create) shrinks the
+    axes to make room, so the figure keeps its paper width. No labelled artists: no legend.
+    """
+    if not ax.get_legend_handles_labels()[1]:
+        return None
+    opts = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0,
+            "frameon": False, "fontsize": fontsize, "handlelength": 2.5}
+    return ax.legend(**{**opts, **kwargs})
 
 
 def mean_sd(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
@@ -54,7 +94,8 @@ def plot_training_curves(metrics: pd.DataFrame, columns: Sequence[str] | None = 
     ``train_loss``, ``val_accuracy``, and optional ``loss`` / ``seed``. Several seeds of the same
     ``hue`` are averaged (line) with a band of +-1 standard deviation. Training-loss values of
     different losses are not comparable in scale (NGL sits near 11), so the ``train_loss`` panel
-    normalises each curve by its first epoch.
+    normalises each curve by its first epoch. Losses are labelled with their display names, each
+    ``hue`` value has its own line style and marker, and the legend sits right of the last panel.
     """
     if metrics is None or not len(metrics):
         raise ValueError("no metrics: expected a DataFrame with one row per (run, epoch)")
@@ -70,14 +111,15 @@ def plot_training_curves(metrics: pd.DataFrame, columns: Sequence[str] | None = 
     if missing or not columns:
         raise ValueError(f"metric columns {missing or columns} not found; columns are {list(metrics.columns)}")
     if axes is None:
-        fig, axes = plt.subplots(1, len(columns), figsize=(min(TEXT_WIDTH, 2.4 * len(columns)), 2.2),
-                                 squeeze=False)
+        fig, axes = plt.subplots(1, len(columns), figsize=(min(TEXT_WIDTH, 1.0 + 2.4 * len(columns)), 2.2),
+                                 squeeze=False, layout="constrained")
         axes = axes[0]
     else:
         axes = np.atleast_1d(axes)
         fig = axes[0].figure
     groups = metrics.groupby(hue, sort=False) if hue is not None else [(None, metrics)]
-    for name, part in groups:
+    for k, (name, part) in enumerate(groups):
+        style = series_style(k)
         for ax, col in zip(axes, columns, strict=False):
             cur = part.dropna(subset=[col]).sort_values(x)  # epochs without evaluation have NaN
             if col == "train_loss":
@@ -85,16 +127,17 @@ def plot_training_curves(metrics: pd.DataFrame, columns: Sequence[str] | None = 
                          else pd.Series(cur[col].iloc[0], index=cur.index))
                 cur = cur.assign(**{col: cur[col] / first.where(first != 0, 1.0)})
             s = mean_sd(cur, [x], col).sort_values(x)
-            (line,) = ax.plot(s[x], s["mean"], marker=".", label=None if name is None else str(name))
+            ax.plot(s[x], s["mean"], ms=3, label=None if name is None else value_label(hue, name),
+                    **style)
             if (s["count"] > 1).any():
                 ax.fill_between(s[x], s["mean"] - s["std"], s["mean"] + s["std"], alpha=0.2, lw=0,
-                                color=line.get_color())
+                                color=style["color"])
     for ax, col in zip(axes, columns, strict=False):
         label = "train loss / first epoch" if col == "train_loss" else col.replace("_", " ")
         ax.set(xlabel=x, ylabel=label)
         ax.xaxis.get_major_locator().set_params(integer=True)
     if hue is not None:
-        axes[-1].legend(frameon=False, fontsize="small")
+        legend_outside(axes[-1])
     return fig
 
 
@@ -106,7 +149,8 @@ def plot_downstream_comparison(results: pd.DataFrame, metric: str = "test_accura
     ``results`` is tidy: columns ``dataset``, ``loss``, ``seed``, ``metric``. With
     ``reference="ce"`` each loss is shown as the difference to that loss on the same dataset in
     percentage points (accuracies in [0, 1] are scaled by 100), and the paper's "same as CE"
-    band of +-``band`` points is shaded, as in the paper's table.
+    band of +-``band`` points is shaded, as in the paper's table. Losses and datasets are printed
+    with their display names; the legend sits right of the axes.
     """
     need = {"dataset", "loss", metric}
     if results is None or not len(results) or not need <= set(results.columns):
@@ -116,6 +160,7 @@ def plot_downstream_comparison(results: pd.DataFrame, metric: str = "test_accura
     df[metric] = df[metric].astype(float) * scale
     datasets = list(dict.fromkeys(df["dataset"]))
     losses = list(order) if order is not None else list(dict.fromkeys(df["loss"]))
+    every = list(losses)  # style index per loss, the same with or without a reference
     stats = mean_sd(df, ["dataset", "loss"], metric)
     if reference is not None:
         if reference not in set(df["loss"]):
@@ -124,22 +169,27 @@ def plot_downstream_comparison(results: pd.DataFrame, metric: str = "test_accura
         stats["mean"] = stats["mean"] - stats["dataset"].map(ref)
         losses = [name for name in losses if name != reference]
     if ax is None:
-        fig, ax = plt.subplots(figsize=(min(TEXT_WIDTH, 1.2 + 0.9 * len(datasets)), 2.4))
+        fig, ax = plt.subplots(figsize=(min(TEXT_WIDTH, 2.2 + 0.9 * len(datasets)), 2.4),
+                               layout="constrained")
     else:
         fig = ax.figure
     width = 0.8 / max(len(losses), 1)
     for k, name in enumerate(losses):
         s = stats[stats["loss"] == name].set_index("dataset").reindex(datasets)
         xs = np.arange(len(datasets)) - 0.4 + width * (k + 0.5)
-        ax.errorbar(xs, s["mean"].to_numpy(), yerr=s["std"].to_numpy(), fmt="o", ms=3.5, capsize=2,
-                    lw=0.8, label=name)
-    ax.set_xticks(np.arange(len(datasets)), datasets, rotation=20 if len(datasets) > 4 else 0)
+        style = series_style(every.index(name))
+        ax.errorbar(xs, s["mean"].to_numpy(), yerr=s["std"].to_numpy(), fmt=style["marker"],
+                    color=style["color"], mfc="none", mew=0.9, ms=3.5, capsize=2, lw=0.8,
+                    label=display_name(name))
+    ax.set_xticks(np.arange(len(datasets)), [DATASET_NAMES.get(d, d) for d in datasets],
+                  rotation=20 if len(datasets) > 4 else 0)
     unit = " (%)" if scale == 100.0 else ""
     if reference is not None:
-        ax.axhspan(-band, band, color="0.85", lw=0, zorder=0, label=f"±{band:g} of {reference}")
+        shown = display_name(reference)
+        ax.axhspan(-band, band, color="0.85", lw=0, zorder=0, label=f"±{band:g} of {shown}")
         ax.axhline(0, color="0.5", lw=0.6, zorder=0)
-        ax.set_ylabel(f"{metric.replace('_', ' ')} − {reference}" + (" (points)" if scale == 100.0 else ""))
+        ax.set_ylabel(f"{metric.replace('_', ' ')} − {shown}" + (" (points)" if scale == 100.0 else ""))
     else:
         ax.set_ylabel(metric.replace("_", " ") + unit)
-    ax.legend(frameon=False, fontsize="small", ncols=min(len(losses) + 1, 4))
+    legend_outside(ax)
     return fig

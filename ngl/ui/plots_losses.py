@@ -13,10 +13,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.ticker import SymmetricalLogLocator
 from torch import nn
 
 from ngl.gp.expression import LossExpression
-from ngl.losses.registry import per_sample_losses
+from ngl.losses.registry import display_name, per_sample_losses
+from ngl.ui.plots_downstream import legend_outside, series_style
 from ngl.ui.style import TEXT_WIDTH
 
 __all__ = ["draw_tree", "loss_shape_data", "plot_loss_shapes", "tree_layout"]
@@ -51,26 +53,70 @@ def loss_shape_data(losses: Mapping[str, nn.Module], num_classes: int = 10,
     return pd.concat(rows, ignore_index=True)
 
 
+class _FittingSymlogLocator(SymmetricalLogLocator):
+    """Symlog ticks thinned until their labels fit the axis.
+
+    Matplotlib's default puts a tick on every decade (up to 15 labels on a 2-inch axis when a found
+    loss's slope spans 10 decades) and ``±10^0`` next to ``0``; here every other, third, ...
+    decade is kept, and ticks crowding ``0`` are dropped, until labels are at least
+    ``1.6 x`` their font size apart on screen.
+    """
+
+    def tick_values(self, vmin: float, vmax: float):
+        if self.axis is None:
+            return super().tick_values(vmin, vmax)
+        lo, hi = sorted(self.axis.get_view_interval())
+        col = 1 if self.axis.axis_name == "y" else 0
+        trans = self.axis.axes.transData
+        size = self.axis.get_major_ticks(1)[0].label1.get_size()  # points
+        gap = 1.6 * size * self.axis.figure.dpi / 72
+
+        def px(values) -> np.ndarray:
+            xy = np.zeros((len(values), 2))
+            xy[:, col] = values
+            return trans.transform(xy)[:, col]
+
+        ticks = np.asarray(super().tick_values(vmin, vmax))
+        for n in range(15, 1, -1):
+            self.numticks = n
+            ticks = np.asarray(super().tick_values(vmin, vmax))
+            shown = ticks[(ticks >= lo) & (ticks <= hi)]
+            if lo <= 0 <= hi:  # keep 0, drop its crowding neighbours
+                shown = shown[(shown == 0) | (np.abs(px(shown) - px([0.0])[0]) >= gap)]
+            if len(shown) < 2 or np.diff(np.sort(px(shown))).min() >= gap:
+                return shown
+        return ticks
+
+
 def plot_loss_shapes(losses: Mapping[str, nn.Module], num_classes: int = 10, axes=None,
                      n_points: int = 199) -> plt.Figure:
-    """Two panels: normalised loss and its slope against p_true, with each loss's optimum marked."""
+    """Two panels: normalised loss and its slope against p_true, with each loss's optimum marked.
+
+    Losses are labelled with their display names and drawn with their own line style (a found
+    expression equal to NGL lies exactly on NGL); the optimum marker has the loss's own shape.
+    The legend sits right of the slope panel.
+    """
     df = loss_shape_data(losses, num_classes, n_points)
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.4))
+        fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.4), layout="constrained")
     else:
         fig = axes[0].figure
-    for name, part in df.groupby("loss_name", sort=False):
-        (line,) = axes[0].plot(part["p_true"], part["normalised"], label=name)
+    for k, (name, part) in enumerate(df.groupby("loss_name", sort=False)):
+        style = series_style(k)
+        marker = style.pop("marker")
+        label = display_name(str(name))
+        axes[0].plot(part["p_true"], part["normalised"], label=label, **style)
         i = int(part["loss"].to_numpy().argmin())
-        axes[0].plot(part["p_true"].iloc[i], part["normalised"].iloc[i], "o", ms=3,
-                     color=line.get_color())
-        axes[1].plot(part["p_true"], part["dloss_dp"], label=name, color=line.get_color())
+        axes[0].plot(part["p_true"].iloc[i], part["normalised"].iloc[i], ms=4,
+                     **{**style, "marker": marker, "ls": "none"})
+        axes[1].plot(part["p_true"], part["dloss_dp"], label=label, **style)
     axes[0].set(xlabel=r"true-class probability $p_t$", ylabel="loss (normalised to [0, 1])",
                 title=f"C = {num_classes}")
-    axes[1].set(xlabel=r"true-class probability $p_t$", ylabel=r"$\partial L / \partial p_t$",
-                yscale="symlog")
+    axes[1].set(xlabel=r"true-class probability $p_t$", ylabel=r"$\partial L / \partial p_t$")
+    axes[1].set_yscale("symlog", linthresh=1.0)  # decades from 10^0 on: evenly spaced ticks
+    axes[1].yaxis.set_major_locator(_FittingSymlogLocator(axes[1].yaxis.get_transform()))
     axes[1].axhline(0, color="0.6", lw=0.6)
-    axes[0].legend(frameon=False, fontsize="small")
+    legend_outside(axes[1])
     return fig
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ngl.evaluate.validate import ValidationReport
+from ngl.losses.registry import display_name
 from ngl.ui.style import TEXT_WIDTH
 
 __all__ = ["plot_validation", "plot_fidelity"]
@@ -32,7 +33,7 @@ def _panel(ax: plt.Axes, part: pd.DataFrame, names: dict[str, str], margin: floa
     for yi, d, a, b, c in zip(y, part["delta"], lo, hi, colors, strict=True):
         ax.errorbar([d], [yi], xerr=[[a], [b]], fmt="none", ecolor=c, capsize=2, lw=1)
     ax.scatter(part["delta"], y, c=colors, s=14, zorder=3)
-    ax.set_yticks(y, [names.get(n, n) for n in part["loss"]])
+    ax.set_yticks(y, [names.get(n, display_name(n)) for n in part["loss"]])  # "NGL", not "ngl"
     ax.set_title(title, fontsize="small")
     ax.set_xlabel("Δ test accuracy vs CE (pp, paired)")
 

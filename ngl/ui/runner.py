@@ -7,7 +7,10 @@ line runs.
 
 from __future__ import annotations
 
+import contextlib
+import html
 import json
+import sys
 import threading
 import time
 import traceback
@@ -127,6 +130,38 @@ class SearchRunner:
         if self.thread is not None:
             self.thread.join(timeout)
 
+    def wait(self):
+        """The search's result once the background search ends (the cells after the panel).
+
+        Waits while it runs (the kernel is busy meanwhile; the panel's buttons answer again
+        when this returns). Interrupting the kernel here stops the search after the chunk in
+        progress and returns what is done, with one line: "stopped - run again to resume".
+        With no search started, the run directory's result (a finished run needs no start);
+        raises when there is none.
+        """
+        if self.thread is None:
+            if not (self.run_dir / "history.jsonl").exists():
+                raise RuntimeError(f"no search in {self.run_dir} yet: press start "
+                                   "(or set AUTOSTART = True) first")
+            self.result = load_result(self.run_dir)
+            return self.result
+        try:
+            while self.thread.is_alive():
+                self.thread.join(0.2)
+        except KeyboardInterrupt:
+            if self.running and self.search is not None:
+                self.search.request_stop()
+                self._set_state("stopping", "stops after the chunk in progress")
+            with contextlib.suppress(KeyboardInterrupt):  # a second one: stop waiting
+                self.thread.join()
+            kept = load_result(self.run_dir)
+            print(f"stopped - run again to resume ({len(kept.history)} candidates kept in "
+                  f"{self.run_dir})", file=sys.stderr)
+            return kept
+        if self.error is not None:
+            raise RuntimeError(f"the search stopped with an error: {self.error}") from self.error
+        return self.result
+
     def _launch(self, make_search) -> threading.Thread:
         if self.running:
             raise RuntimeError("a search is already running; stop it first")
@@ -162,7 +197,8 @@ class SearchRunner:
         hof = self.result.hall_of_fame(1)
         if not len(hof):
             return "(none trained)"
-        return f"val. accuracy {hof['val_accuracy'].iloc[0]:.4f}: <code>{hof['expression'].iloc[0]}</code>"
+        return (f"val. accuracy {hof['val_accuracy'].iloc[0]:.4f}: "
+                f"<code>{html.escape(hof['formula'].iloc[0])}</code>")
 
     def _finished_generations(self) -> list[dict]:
         """Summaries of the generations the run directory already finished (none for a new run)."""

@@ -261,7 +261,7 @@ def test_training_sweeps_run_end_to_end(tiny_digits):
 def test_figures_plot_the_data():
     opt = A.optimum_table({"ce": CrossEntropy(), "ngl": NGL()}, classes=[2, 10], free_check=False)
     fig = viz.plot_optimum_confidence(opt)
-    ngl_line = [ln for ln in fig.axes[0].lines if ln.get_label() == "ngl"][0]
+    ngl_line = [ln for ln in fig.axes[0].lines if ln.get_label() == "NGL"][0]  # display name
     assert np.allclose(ngl_line.get_ydata(), opt[opt["loss"] == "ngl"]["p_true"])
     plt.close(fig)
 

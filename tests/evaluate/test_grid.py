@@ -153,9 +153,10 @@ def test_table_builder_widget_runs_a_grid(tmp_path):
     tb.n_seeds.value = 2
     cfg = tb.value
     assert cfg.losses == ("ce", "ngl") and cfg.seeds == (0, 1) and cfg.n_train == 120
-    tb.run_button.click()
-    assert tb.results is not None and len(tb.results) == 4
-    assert tb.table is not None and "ngl" in tb.table.index
+    tb.run_button.click()  # trains in a background thread
+    tb.join(120)
+    assert tb.state == "finished" and tb.results is not None and len(tb.results) == 4
+    assert tb.table is not None and "NGL" in tb.table.index
     tb.losses.value = ()
     tb.run_button.click()  # an empty selection is reported in the Output, not raised
     assert any("losses" in o.get("text", "") for o in tb.out.outputs)

@@ -312,6 +312,6 @@ def test_table_builder_marks_missing_datasets_and_shows_why_runs_failed(tmp_path
     results = tb.run()
     assert (results["status"] == "error").sum() == 2
     assert "2 of 4 runs failed" in tb.failures.value
-    assert "cifar10 / small_cnn / ce (seeds 0, 1)" in tb.failures.value
+    assert "cifar10 / small_cnn / CE (seeds 0, 1)" in tb.failures.value
     assert "FileNotFoundError" in tb.failures.value
     assert "2 runs done" in tb.status.value and "2 failed" in tb.status.value

@@ -101,6 +101,40 @@ def test_search_runner_stop_then_resume_completes(tmp_path):
     assert [int(r["generation"]) for r in runner.rows] == [0, 1, 2]
 
 
+def test_search_runner_wait_returns_the_result_of_the_background_search(finished_run, tmp_path):
+    """The cells after notebook 02's panel read ``runner.wait()``: the finished search's result,
+    also for a runner that was never started on a finished run; a fresh one says press start."""
+    done = finished_run.wait()
+    pd.testing.assert_frame_equal(done.history, load_result(finished_run.run_dir).history)
+    assert search_runner(tiny_config(), finished_run.run_dir).wait().complete
+    with pytest.raises(RuntimeError, match="press start"):
+        search_runner(tiny_config(), tmp_path / "none").wait()
+
+
+def test_interrupting_wait_stops_the_search_with_one_line(tmp_path, capsys):
+    """Interrupting the kernel while ``wait()`` waits stops the search after the chunk in
+    progress, says "stopped - run again to resume" (no traceback), and start continues it."""
+    runner = search_runner(tiny_config(generations=3), tmp_path / "run", OPTIONS, plot_every=0.0)
+    thread = runner.start()
+    real_join, calls = thread.join, []
+
+    def interrupted_join(timeout=None):  # the kernel's interrupt arrives during the first wait
+        calls.append(timeout)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_join(timeout)
+
+    thread.join = interrupted_join
+    part = runner.wait()
+    err = capsys.readouterr().err
+    assert "stopped - run again to resume" in err and "Traceback" not in err
+    assert not runner.running and runner.state == "stopped"
+    assert not part.complete and part.history["generation"].max() < 2
+    runner.start()
+    assert runner.wait().complete
+    assert sorted(runner.result.history["generation"].unique()) == [0, 1, 2]
+
+
 def test_hall_of_fame_browser_switches_candidates(finished_run):
     result = finished_run.result
     browser = hall_of_fame_browser(result)
@@ -139,6 +173,38 @@ def test_a_notebook_says_which_search_it_shows(finished_run, capsys):
     line = capsys.readouterr().out
     assert f"showing search {spec.key} (given): {spec.dataset}" in line
     assert f"population {spec.population_size} x {spec.generations} generations" in line
+
+
+def test_search_picker_lists_every_run_and_says_which_one_is_shown(finished_run, tmp_path,
+                                                                    monkeypatch):
+    """Notebook 03 shows the latest run by default, names it (key, config), lists the others, and
+    after another pick says to re-run the cells below until they show it."""
+    import shutil
+
+    from ngl.ui import search_picker
+
+    monkeypatch.setenv("NGL_RUNS_DIR", str(tmp_path))
+    old = tmp_path / "search" / "old"
+    new = tmp_path / "search" / "new"
+    shutil.copytree(finished_run.run_dir, old)
+    shutil.copytree(finished_run.run_dir, new)
+    os.utime(old / "history.jsonl", (1e9, 1e9))  # old changed first: new is the latest
+    spec = load_result(new).spec
+    picker = search_picker(quick=True)
+    assert picker.value == new
+    assert [v for _label, v in picker.dropdown.options] == [str(new), str(old)]
+    label = picker.dropdown.options[0][0]
+    assert label.startswith(spec.key) and f"{spec.population_size} x {spec.generations}" in label
+    assert "4 candidates, complete" in label
+    assert f"showing search {spec.key} (chosen): digits" in picker.info.value
+    assert picker.shown() == new and "re-run" not in picker.info.value
+    picker.dropdown.value = str(old)
+    assert picker.value == old and "re-run the cells below" in picker.info.value
+    assert picker.shown() == old and "re-run" not in picker.info.value
+    # a run given from elsewhere is chosen and listed, never replaced by the latest one
+    elsewhere = search_picker(finished_run.run_dir)
+    assert elsewhere.value == finished_run.run_dir
+    assert len(elsewhere.dropdown.options) == 3
 
 
 def test_hall_of_fame_browser_without_trained_candidates(finished_run):
@@ -201,7 +267,7 @@ def test_training_curves_average_seeds_and_normalise_loss():
     assert ax_loss.get_ylabel() == "train loss / first epoch"
     np.testing.assert_allclose(ax_loss.lines[0].get_ydata(), [1, 1 / 2, 1 / 3])
     np.testing.assert_allclose(ax_acc.lines[1].get_ydata(), [0.821, 0.831, 0.841])
-    assert [t.get_text() for t in ax_acc.get_legend().get_texts()] == ["ce", "ngl"]
+    assert [t.get_text() for t in ax_acc.get_legend().get_texts()] == ["CE", "NGL"]  # display names
     plt.close(fig)
     with pytest.raises(ValueError, match="epoch"):
         plot_training_curves(pd.DataFrame({"step": [1]}))
@@ -217,12 +283,12 @@ def test_downstream_comparison_means_errorbars_and_delta():
     np.testing.assert_allclose(ce.lines[0].get_ydata(), [81.0, 86.0])
     np.testing.assert_allclose(ngl.lines[0].get_ydata(), [83.0, 88.0])
     assert ce.has_yerr and ax.lines[0].get_ydata()[0] == pytest.approx(81.0)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["cifar10", "fashion_mnist"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["CIFAR-10", "Fashion-MNIST"]
     plt.close(fig)
     fig = plot_downstream_comparison(df, reference="ce")
     ax = fig.axes[0]
     np.testing.assert_allclose(ax.lines[0].get_ydata(), [2.0, 2.0])
-    assert "ce" in ax.get_ylabel()
+    assert ax.get_ylabel().endswith("− CE (points)")
     plt.close(fig)
     with pytest.raises(ValueError, match="reference"):
         plot_downstream_comparison(df, reference="focal")
@@ -249,7 +315,7 @@ def test_training_history_flattens_the_finished_runs_of_a_grid():
     assert list(curves["seed"]) == [0, 0, 0, 1, 1, 1] and list(curves["epoch"]) == [0, 1, 2] * 2
     np.testing.assert_allclose(curves["val_accuracy"], [0.8, 0.81, 0.82, 0.9, 0.91, 0.92])
     fig = plot_training_curves(curves, columns=["train_loss", "val_accuracy"])
-    assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["ce", "ngl"]
+    assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["CE", "NGL"]
     plt.close(fig)
     assert list(training_history(results.iloc[2:3]).columns) == ["epoch", "dataset", "model", "loss",
                                                                  "seed"]

@@ -109,6 +109,14 @@ class Lab:
         assert index >= 0, f"no cell holds {text!r}"
         return index
 
+    def run_through(self, text: str, timeout: float = 90_000) -> None:
+        """Run every cell above the one holding ``text`` (Run All Above Selected Cell), then it."""
+        self.select_cell(text)
+        self.command("notebook:run-all-above")
+        self.wait_idle(timeout)
+        self.select_cell(text)
+        self.command("notebook:run-cell")
+
     def run_all(self, timeout: float) -> None:
         """Run > Run All Cells, then wait until every code cell has run and the kernel is idle."""
         page = self.page
@@ -331,14 +339,10 @@ def test_02_search_runner_start_stop_resume_with_a_free_kernel(step):
     nb = _notebook("02")
     lab.open(nb)
     # everything up to the runner's panel, then the panel's cell: the search starts (AUTOSTART)
-    lab.select_cell("ui.search_runner(")
-    lab.command("notebook:run-all-above")
-    lab.wait_idle(90_000)
+    lab.run_through("ui.search_runner(")
     texts = "\n".join(_stdout_texts(page.locator(PANEL)))
     assert "(from notebook 01)" in texts  # the set 01 saved, without its unticked sin
     assert "sin," not in texts.split("(from notebook 01)")[0].splitlines()[-1]
-    lab.select_cell("ui.search_runner(")
-    lab.command("notebook:run-cell")
     # the runner's status line: the HTML right under its start / stop / resume buttons
     status = page.locator(".widget-vbox:has(> .widget-hbox button:has-text('resume')) > .widget-html")
     expect(status).to_contain_text("running", timeout=30_000)
@@ -407,11 +411,7 @@ def test_04_table_builder_in_the_background_and_latex(step):
     lab, page = step, step.page
     nb = _notebook("04")
     lab.open(nb)
-    lab.select_cell("ui.table_builder(")
-    lab.command("notebook:run-all-above")
-    lab.wait_idle(90_000)
-    lab.select_cell("ui.table_builder(")
-    lab.command("notebook:run-cell")
+    lab.run_through("ui.table_builder(")
     lab.wait_idle(60_000)
 
     datasets = page.locator(".widget-select-multiple", has_text="datasets").locator("select")

@@ -75,8 +75,9 @@ class Lab:
         self.timings: dict[str, float] = {}
 
     # -- the notebook on show -----------------------------------------------------------------
-    def open(self, notebook: Path) -> int:
-        """Open ``notebook`` alone (fresh workspace) and wait for its kernel; its code cells."""
+    def open(self, prefix: str) -> Path:
+        """Open the notebook ``prefix``_*.ipynb alone (fresh workspace), wait for its kernel."""
+        notebook = next(nb for nb in NOTEBOOKS if nb.name.startswith(prefix))
         page = self.page
         page.goto(f"{self.url}/lab/workspaces/{notebook.stem[:2]}/tree/{notebook.name}?reset")
         n_code = sum(c["cell_type"] == "code" for c in json.loads(notebook.read_text())["cells"])
@@ -84,7 +85,7 @@ class Lab:
             "([sel, n]) => document.querySelectorAll(sel + ' .jp-CodeCell').length === n",
             arg=[PANEL, n_code], timeout=60_000)
         self.wait_idle(60_000)
-        return n_code
+        return notebook
 
     def wait_idle(self, timeout: float = 60_000) -> None:
         """The kernel of the notebook on show is idle (the status bar says so)."""
@@ -269,10 +270,6 @@ def step(lab, request):
         lab.shutdown_kernels()
 
 
-def _notebook(prefix: str) -> Path:
-    return next(nb for nb in NOTEBOOKS if nb.name.startswith(prefix))
-
-
 def _stdout_texts(scope) -> list[str]:
     outs = scope.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']")
     return [outs.nth(i).inner_text() for i in range(outs.count())]
@@ -283,8 +280,7 @@ def test_01_sample_trees_repeat_and_the_saved_set(step):
     from playwright.sync_api import expect
 
     lab, page = step, step.page
-    nb = _notebook("01")
-    lab.open(nb)
+    nb = lab.open("01")
     lab.run_all(90_000)
     lab.assert_clean()
 
@@ -336,8 +332,7 @@ def test_02_search_runner_start_stop_resume_with_a_free_kernel(step):
     from playwright.sync_api import expect
 
     lab, page = step, step.page
-    nb = _notebook("02")
-    lab.open(nb)
+    nb = lab.open("02")
     # everything up to the runner's panel, then the panel's cell: the search starts (AUTOSTART)
     lab.run_through("ui.search_runner(")
     texts = "\n".join(_stdout_texts(page.locator(PANEL)))
@@ -377,8 +372,7 @@ def test_03_which_search_hall_of_fame_and_a_typo(step):
     from playwright.sync_api import expect
 
     lab, page = step, step.page
-    nb = _notebook("03")
-    lab.open(nb)
+    nb = lab.open("03")
     lab.run_all(120_000)
     lab.assert_clean()
     key = next((lab.runs / "search").iterdir()).name
@@ -409,8 +403,7 @@ def test_04_table_builder_in_the_background_and_latex(step):
     from playwright.sync_api import expect
 
     lab, page = step, step.page
-    nb = _notebook("04")
-    lab.open(nb)
+    nb = lab.open("04")
     lab.run_through("ui.table_builder(")
     lab.wait_idle(60_000)
 
@@ -450,8 +443,7 @@ def test_04_table_builder_in_the_background_and_latex(step):
 @pytest.mark.parametrize("prefix", ["05", "06"])
 def test_05_06_run_all_with_their_figures(step, prefix):
     lab, page = step, step.page
-    nb = _notebook(prefix)
-    lab.open(nb)
+    nb = lab.open(prefix)
     lab.run_all(280_000)
     lab.assert_clean()
     images = page.locator(f"{PANEL} .jp-RenderedImage img")

@@ -46,7 +46,7 @@ def missing_dataset(name: str, root: str | os.PathLike | None = None) -> str | N
     """Why `name` cannot be loaded here (its files are not found), or None when it can.
 
     Looks for the files only (no reading, no download), so a form can mark a dataset before
-    anyone picks it; the reason is the first line of the finder's message.
+    anyone picks it; the reason is the finder's message on one line (what, and where it looked).
     """
     if name not in _DATASETS:
         return f"unknown dataset {name!r}; expected one of {list(_DATASETS)}"
@@ -56,8 +56,21 @@ def missing_dataset(name: str, root: str | os.PathLike | None = None) -> str | N
         elif name in ("cifar10", "cifar100"):
             find_cifar(root, 10 if name == "cifar10" else 100)
     except (FileNotFoundError, NotADirectoryError) as exc:
-        return str(exc).splitlines()[0]
+        return _short_reason(str(exc))
     return None
+
+
+def _short_reason(message: str) -> str:
+    """A finder's message on one line: what is missing and where it looked (without the advice
+    that follows), e.g. "CIFAR-10 python files not found (looked in /a, /b)"."""
+    lines = message.splitlines()
+    head = lines[0].removesuffix("Looked in:").rstrip(" .")
+    places = []
+    for line in lines[1:]:
+        if not line.startswith("  ") or line.lstrip().startswith("*"):
+            break
+        places.append(line.strip().rsplit(": ", 1)[0])
+    return f"{head} (looked in {', '.join(places)})" if places else head
 
 
 def load_dataset(

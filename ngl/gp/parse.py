@@ -331,8 +331,9 @@ def format_infix(tree: tuple) -> str:
 
 
 def format_display(tree: tuple, digits: int = 4) -> str:
-    """Infix text for people (tables, labels): constants to `digits` significant digits and
-    ``a + -c`` written ``a - c`` (``a - -c``: ``a + c``). Not parseable back to the same tree;
+    """Infix text for people (tables, labels): constants to `digits` significant digits,
+    ``a + -c`` written ``a - c`` (``a - -c``, ``a - -2*y``: ``a + c``, ``a + 2*y``) and a sign
+    never right after an operator (``y*(-0.5)``). Not parseable back to the same tree;
     the stored, hashed form is `format_infix`."""
     return _infix(tree, digits)[0]
 
@@ -417,6 +418,10 @@ def _flip_sign(t: tuple) -> tuple | None:
         return flipped, (kids[0], (-right[0], ()))
     if right[0] == "neg":
         return flipped, (kids[0], right[1][0])
+    # a - -2*y: a + 2*y (not through "/": the protected division's x/0 is 1 for either sign)
+    if right[0] == "mul" and _negative_const(right[1][0]):
+        factor, rest = right[1]
+        return flipped, (kids[0], (right[0], ((-factor[0], ()), rest)))
     return None
 
 
@@ -436,7 +441,8 @@ def _infix(t: tuple, digits: int | None = None) -> tuple[str, int]:
         prec = _PREC[node]
         (ls, lp), (rs, rp) = parts
         ls = f"({ls})" if lp < prec else ls
-        rs = f"({rs})" if rp <= prec else rs
+        # for people, a sign never follows an operator: y*(-0.5), not y*-0.5
+        rs = f"({rs})" if rp <= prec or (digits is not None and rs.startswith("-")) else rs
         return f"{ls} {prim.infix} {rs}" if prec == 1 else f"{ls}{prim.infix}{rs}", prec
     if node == "neg":
         # '-x**2' is neg(square(x)), but '-1.5**2' is written '-(1.5**2)': a minus before a

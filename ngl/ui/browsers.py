@@ -70,8 +70,13 @@ def search_or_tiny(search_dir: str | os.PathLike | None = None, quick: bool = Tr
     so in one line and run a small one (about a minute on a CPU in quick mode).
     """
     if search_dir:
+        given = Path(search_dir)
+        if not ((given / "spec.json").is_file() or (given / "config.json").is_file()):
+            raise FileNotFoundError(
+                f"SEARCH_DIR={str(search_dir)!r}: no search there (no spec.json); expected a run "
+                f"directory such as {runs_dir() / 'search' / '<key>'}, or None for the latest")
         print(_describe_search(search_dir, "given"))
-        return Path(search_dir)
+        return given
     found = latest_search(runs_dir() / "search")
     if found is not None:
         print(_describe_search(found, "the latest under " + str(runs_dir() / "search")
@@ -174,9 +179,8 @@ class HallOfFameBrowser:
         self.selected = None
         self.shape_data = None
         # the short display form (4 significant digits); the chosen one is shown whole below
-        chance = 1 / num_classes
         options = [(f"#{i + 1}  acc {row.val_accuracy:.4f}"
-                    f"{'  (BELOW CHANCE)' if row.val_accuracy <= chance else ''}  size {row.size}:  "
+                    f"{'  (BELOW CHANCE)' if self._at_chance(row.val_accuracy) else ''}  size {row.size}:  "
                     f"{short_label(LossExpression.parse(row.expression).display(), 70)}", i)
                    for i, row in enumerate(self.hof.itertuples())]
         self.dropdown = W.Dropdown(options=options or [("(no trained candidate yet)", -1)],
@@ -189,6 +193,10 @@ class HallOfFameBrowser:
         self.widget = W.VBox([self.dropdown, self.info, self.out, self.tree_image, self.shape_image])
         show_errors(self.out)(self.show)()
 
+    def _at_chance(self, accuracy: float) -> bool:
+        """At or below 1/C; accuracies are stored as float32 (0.1 reads 0.10000000149)."""
+        return accuracy <= 1 / self.num_classes + 1e-6
+
     def show(self) -> None:
         self.out.outputs = ()
         i = self.dropdown.value
@@ -198,9 +206,8 @@ class HallOfFameBrowser:
         row = self.hof.iloc[i]
         expr = LossExpression.parse(row["expression"])
         self.selected = expr
-        chance = 1 / self.num_classes
-        below = (f" <b>(at or below chance, {chance:.2f}: this loss did not learn)</b>"
-                 if row["val_accuracy"] <= chance else "")
+        below = (f" <b>(at or below chance, {1 / self.num_classes:.2f}: this loss did not "
+                 "learn)</b>" if self._at_chance(row["val_accuracy"]) else "")
         self.info.value = (f"rank {i + 1}: validation accuracy <b>{row['val_accuracy']:.4f}</b>"
                            f"{below}, "
                            f"size {expr.size}, depth {expr.depth}, generation {int(row['generation'])}, "
@@ -280,6 +287,9 @@ class LossExplorer:
         text = self.expression.value.strip()
         if text:
             expr = LossExpression.parse(text)
+            if "y_pred" not in expr.leaves:  # torch would only say "does not require grad"
+                raise ValueError(f"expression {text!r} does not use y_pred: such a loss does not "
+                                 "depend on the prediction and has no shape to draw")
             losses[short_label(expr.display(), 30)] = expr.to_module(validate=False)
         if not losses:
             raise ValueError("tick at least one loss (or type an expression) to draw")

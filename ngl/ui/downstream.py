@@ -26,6 +26,7 @@ from ngl.ui.widget_kit import (
     error_text,
     kept_fields,
     kept_html,
+    report_error,
     short_label,
     show_errors,
     show_validation,
@@ -348,7 +349,7 @@ class TableBuilder:
         except Exception as exc:  # noqa: BLE001 - shown in the widget; a thread must not die silently
             self.state = "error"
             self.status.value = f"<b style='color:#b00'>stopped by an error</b>: {html.escape(error_text(exc))}"
-            self.out.append_stderr(error_text(exc) + "\n")
+            report_error(self.out, exc)
         finally:
             self._end()
 

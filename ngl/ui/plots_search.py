@@ -25,26 +25,30 @@ def plot_search_progress(summary: pd.DataFrame, axes=None) -> plt.Figure:
     if summary is None or not len(summary):
         raise ValueError("empty search summary: run at least one generation first")
     if axes is None:
-        fig, axes = plt.subplots(1, 3, figsize=(TEXT_WIDTH, 2.2))
+        fig, axes = plt.subplots(1, 3, figsize=(TEXT_WIDTH, 2.5), layout="constrained")
     else:
         fig = axes[0].figure
+    # legends sit above their panel, where they cannot cover the band, the lines or the bars
+    above = {"loc": "lower left", "bbox_to_anchor": (0.0, 1.02), "borderaxespad": 0.0,
+             "frameon": False, "fontsize": "small", "ncol": 2, "columnspacing": 1.0,
+             "handlelength": 1.5}
     g = summary["generation"].to_numpy()
     ax = axes[0]
     ax.fill_between(g, summary["q25"], summary["q75"], alpha=0.25, lw=0, label="quartiles")
     ax.plot(g, summary["median"], marker=".", label="median")
     ax.plot(g, summary["best"], marker=".", label="best")
     ax.set(xlabel="generation", ylabel="validation accuracy")
-    ax.legend(frameon=False, fontsize="small")
+    ax.legend(**above)
     ax = axes[1]
     ax.plot(g, summary["distinct_functions"], marker=".", label="distinct functions")
     ax.plot(g, summary["mean_size"], marker=".", label="mean tree size")
     ax.set(xlabel="generation", ylabel="count")
-    ax.legend(frameon=False, fontsize="small")
+    ax.legend(**{**above, "ncol": 1})
     ax = axes[2]
     ax.bar(g - 0.2, summary["rejected"], width=0.4, label="rejected")
     ax.bar(g + 0.2, summary["cache_hits"], width=0.4, label="cache hits")
     ax.set(xlabel="generation", ylabel="candidates")
-    ax.legend(frameon=False, fontsize="small")
+    ax.legend(**above)
     for ax in axes:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlim(g.min() - 0.6, g.max() + 0.6)  # one generation: a point in the middle
@@ -91,7 +95,7 @@ class LivePlot:
 
     def redraw(self) -> None:
         if self.fig is None:
-            self.fig, _ = plt.subplots(1, 3, figsize=(TEXT_WIDTH, 2.2))
+            self.fig, _ = plt.subplots(1, 3, figsize=(TEXT_WIDTH, 2.5), layout="constrained")
         for ax in self.fig.axes:
             ax.clear()
         plot_search_progress(pd.DataFrame(self.rows), axes=self.fig.axes)

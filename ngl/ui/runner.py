@@ -13,7 +13,6 @@ import json
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 
 import ipywidgets as W
@@ -23,7 +22,7 @@ from ngl.gp import GPSearch, RunOptions, SearchSpec, load_result, read_run_files
 from ngl.io.paths import search_run_dir
 from ngl.ui.plots_search import earlier_generations, plot_search_progress
 from ngl.ui.style import TEXT_WIDTH
-from ngl.ui.widget_kit import figure_png, new_figure, show_errors
+from ngl.ui.widget_kit import figure_png, new_figure, report_error, show_errors
 
 __all__ = ["SearchRunner", "search_runner"]
 
@@ -53,6 +52,7 @@ class SearchRunner:
         self.result = None
         self.error: BaseException | None = None
         self.state = "idle"
+        self._done = threading.Event()
         self.rows: list[dict] = []
         self._last_plot = 0.0
         self.start_button = W.Button(description="start", icon="play", button_style="success")
@@ -73,7 +73,9 @@ class SearchRunner:
     # -- state ---------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        # the thread's own "done" event, not Thread.is_alive(): on Python 3.11 an interrupt that
+        # lands in Thread.join() marks a still-running thread as stopped (bpo-45274's fix)
+        return self.thread is not None and not self._done.is_set()
 
     def _set_state(self, state: str, detail: str = "") -> None:
         self.state = state
@@ -128,7 +130,7 @@ class SearchRunner:
     def join(self, timeout: float | None = None) -> None:
         """Wait for the background search (tests, scripts)."""
         if self.thread is not None:
-            self.thread.join(timeout)
+            self._done.wait(timeout)
 
     def wait(self):
         """The search's result once the background search ends (the cells after the panel).
@@ -145,15 +147,17 @@ class SearchRunner:
                                    "(or set AUTOSTART = True) first")
             self.result = load_result(self.run_dir)
             return self.result
+        # waits on an Event, never in Thread.join(): an interrupt inside join() makes Python 3.11
+        # take the running thread for stopped, and the stop below would never be asked
         try:
-            while self.thread.is_alive():
-                self.thread.join(0.2)
+            while not self._done.wait(0.2):
+                pass
         except KeyboardInterrupt:
             if self.running and self.search is not None:
                 self.search.request_stop()
                 self._set_state("stopping", "stops after the chunk in progress")
             with contextlib.suppress(KeyboardInterrupt):  # a second one: stop waiting
-                self.thread.join()
+                self._done.wait()
             kept = load_result(self.run_dir)
             print(f"stopped - run again to resume ({len(kept.history)} candidates kept in "
                   f"{self.run_dir})", file=sys.stderr)
@@ -170,19 +174,25 @@ class SearchRunner:
         self.rows = self._finished_generations()  # a resumed run plots its whole history
         self._set_state("running", f"generation {len(self.rows) + 1} of "
                                    f"{self.search.spec.generations} ...")
+        self._done = threading.Event()
         self.thread = threading.Thread(target=self._work, name="ngl-search", daemon=True)
         self.thread.start()
         return self.thread
 
     def _work(self) -> None:
         try:
+            self._search()
+        finally:
+            self._done.set()
+
+    def _search(self) -> None:
+        try:
             self.result = self.search.run()
         except KeyboardInterrupt:  # raised by the search when stopped inside a generation
             self.result = load_result(self.run_dir)
         except Exception as exc:  # noqa: BLE001 - shown in the widget, the thread must not die silently
             self.error = exc
-            self.out.append_stderr(f"{type(exc).__name__}: {exc}\n")
-            self.out.append_stderr("".join(traceback.format_exception(exc)[-3:]))
+            report_error(self.out, exc)
             self._set_state("error", "see the message below")
             return
         if self.rows:
@@ -222,7 +232,7 @@ class SearchRunner:
 
     def redraw(self) -> None:
         """Redraw the progress figure from ``.rows`` into ``.image``."""
-        fig = new_figure((TEXT_WIDTH, 2.2))
+        fig = new_figure((TEXT_WIDTH, 2.5))
         plot_search_progress(pd.DataFrame(self.rows), axes=fig.subplots(1, 3))
         self.image.value = figure_png(fig)
 

@@ -52,8 +52,24 @@ def show_validation(status: W.HTML, build: Callable[[], object],
     return None
 
 
+# what a user's input or a missing file causes: ngl says what was wrong in its message, so the
+# widget shows that one message and no traceback
+USER_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def report_error(out: W.Output, exc: BaseException) -> None:
+    """Write ``exc`` into ``out``: one line for a user error (:data:`USER_ERRORS`), else (a bug
+    in ngl) the line and the last frames, which a bug report needs."""
+    if isinstance(exc, USER_ERRORS):
+        out.append_stderr(f"{type(exc).__name__}: {error_text(exc)}\n")
+        return
+    out.append_stderr(f"{type(exc).__name__}: {exc}\n")
+    out.append_stderr("".join(traceback.format_exception(exc)[-3:]))
+
+
 def show_errors(out: W.Output) -> Callable:
-    """Decorator for callbacks: an exception is printed into ``out`` instead of vanishing."""
+    """Decorator for callbacks: an exception is shown in ``out`` (:func:`report_error`) instead of
+    vanishing."""
 
     def deco(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -61,8 +77,7 @@ def show_errors(out: W.Output) -> Callable:
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - shown to the user, not swallowed
-                out.append_stderr(f"{type(exc).__name__}: {exc}\n")
-                out.append_stderr("".join(traceback.format_exception(exc)[-3:]))
+                report_error(out, exc)
                 return None
 
         return wrapper

@@ -436,6 +436,11 @@ def test_the_one_ngl_constant_is_the_papers_formula():
     # the protections that change the function everywhere are shown: sqrt|x| and log|x|
     ("sqrt(y_pred - y_real) + log(y_real - y_pred)", "sqrt(y_pred - y_real) + log(y_real - y_pred)",
      r"\sqrt{\left|\hat{y} - y\right|} + \log\left|y - \hat{y}\right|"),
+    # no sign right after an operator: "y*(-0.5)", "a - -2*y" reads "a + 2*y"
+    ("mul(y_pred, -0.5)", "y_pred*(-0.5)", r"\hat{y} \, \left(-0.5\right)"),
+    ("sub(y_pred, mul(-2.0, y_real))", "y_pred + 2*y_real", r"\hat{y} + 2 \, y"),
+    # ... but not through a division: its protection (x/0 = 1) is not odd in x
+    ("add(y_pred, div(-3.0, y_real))", "y_pred + (-3/y_real)", r"\hat{y} + \frac{-3}{y}"),
 ])
 def test_display_and_latex_forms_are_short_and_read_as_written(text, shown, latex):
     e = LossExpression.parse(text)

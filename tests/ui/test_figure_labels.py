@@ -224,6 +224,7 @@ LEGEND_FIGURES = {  # the figures of notebooks 04 and 05 that carry a legend
          "NGL + T-scaling": _diagram(0.02)}),
     "loss_shapes": lambda d: ui.plot_loss_shapes(
         {k: ngl.get_loss(k) for k in ("ce", "ngl", "focal", "label_smoothing")}, n_points=60),
+    "search_progress": lambda d: ui.plot_search_progress(_search_summary()),  # 02, 03, the runner
 }
 
 

@@ -233,10 +233,11 @@ def test_table_builder_invalid_edit_shows_the_config_error_and_value_raises(tmp_
     with pytest.raises(ValueError) as info:
         tb.value  # noqa: B018 - the property is what notebooks read
     assert str(info.value) == str(error)
-    tb.run_button.click()  # nothing runs; the same message lands in the visible Output
-    assert any(str(error) in o.get("text", "") for o in tb.out.outputs)
-    assert tb.results is None
     shown = error_text(error)  # the config's message, one line per problem
+    tb.run_button.click()  # nothing runs; the same message lands in the visible Output
+    assert any(shown in o.get("text", "") for o in tb.out.outputs)
+    assert not any("Traceback" in o.get("text", "") for o in tb.out.outputs)
+    assert tb.results is None
     assert html.escape(shown) in tb.status.value and "#b00" in tb.status.value
     assert tb.error == shown
 

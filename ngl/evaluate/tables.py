@@ -13,11 +13,9 @@ or (dataset, model, loss), with its ``attrs``: metric, scale, baseline, grouping
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
-from ngl.evaluate.summary import UNDEFINED
+from ngl.evaluate.summary import UNDEFINED, format_number
 from ngl.losses.registry import DISPLAY_NAMES
 
 __all__ = ["format_table", "best_mask", "to_latex", "to_markdown", "latex_escape",
@@ -57,13 +55,6 @@ def best_mask(summary: pd.DataFrame, higher_is_better: bool = True, decimals: in
     return shown.eq(best, axis=1) & shown.notna()
 
 
-def _fmt(x: float, decimals: int, sign: bool = False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "--"
-    s = f"{x:+.{decimals}f}" if sign else f"{x:.{decimals}f}"
-    return s.replace("-", "\u2212") if sign and s.startswith("-") else s
-
-
 def format_table(summary: pd.DataFrame, decimals: int = 2, show_delta: bool = True,
                  show_n: bool | None = None, alpha: float | None = 0.05,
                  higher_is_better: bool = True, bold: tuple[str, str] = ("", ""),
@@ -82,12 +73,9 @@ def format_table(summary: pd.DataFrame, decimals: int = 2, show_delta: bool = Tr
     means, stds, deltas = (_pivot(summary, v) for v in ("mean", "std", "delta"))
     ns, ps = _pivot(summary, "n"), _pivot(summary, "p_ttest")
     lows, highs = _pivot(summary, "delta_ci_low"), _pivot(summary, "delta_ci_high")
-    undefined = UNDEFINED
 
-    def signed(x: float) -> str:
-        if pd.isna(x):
-            return undefined
-        return _fmt(x, decimals, sign=True).replace(chr(0x2212), minus)
+    def signed(x: float) -> str:  # NaN (one seed) reads UNDEFINED
+        return format_number(x, decimals, sign=True).replace(chr(0x2212), minus)
 
     mask = best_mask(summary, higher_is_better, decimals)
     if show_n is None:
@@ -101,7 +89,7 @@ def format_table(summary: pd.DataFrame, decimals: int = 2, show_delta: bool = Tr
                 out.loc[loss, col] = "--"
                 continue
             s = stds.loc[loss, col]
-            text = f"{m:.{decimals}f}{pm}" + (undefined if pd.isna(s) else f"{s:.{decimals}f}")
+            text = f"{m:.{decimals}f}{pm}" + (UNDEFINED if pd.isna(s) else f"{s:.{decimals}f}")
             if mask.loc[loss, col]:
                 text = f"{bold[0]}{text}{bold[1]}"
             d = deltas.loc[loss, col]

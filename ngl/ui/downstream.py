@@ -23,6 +23,8 @@ from ngl.evaluate import DATASET_NAMES, format_table, summarise, to_markdown
 from ngl.evaluate.grid import GridConfig, loss_label, run_grid
 from ngl.losses.registry import display_name
 from ngl.ui.widget_kit import (
+    Background,
+    InBackground,
     error_text,
     kept_fields,
     kept_html,
@@ -109,7 +111,7 @@ def resize_seeds(seeds: tuple[int, ...], n: int) -> tuple[int, ...]:
     return (*seeds, *extra)
 
 
-class TableBuilder:
+class TableBuilder(InBackground):
     """Pick datasets, models, losses and seeds, run the grid, watch the table grow.
 
     ``.value`` is the :class:`ngl.evaluate.grid.GridConfig` of the current selection. An untouched
@@ -168,7 +170,7 @@ class TableBuilder:
         self.run_button = W.Button(description="Run grid", button_style="primary", icon="play")
         self.stop_button = W.Button(description="stop", button_style="danger", icon="stop",
                                     disabled=True)
-        self.thread: threading.Thread | None = None
+        self.background = Background("ngl-grid")
         self.state = "idle"
         self._stop = threading.Event()
         self.progress = W.IntProgress(value=0, min=0, max=1, description="cells")
@@ -291,19 +293,13 @@ class TableBuilder:
         self.table_out.outputs = ()
         self.table_out.append_display_data(W.HTML(self.table.to_html(escape=False)))
 
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
     def start(self) -> threading.Thread:
         """Run (or continue) the selected grid in a background thread; the kernel stays free."""
         if self.running:
             raise RuntimeError("the grid is already running; stop it first")
         cfg = self.value  # an invalid selection raises here, before anything runs
-        self.thread = threading.Thread(target=self._work, args=(cfg,), name="ngl-grid", daemon=True)
         self._begin(cfg)
-        self.thread.start()
-        return self.thread
+        return self.background.start(lambda: self._work(cfg), "the grid is already running")
 
     def stop(self) -> None:
         """Start no further cell; the one in progress finishes and keeps its row."""
@@ -313,11 +309,6 @@ class TableBuilder:
         self.state = "stopping"
         self.stop_button.disabled = True
         self.status.value = "stopping: the run in progress finishes first"
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the background grid (tests, scripts)."""
-        if self.thread is not None:
-            self.thread.join(timeout)
 
     def run(self):
         """Run (or continue) the selected grid in this thread; return the results DataFrame."""

@@ -76,7 +76,6 @@ class _FittingSymlogLocator(SymmetricalLogLocator):
             xy[:, col] = values
             return trans.transform(xy)[:, col]
 
-        ticks = np.asarray(super().tick_values(vmin, vmax))
         for n in range(15, 1, -1):
             self.numticks = n
             ticks = np.asarray(super().tick_values(vmin, vmax))

@@ -22,12 +22,19 @@ from ngl.gp import GPSearch, RunOptions, SearchSpec, load_result, read_run_files
 from ngl.io.paths import search_run_dir
 from ngl.ui.plots_search import earlier_generations, plot_search_progress
 from ngl.ui.style import TEXT_WIDTH
-from ngl.ui.widget_kit import figure_png, new_figure, report_error, show_errors
+from ngl.ui.widget_kit import (
+    Background,
+    InBackground,
+    figure_png,
+    new_figure,
+    report_error,
+    show_errors,
+)
 
 __all__ = ["SearchRunner", "search_runner"]
 
 
-class SearchRunner:
+class SearchRunner(InBackground):
     """Start, stop and resume a GP loss search from a notebook, with a live progress figure.
 
     The search runs in a background thread (``.thread``) so the kernel stays responsive and
@@ -48,11 +55,10 @@ class SearchRunner:
         self.executor = executor
         self.plot_every = plot_every
         self.search = None
-        self.thread: threading.Thread | None = None
+        self.background = Background("ngl-search")
         self.result = None
         self.error: BaseException | None = None
         self.state = "idle"
-        self._done = threading.Event()
         self.rows: list[dict] = []
         self._last_plot = 0.0
         self.start_button = W.Button(description="start", icon="play", button_style="success")
@@ -71,12 +77,6 @@ class SearchRunner:
         self._show_existing()
 
     # -- state ---------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        # the thread's own "done" event, not Thread.is_alive(): on Python 3.11 an interrupt that
-        # lands in Thread.join() marks a still-running thread as stopped (bpo-45274's fix)
-        return self.thread is not None and not self._done.is_set()
-
     def _set_state(self, state: str, detail: str = "") -> None:
         self.state = state
         busy = state in ("running", "stopping")
@@ -127,11 +127,6 @@ class SearchRunner:
         self.search.request_stop()
         self._set_state("stopping", "stops after the chunk in progress")
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the background search (tests, scripts)."""
-        if self.thread is not None:
-            self._done.wait(timeout)
-
     def wait(self):
         """The search's result once the background search ends (the cells after the panel).
 
@@ -147,17 +142,15 @@ class SearchRunner:
                                    "(or set AUTOSTART = True) first")
             self.result = load_result(self.run_dir)
             return self.result
-        # waits on an Event, never in Thread.join(): an interrupt inside join() makes Python 3.11
-        # take the running thread for stopped, and the stop below would never be asked
-        try:
-            while not self._done.wait(0.2):
+        try:  # interruptible waits on the done event (see Background), never Thread.join()
+            while not self.background.wait(0.2):
                 pass
         except KeyboardInterrupt:
             if self.running and self.search is not None:
                 self.search.request_stop()
                 self._set_state("stopping", "stops after the chunk in progress")
             with contextlib.suppress(KeyboardInterrupt):  # a second one: stop waiting
-                self._done.wait()
+                self.background.wait()
             kept = load_result(self.run_dir)
             print(f"stopped - run again to resume ({len(kept.history)} candidates kept in "
                   f"{self.run_dir})", file=sys.stderr)
@@ -174,16 +167,7 @@ class SearchRunner:
         self.rows = self._finished_generations()  # a resumed run plots its whole history
         self._set_state("running", f"generation {len(self.rows) + 1} of "
                                    f"{self.search.spec.generations} ...")
-        self._done = threading.Event()
-        self.thread = threading.Thread(target=self._work, name="ngl-search", daemon=True)
-        self.thread.start()
-        return self.thread
-
-    def _work(self) -> None:
-        try:
-            self._search()
-        finally:
-            self._done.set()
+        return self.background.start(self._search, "a search is already running; stop it first")
 
     def _search(self) -> None:
         try:

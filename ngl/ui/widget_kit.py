@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import html
 import io
+import threading
 import traceback
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
@@ -65,6 +66,64 @@ def report_error(out: W.Output, exc: BaseException) -> None:
         return
     out.append_stderr(f"{type(exc).__name__}: {exc}\n")
     out.append_stderr("".join(traceback.format_exception(exc)[-3:]))
+
+
+class Background:
+    """The one background thread of a widget (the search runner, the table builder).
+
+    Whether it runs is its own "done" event, set when the work returns or raises, never
+    ``Thread.is_alive()``/``join()``: on Python 3.11 an interrupt that lands in ``join()``
+    marks a thread that still runs as stopped. ``.thread`` is the last thread started.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.thread: threading.Thread | None = None
+        self._done = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and not self._done.is_set()
+
+    def start(self, work: Callable[[], None], busy: str) -> threading.Thread:
+        """Run ``work`` in a new thread; ``busy`` is the message when one is still running."""
+        if self.running:
+            raise RuntimeError(busy)
+        self._done = threading.Event()
+        done = self._done
+
+        def target() -> None:
+            try:
+                work()
+            finally:
+                done.set()
+
+        self.thread = threading.Thread(target=target, name=self.name, daemon=True)
+        self.thread.start()
+        return self.thread
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the work ended (True) or ``timeout`` passed (False); interruptible."""
+        return self.thread is None or self._done.wait(timeout)
+
+
+class InBackground:
+    """``running``, ``thread`` and ``join`` of a widget whose work runs in ``self.background``."""
+
+    background: Background
+
+    @property
+    def running(self) -> bool:
+        return self.background.running
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The last thread started (None before the first start)."""
+        return self.background.thread
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the background work (tests, scripts)."""
+        self.background.wait(timeout)
 
 
 def show_errors(out: W.Output) -> Callable:

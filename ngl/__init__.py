@@ -8,13 +8,14 @@ The front door (see ARCHITECTURE.md for the subpackages behind it)::
     result = ngl.search(spec)                              # ngl.resume(dir), ngl.load(dir)
     result.best.to_module(), result.best.latex(), result.to_latex()
     report = ngl.validate(result.run_dir)                  # held-out test, seeds, transfer, fidelity
+    ngl.calibrate(ngl.CalibrationConfig(dataset="digits"))  # does the fitness rank as full training?
     ngl.grid(ngl.GridConfig(losses=("ce", "ngl", str(result.best))))
 
 Importing ngl has no side effects on seeds, styles or files.
 """
 
 from ngl.api import grid, load, resume, search
-from ngl.evaluate import GridConfig, ValidateConfig, validate
+from ngl.evaluate import CalibrationConfig, GridConfig, ValidateConfig, calibrate, validate
 from ngl.fitness import SuccessiveHalving, TrainBudget
 from ngl.gp import (
     PRESETS,
@@ -55,6 +56,7 @@ __all__ = [
     "NGL_EXPRESSION",
     "PRESETS",
     "BaikalLoss",
+    "CalibrationConfig",
     "ClassificationLoss",
     "CrossEntropy",
     "ElementwiseLoss",
@@ -74,6 +76,7 @@ __all__ = [
     "TrainConfig",
     "ValidateConfig",
     "available_losses",
+    "calibrate",
     "get_loss",
     "grid",
     "load",

@@ -7,6 +7,10 @@
     python -m ngl example-spec                 # print a spec to start from
     python -m ngl validate DIR [--config validate.json] [--seeds 0,1,2,3,4] [--top-k 3] ...
                                                # held-out test, transfer, fidelity
+    python -m ngl calibrate --config calibrate.json [--out DIR] [--proxies-only]
+                                               # does a search fitness rank losses as full
+                                               # training does? (proxy vs target, rho, cost)
+    python -m ngl example-calibration-config   # print a calibration config to start from
 
 The spec file holds what determines the search (its hash names the run directory); how it
 runs is given on the command line and never changes which search it is. User errors (a bad
@@ -24,7 +28,7 @@ import pandas as pd
 
 import ngl
 from ngl.gp import RunDirError, RunOptions, SearchResult, SearchSpec, read_run_files
-from ngl.io.config import ConfigError, load_config_file, require_available
+from ngl.io.config import ConfigError, check_device, load_config_file, require_available
 from ngl.io.paths import search_run_dir
 from ngl.io.records import InUseError
 
@@ -49,13 +53,34 @@ def _print_summary(summary: dict, _search) -> None:
 def _show(result: SearchResult) -> None:
     with pd.option_context("display.width", 160, "display.max_colwidth", 80):
         print(result.generation_summary().to_string(index=False))
+        refs = result.references
+        if len(refs):
+            print("\nreferences (trained once with the search's budget, seed and data; never in "
+                  "the population):")
+            print(refs.to_string(index=False))
         hof = result.hall_of_fame()
         if len(hof):
             halving = result.spec.halving is not None
+            rescored = "fitness_mean" in hof and hof["fitness_mean"].notna().any()
+            ce = result.ce_reference
             print("\nhall of fame (search-validation accuracy"
                   + ("; successive halving: ranked by the rung reached, then accuracy" if halving
-                     else "") + "; formulas to 4 significant digits, exact text in history.jsonl):")
-            cols = ["val_accuracy", *(["rung"] if halving else []), "size", "generation", "formula"]
+                     else "")
+                  + (f"; delta_ce: minus the {ce!r} reference's" if ce else "")
+                  + ("; mean ± std over the search's seed and the rescoring seeds"
+                     + (", the rescored entries ranked by the mean" if result.rescore_done
+                        else " (rescoring not finished: resume completes it)")
+                     if rescored else "")
+                  + "; formulas to 4 significant digits, exact text in history.jsonl):")
+            if rescored:
+                hof = hof.assign(**{"mean ± std": [
+                    "" if m != m else f"{m:.4f} ± {s:.4f}" if s == s else f"{m:.4f}"
+                    for m, s in zip(hof["fitness_mean"], hof["fitness_std"], strict=True)]})
+            cols = ["val_accuracy", *(["rung"] if halving else []),
+                    *(["delta_ce"] if ce else []),
+                    *(["mean ± std", "n_seeds"] + (["delta_ce_mean"] if ce else [])
+                      if rescored else []),
+                    "size", "generation", "formula"]
             print(hof[cols].to_string(index=False))
     legacy = "  (written by an older ngl: load only)" if result.legacy else ""
     print(f"\nrun directory: {result.run_dir}  (complete: {result.complete}){legacy}")
@@ -91,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sh.add_argument("run_dir")
     sub.add_parser("example-spec", aliases=["example-config"], help="print a spec to start from")
     _validate_parser(sub)
+    _calibrate_parser(sub)
     args = ap.parse_args(argv)
     try:
         return _run(args)
@@ -109,6 +135,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.cmd == "validate":
         return _validate(args)
+    if args.cmd in ("calibrate", "example-calibration-config"):
+        return _calibrate(args)
     options = {"device": args.device, "chunk_size": args.chunk_size,
                "cuda_graph": args.cuda_graph, "compile": args.compile,
                "data_root": args.data_root}
@@ -233,6 +261,74 @@ def _validation_figures(report) -> None:
         except ValueError:  # nothing finished yet for this figure
             continue
         save_figure(fig, name, notebook="validate", directory=report.out_dir,
+                    config=report.config.to_dict())
+        plt.close(fig)
+
+
+def _calibrate_parser(sub) -> None:
+    c = sub.add_parser("calibrate", help="measure how well candidate search fitnesses (proxies) "
+                       "rank a panel of losses as full training does",
+                       description="Train a panel of losses (references, plain losses, random "
+                       "trees, a search's candidates) under each proxy fitness and under the "
+                       "target training (validate's), all scored on the search-validation "
+                       "split; report Spearman/Kendall with bootstrap CIs, top-k regret and "
+                       "cost, and recommend the cheapest proxy that holds. Resumable: run the "
+                       "same command again to continue.")
+    c.add_argument("--config", default=None,
+                   help="JSON file of CalibrationConfig fields (python -m ngl "
+                        "example-calibration-config); default: the defaults on digits")
+    c.add_argument("--out", default=None, help="default: runs/calibrate/<config key>")
+    c.add_argument("--proxies-only", action="store_true",
+                   help="score the proxies only, leave the target for a later sitting")
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    c.add_argument("--data-root", default=None, help="folder holding the dataset's files")
+    c.add_argument("--chunk-size", type=int, default=4,
+                   help="losses trained together per proxy (the unit of resume)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub.add_parser("example-calibration-config", help="print a calibration config to start from")
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from ngl.evaluate.proxy_calibration import CalibrationConfig, calibrate
+
+    if args.cmd == "example-calibration-config":
+        print(CalibrationConfig().to_json())
+        return 0
+    config = load_config_file(CalibrationConfig, args.config) if args.config else \
+        CalibrationConfig()
+    try:
+        check_device(args.device)
+        require_available(args.device if args.device != "auto" else "cpu")
+    except (ConfigError, ValueError) as exc:
+        raise ConfigError(f"--device: {exc}") from None
+    if args.chunk_size < 1:
+        raise ConfigError(f"--chunk-size {args.chunk_size}: expected a positive integer")
+    report = calibrate(config, args.out, device=args.device, data_root=args.data_root,
+                       chunk_size=args.chunk_size, progress=not args.quiet,
+                       proxies_only=args.proxies_only)
+    _calibration_figures(report)
+    print(report.to_markdown())
+    state = "complete" if report.complete else "partial (run the same command to continue)"
+    print(f"[ngl] calibration {state}: {report.out_dir}")
+    return 0
+
+
+def _calibration_figures(report) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ngl.ui.plots_calibration import plot_calibration_cost, plot_calibration_scatter
+    from ngl.ui.style import save_figure
+
+    for name, plot in (("calibration_cost", plot_calibration_cost),
+                       ("calibration_scatter", plot_calibration_scatter)):
+        try:
+            fig = plot(report)
+        except ValueError:  # nothing finished yet for this figure
+            continue
+        save_figure(fig, name, notebook="calibrate", directory=report.out_dir,
                     config=report.config.to_dict())
         plt.close(fig)
 

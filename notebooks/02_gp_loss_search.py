@@ -59,6 +59,9 @@ SEED_WITH_NGL = True  # put the paper's NGL into generation 0, as a yardstick
 FRESH = False  # True: delete an earlier run of the same configuration first
 AUTOSTART = True  # start the search when its panel is shown (Run All works unattended)
 CHUNK_SIZE = 4 if QUICK else 16  # candidates per checkpoint: the granularity of stop and resume
+CALIBRATE = True  # measure first whether this fitness ranks losses as full training does
+CALIBRATION_TREES = 2 if QUICK else 6  # random trees in the calibration panel
+TARGET_EPOCHS = 3 if QUICK else 4  # the target: dense_cnn trained as notebook 06 trains it
 
 # %%
 import shutil
@@ -99,6 +102,41 @@ print(spec.to_json()[:600], "...")
 search_dir = runs_dir() / "search" / spec.key
 if FRESH and search_dir.exists():
     shutil.rmtree(search_dir)
+
+# %% [markdown]
+# ## Can this fitness be trusted?
+# A fitness is a *proxy*: a small network trained briefly. It is worth only as much as it orders
+# losses the way full training does. Before spending hours on a search, train a panel of known
+# losses (CE, NGL, focal, SCE, squared and absolute error, a few random trees) under this
+# search's fitness and under the **target** -- `dense_cnn` trained for `TARGET_EPOCHS` epochs on
+# the whole training split, as notebook 06 retrains a finding -- both scored on the same
+# search-validation images (the test split stays untouched), and compare the two orders.
+# A second proxy, the downstream model itself at the same budget with a cosine schedule, shows
+# what a different fitness would give. The committed calibrations for digits and Fashion-MNIST
+# (`findings/calibration/`, `python -m ngl calibrate`) are the full-size version of this cell;
+# the default fitness of `ngl.SearchSpec` was chosen from them.
+
+# %%
+if CALIBRATE:
+    from IPython.display import Markdown
+
+    from ngl.evaluate import proxy_calibration as pc
+
+    alternative = pc.Proxy(name=f"dense_cnn {spec.budget.steps} cos", model="dense_cnn",
+                           n_train=spec.n_train,
+                           budget=ngl.TrainBudget(steps=spec.budget.steps, batch_size=128,
+                                                  schedule="cosine"))
+    calib_config = pc.config_for(
+        spec, references=("ce", "ngl", {"name": "focal", "gamma": 2.0}, "sce"),
+        random_trees=CALIBRATION_TREES, proxies=(pc.proxy_of(spec), alternative),
+        target_train=ngl.TrainConfig(epochs=TARGET_EPOCHS, batch_size=128, schedule="cosine"))
+    calibration = ngl.calibrate(calib_config, device=DEVICE)
+    display(Markdown(calibration.to_markdown()))
+    for name, plot in (("calibration_cost", ui.plot_calibration_cost),
+                       ("calibration_scatter", ui.plot_calibration_scatter)):
+        fig = plot(calibration)
+        ui.save_figure(fig, name, config=calib_config.to_dict())
+        plt.show()
 
 # %% [markdown]
 # ## Run (or continue) the search

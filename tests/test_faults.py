@@ -323,6 +323,72 @@ def test_sigkill_at_several_points_then_resume(straight, tmp_path, kill_after):
     assert_same_history(run_dir, reference)
 
 
+SIDE_REFS = ("ce", {"name": "focal", "gamma": 2})
+SIDE_COLS = ["run", "loss", "loss_spec", "seed", "val_accuracy", "val_ce", "status", "steps_done",
+             "final_train_loss", "split"]
+RESCORE_COLS = ["run", "kind", "key", "expression", "loss", "seed_index", "seed", "val_accuracy",
+                "val_ce", "status", "steps_done", "final_train_loss"]
+
+
+def side_spec() -> SearchSpec:
+    """Two references and rescoring of the top 2 with 2 seeds: 2 + (2 + 2) * 2 = 10 side rows."""
+    return tiny(references=SIDE_REFS, rescore=2, rescore_seeds=2,
+                budget=TrainBudget(steps=8, batch_size=32))
+
+
+@pytest.fixture(scope="module")
+def straight_side(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("faults") / "straight_side"
+    result = run_search(side_spec(), run_dir, progress=False)
+    assert result.complete and len(result.references) == 2
+    assert len(read_rows(run_dir / "rescore.jsonl")) == 8
+    return run_dir
+
+
+def _side_frames(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    result = load_result(run_dir)
+    assert result.complete
+    refs = pd.DataFrame(read_rows(run_dir / "references.jsonl"))[SIDE_COLS]
+    rescores = pd.DataFrame(read_rows(run_dir / "rescore.jsonl"))[RESCORE_COLS]
+    hof = result.hall_of_fame()[["key", "val_accuracy", "delta_ce", "fitness_mean",
+                                 "fitness_std", "n_seeds", "delta_ce_mean"]]
+    return refs, rescores, hof
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("watched", "kill_after"), [("references.jsonl", 1),
+                                                     ("rescore.jsonl", 3)])
+def test_sigkill_during_references_or_rescoring_then_resume(straight_side, tmp_path, watched,
+                                                            kill_after):
+    """Killed between two references, or between two rescoring rows: the resumed run trains
+    only what is missing and its references, rescoring and hall of fame are the uninterrupted
+    run's (one loss per chunk, so each row is trained alone in both runs)."""
+    cfg_file = tmp_path / "run.json"
+    cfg_file.write_text(side_spec().to_json())
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "ngl", "search", "--spec", str(cfg_file),
+                             "--run-dir", str(run_dir), "--chunk-size", "1", "--quiet"],
+                            env={**os.environ, "TQDM_DISABLE": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    n = _kill_when(proc, run_dir / watched, lambda rows: len(rows) >= kill_after)
+    total = 2 if watched == "references.jsonl" else 8
+    assert n < total, "the kill did not land between two rows"
+    kept = read_rows(run_dir / watched)
+    assert not load_result(run_dir).complete
+    if watched == "references.jsonl":
+        assert not read_rows(run_dir / "history.jsonl"), "generation 0 ran before the references"
+    else:
+        assert (run_dir / "rescore_plan.json").exists()
+    resume(run_dir, progress=False)
+    assert read_rows(run_dir / watched)[:len(kept)] == kept, "a finished row was rewritten"
+    for got, want in zip(_side_frames(run_dir), _side_frames(straight_side), strict=True):
+        pd.testing.assert_frame_equal(got, want)
+    assert_same_history(run_dir, load_result(straight_side).history[COLS])
+    # the plan was frozen once: the same entries and seeds
+    assert json.loads((run_dir / "rescore_plan.json").read_text()) == \
+        json.loads((straight_side / "rescore_plan.json").read_text())
+
+
 # -- search: what runs is what was asked -----------------------------------------------------------
 def test_gp_seed_does_not_change_the_data(monkeypatch):
     import ngl.gp.worker as search

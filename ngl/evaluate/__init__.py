@@ -6,6 +6,9 @@ In the order of the research flow:
 * :mod:`ngl.evaluate.summary` -- mean ± std per (dataset, loss) and paired tests against CE.
 * :mod:`ngl.evaluate.validate` -- a search's found losses retrained on held-out test data over
   seeds, with paired statistics, transfer and search fidelity (``python -m ngl validate``).
+* :mod:`ngl.evaluate.proxy_calibration` -- does a search fitness (a proxy) rank losses as full
+  training does? Rank correlation with CIs, regret and cost per proxy (``python -m ngl calibrate``).
+* :mod:`ngl.evaluate.ranking` -- Spearman/Kendall with bootstrap intervals, shared by both.
 * :mod:`ngl.evaluate.tables` -- the summary as a paper-style table (strings, LaTeX, markdown).
 * :mod:`ngl.evaluate.paper` -- the paper's reported numbers, and ours side by side with them.
 * :mod:`ngl.evaluate.presets` -- the paper's own protocol (ResNet50 / InceptionV3, its head,
@@ -59,6 +62,16 @@ from ngl.evaluate.presets import (
     PAPER_TRAIN,
     paper_preset,
 )
+from ngl.evaluate.proxy_calibration import (
+    CalibrationConfig,
+    CalibrationReport,
+    Proxy,
+    calibrate,
+    config_for,
+    load_calibration,
+    proxy_of,
+)
+from ngl.evaluate.ranking import rank_agreement
 from ngl.evaluate.segmentation import (
     VOID,
     TinySegNet,
@@ -104,6 +117,14 @@ from ngl.evaluate.validate import (
 )
 
 __all__ = [
+    "CalibrationConfig",
+    "CalibrationReport",
+    "Proxy",
+    "calibrate",
+    "config_for",
+    "load_calibration",
+    "proxy_of",
+    "rank_agreement",
     "DEFAULT_REFERENCES",
     "DEFAULT_TRAIN",
     "ValidateConfig",

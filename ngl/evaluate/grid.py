@@ -23,6 +23,7 @@ the table row), or loss-expression text (``"exp(2.4092 - y_pred*(1 + y_real)) - 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -45,7 +46,7 @@ from tqdm.auto import tqdm
 from ngl.data import load_cached
 from ngl.io.config import STRICT, ConfigMixin, check_device
 from ngl.io.records import append_rows, exclusive_lock, read_rows
-from ngl.losses import get_loss
+from ngl.losses import build_loss_spec, loss_spec_label, normalise_loss_spec
 from ngl.models import build_model
 from ngl.train import TrainConfig, train_model
 
@@ -55,36 +56,10 @@ __all__ = ["GridConfig", "run_grid", "run_cell", "grid_cells", "loss_label", "lo
 DONE_STATUSES = ("ok", "nonfinite")
 
 
-def _normalise_loss(spec: str | Mapping) -> str | dict:
-    if isinstance(spec, str):
-        if not spec.strip():
-            raise ValueError("empty loss name")
-        return spec
-    if isinstance(spec, Mapping):
-        if "name" not in spec or not isinstance(spec["name"], str):
-            raise ValueError(f"loss spec {dict(spec)!r} needs a 'name' (str)")
-        return {k: spec[k] for k in sorted(spec)}
-    raise TypeError(f"a loss is a name, an expression or a dict with 'name', got {spec!r}")
-
-
-def loss_label(spec: str | Mapping) -> str:
-    """Row label of a loss spec: ``"focal"``, ``"focal(gamma=2)"``, the dict's ``label``, or the text."""
-    if isinstance(spec, str):
-        return spec
-    if "label" in spec:
-        return str(spec["label"])
-    kw = {k: v for k, v in spec.items() if k not in ("name", "label")}
-    if not kw:
-        return spec["name"]
-    return spec["name"] + "(" + ", ".join(f"{k}={v}" for k, v in sorted(kw.items())) + ")"
-
-
-def build_loss(spec: str | Mapping):
-    """``get_loss`` for a loss spec (name, dict with ``name`` + kwargs, or expression text)."""
-    if isinstance(spec, str):
-        return get_loss(spec)
-    kw = {k: v for k, v in spec.items() if k not in ("name", "label")}
-    return get_loss(spec["name"], **kw)
+# the loss-spec rules are shared with a search's references (ngl.gp sits below this layer)
+_normalise_loss = normalise_loss_spec
+loss_label = loss_spec_label
+build_loss = build_loss_spec
 
 
 def _names(value: Any) -> Any:
@@ -119,6 +94,8 @@ class GridConfig(ConfigMixin):
     so the seeds vary initial weights, batch order and augmentation only (and pair across
     losses: seed s of CE and seed s of NGL start from the same weights).
     ``device="auto"`` picks CUDA when available. ``head="paper"`` uses the authors' dense head.
+    ``score_test=False`` never evaluates the test split: its rows hold validation scores only
+    (a fidelity calibration chooses a proxy without looking at the numbers a finding reports).
     """
 
     datasets: Annotated[tuple[str, ...], BeforeValidator(_names)] = ("digits",)
@@ -135,6 +112,8 @@ class GridConfig(ConfigMixin):
     device: str = "auto"
     model_kwargs: Annotated[tuple[tuple[str, Any], ...], BeforeValidator(_model_kwargs),
                             PlainSerializer(dict)] = ()
+    # False: the test split is never evaluated (a calibration chooses on validation data only)
+    score_test: bool = True
 
     def __post_init__(self) -> None:
         for name in ("datasets", "models", "seeds", "losses"):
@@ -151,6 +130,15 @@ class GridConfig(ConfigMixin):
         return hash(self.key)
 
     @property
+    def key(self) -> str:
+        """As for every config, but a grid that scores the test split (``score_test=True``, as
+        every grid before the field existed) keeps the key, and so the folder, it had."""
+        d = self.to_dict()
+        if d.get("score_test") is True:
+            del d["score_test"]
+        return hashlib.sha256(json.dumps(d, sort_keys=True, allow_nan=False).encode()).hexdigest()[:12]
+
+    @property
     def n_cells(self) -> int:
         return len(self.datasets) * len(self.models) * len(self.losses) * len(self.seeds)
 
@@ -163,6 +151,8 @@ class GridConfig(ConfigMixin):
 def _cell_key(cell: Mapping) -> str:
     ident = {k: cell[k] for k in ("dataset", "model", "loss_spec", "seed", "train", "n_train",
                                   "n_val", "n_test", "data_seed", "head", "model_kwargs")}
+    if cell.get("score_test", True) is False:  # cells that score the test split keep their keys
+        ident["score_test"] = False
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -183,7 +173,7 @@ def grid_cells(config: GridConfig) -> list[dict]:
                         "n_train": config.n_train, "n_val": config.n_val, "n_test": config.n_test,
                         "data_seed": config.data_seed, "data_root": config.data_root,
                         "head": config.head, "model_kwargs": dict(config.model_kwargs),
-                        "device": config.device,
+                        "device": config.device, "score_test": config.score_test,
                     }
                     cell["cell_key"] = _cell_key(cell)
                     cells.append(cell)
@@ -214,6 +204,8 @@ def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = 
     try:
         data = load_cached(cell["dataset"], cell.get("data_root"), cell["n_train"], cell["n_val"],
                            cell["n_test"], cell["data_seed"])
+        if cell.get("score_test", True) is False:
+            data = dataclasses.replace(data, x_test=data.x_test[:0], y_test=data.y_test[:0])
         c, h, _w = data.input_shape
         torch.manual_seed(cell["seed"])  # initial weights: same for every loss at this seed
         model = build_model(cell["model"], c, data.num_classes, h, head=cell["head"],

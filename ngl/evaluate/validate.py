@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,7 +33,6 @@ import numpy as np
 import pandas as pd
 from pydantic import BeforeValidator, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
-from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from ngl.data import available_datasets
@@ -48,6 +46,7 @@ from ngl.evaluate.grid import (
     run_grid,
 )
 from ngl.evaluate.paper import SAME_AS_CE_BAND
+from ngl.evaluate.ranking import rank_agreement
 from ngl.evaluate.summary import summarise
 from ngl.evaluate.tables import LOSS_NAMES, latex_escape
 from ngl.gp.expression import LossExpression
@@ -251,32 +250,13 @@ def verdicts(table: pd.DataFrame, found: list[str], margin: float, alpha: float,
 def fidelity_correlation(search_fitness: np.ndarray, test_accuracy: np.ndarray,
                          resamples: int = 2000, confidence: float = 0.95,
                          seed: int = 0) -> dict[str, float]:
-    """Spearman's rho of search fitness vs held-out accuracy, its p-value and a bootstrap CI.
-
-    The interval is a percentile bootstrap over (fitness, accuracy) pairs; it is NaN below 4
-    points or when rho is undefined (a constant side) in more than half of the resamples.
-    """
-    x, y = np.asarray(search_fitness, float), np.asarray(test_accuracy, float)
-    out = {"n": int(len(x)), "rho": math.nan, "p_value": math.nan, "ci_low": math.nan,
-           "ci_high": math.nan}
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return out
-    res = stats.spearmanr(x, y)
-    out["rho"], out["p_value"] = float(res.statistic), float(res.pvalue)
-    if len(x) >= 4:
-        # percentile bootstrap over (fitness, accuracy) pairs; scipy.stats.bootstrap would give
-        # NaN as soon as one resample is constant (likely with few, tied points), so resamples
-        # whose rho is undefined are dropped here (their count is reported)
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, len(x), size=(resamples, len(x)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rhos = np.array([stats.spearmanr(x[i], y[i]).statistic for i in idx], dtype=float)
-        ok = rhos[np.isfinite(rhos)]
-        out["bootstrap_undefined"] = int(resamples - len(ok))
-        if len(ok) >= resamples // 2:
-            tail = 100 * (1 - confidence) / 2
-            out["ci_low"], out["ci_high"] = (float(v) for v in np.percentile(ok, [tail, 100 - tail]))
+    """Spearman's rho of search fitness vs held-out accuracy, its p-value and a bootstrap CI
+    (:func:`ngl.evaluate.ranking.rank_agreement`; NaN below 4 points or with a constant side)."""
+    r = rank_agreement(search_fitness, test_accuracy, resamples, confidence, seed)
+    out = {"n": r["n"], "rho": r["rho"], "p_value": r["rho_p"], "ci_low": r["rho_low"],
+           "ci_high": r["rho_high"]}
+    if r["n"] >= 4 and not math.isnan(r["rho"]):
+        out["bootstrap_undefined"] = r["bootstrap_undefined"]
     return out
 
 

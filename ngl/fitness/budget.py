@@ -32,6 +32,11 @@ class TrainBudget(ConfigMixin):
 
     ``optimizer="sgd"`` uses ``momentum`` and, only when asked, ``nesterov`` (the same
     optimizer builder as downstream training, :func:`ngl.train.optim.build_optimizer`).
+
+    ``schedule="cosine"`` anneals the learning rate over the ``steps`` from ``lr`` to 0 (step
+    ``t`` uses ``lr * (1 + cos(pi * t / steps)) / 2``, what ``CosineAnnealingLR(T_max=steps)``
+    stepped once per step gives); ``"constant"`` keeps ``lr``. With successive halving a
+    candidate stopped at a rung has trained exactly the first steps of the same schedule.
     """
 
     steps: Annotated[int, Field(ge=0)] = 200
@@ -42,6 +47,13 @@ class TrainBudget(ConfigMixin):
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = False
     eval_batch_size: Annotated[int, Field(ge=1)] = 1024
+    schedule: Literal["constant", "cosine"] = "constant"
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based) under ``schedule``."""
+        if self.schedule == "constant" or self.steps == 0:
+            return self.lr
+        return self.lr * (1 + math.cos(math.pi * step / self.steps)) / 2
 
     def __post_init__(self) -> None:
         if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
@@ -57,8 +69,9 @@ class SuccessiveHalving(ConfigMixin):
     only the best ``ceil(n / eta)`` go on to the next rung; the others stop there. Equal
     accuracies (common at an early rung) are broken by the lower validation cross-entropy. With
     ``rungs=3, eta=3`` the rungs are at 1/9, 1/3 and 1 of ``TrainBudget.steps``. Because the
-    search's budget has a constant learning rate, a candidate stopped at a rung has trained
-    exactly the first steps of what it would have trained to the end.
+    learning rate of every step is fixed by the budget (constant, or the cosine of its ``steps``),
+    a candidate stopped at a rung has trained exactly the first steps of what it would have
+    trained to the end.
 
     Selection rule (the one successive halving itself uses): candidates are ranked by the
     rung they reached, then by their score there -- a candidate that reached a later rung

@@ -54,8 +54,8 @@ Successive halving (``halving=SuccessiveHalving(...)``): the candidates train in
 first rung (e.g. 1/9 of the steps), are scored on the validation split, and only the best
 ``ceil(n / eta)`` go on; the others stop with their score at that rung. The survivors' slices of
 the stacked parameters, running statistics and optimizer state are gathered into a new, smaller
-batched network (re-folded, not masked), so the compute really shrinks. The budget's learning
-rate is constant and the batches and dropout stream go on where they stopped, so a survivor
+batched network (re-folded, not masked), so the compute really shrinks. Every step's learning
+rate is fixed by the budget (constant or cosine over its steps) and the batches and dropout stream go on where they stopped, so a survivor
 trained to the end computes what it would have computed without halving (up to float rounding,
 as for any change of which candidates share a pass).
 """
@@ -91,6 +91,7 @@ from ngl.fitness.common import (
 from ngl.fitness.cuda_graph import refuse_validating, replay
 from ngl.fitness.folded import FoldedEngine, foldable, verify_folded
 from ngl.fitness.vmap import VmapEngine
+from ngl.train.optim import build_optimizer
 
 __all__ = [
     "CPU_PASS_SIZE",
@@ -218,6 +219,11 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
     if compile and cuda_graph:
         raise ValueError("compile=True and cuda_graph=True do not combine (a compiled network "
                          "cannot be recorded into this CUDA graph); pick one")
+    if cuda_graph and budget.schedule != "constant" and budget.optimizer == "sgd":
+        raise ValueError(f"cuda_graph=True with schedule={budget.schedule!r} needs "
+                         "optimizer='adam' or 'adamw' (the recorded step reads its learning "
+                         "rate from a device tensor, which SGD does not take); use "
+                         "cuda_graph=False or schedule='constant'")
     if not losses:
         return []
     run = _Run(model_fn, list(losses), data, budget, seed, device, method,
@@ -316,8 +322,22 @@ class _Pass:
         if run.compile and isinstance(self.engine, FoldedEngine):
             self.engine.net = torch.compile(self.engine.net, dynamic=False)
         self.params = self.engine.params
-        self.opt = make_optimizer(self.params, run.budget, capturable=run.cuda_graph)
         device = run.device
+        budget = run.budget
+        # the learning-rate schedule: a Python float per step when eager; inside a CUDA graph
+        # the rate is a device tensor the recorded step reads from a table (Adam/AdamW only)
+        self.t = 0
+        self.scheduled = budget.schedule != "constant"
+        self.graph_lr = self.scheduled and run.cuda_graph
+        if self.graph_lr:
+            self.lr = torch.tensor(budget.lr, device=device)
+            self.lr_table = torch.tensor([budget.lr_at(t) for t in range(budget.steps)] or
+                                         [budget.lr], device=device)
+            self.t_dev = torch.zeros((), dtype=torch.long, device=device)
+            self.opt = build_optimizer(self.params, optimizer=budget.optimizer, lr=self.lr,
+                                       weight_decay=budget.weight_decay, capturable=True)
+        else:
+            self.opt = make_optimizer(self.params, budget, capturable=run.cuda_graph)
         self.alive = torch.ones(self.pop, dtype=torch.bool, device=device)
         self.steps_done = torch.zeros(self.pop, dtype=torch.long, device=device)
         self.last_loss = torch.full((self.pop,), math.nan, device=device)
@@ -347,6 +367,13 @@ class _Pass:
         for p, gr in zip(plist, grads, strict=True):
             p.grad = _blocks(gr, pop).masked_fill_(~keep, 0.0).view_as(p)
             before.append(p.detach().clone())
+        if self.graph_lr:
+            self.lr.copy_(self.lr_table[self.t_dev])
+            self.t_dev.add_(1)
+        elif self.scheduled:
+            for group in self.opt.param_groups:
+                group["lr"] = run.budget.lr_at(self.t)
+        self.t += 1
         self.opt.step()
         with torch.no_grad():
             for p, old in zip(plist, before, strict=True):
@@ -410,6 +437,9 @@ def _regroup(run: _Run, passes: list[_Pass], keep: list[int], pass_size: int) ->
                 t.copy_(src)
             for name in ("alive", "steps_done", "last_loss"):
                 getattr(new, name).copy_(torch.cat([getattr(ps, name)[ix] for ps, ix in parts]))
+            new.t = parts[0][0].t  # every pass has taken the same steps of the schedule
+            if new.graph_lr:
+                new.t_dev.copy_(parts[0][0].t_dev)
             for j, p in enumerate(new.params):
                 first = parts[0][0]
                 state = first.opt.state.get(first.params[j], {})

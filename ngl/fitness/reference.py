@@ -58,7 +58,9 @@ def _train_one(model_fn: Callable[[], nn.Module], loss_fn: LossFn, index: int, x
     start = time.perf_counter()
     with seeded(seed, device):
         model.train()
-        for idx in batches:
+        for t, idx in enumerate(batches):
+            for group in opt.param_groups:
+                group["lr"] = budget.lr_at(t)
             xb, yb = x_tr[idx], y_tr[idx]
             loss = scalar_loss(loss_fn, model(xb), yb, index)
             opt.zero_grad(set_to_none=False)

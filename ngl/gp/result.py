@@ -1,13 +1,15 @@
 """What a search produced: its history, per-generation summary and hall of fame, read from disk.
 
 A :class:`SearchResult` needs only the spec and the history (never the checkpoint), so a
-lost checkpoint hides nothing; each (generation, index) is counted once.
+lost checkpoint hides nothing; each (generation, index) is counted once. The references
+(``references.jsonl``) and the rescoring (``rescore_plan.json``, ``rescore.jsonl``) are read
+beside it: they add columns to the hall of fame, never rows to the history.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +18,28 @@ import sympy
 from torch import nn
 
 from ngl.gp.expression import LossExpression
-from ngl.gp.rundir import history_rows, read_run_files
+from ngl.gp.rundir import (
+    history_rows,
+    planned_rescores,
+    read_rescore_plan,
+    read_run_files,
+    reference_rows,
+    rescore_ident,
+    rescore_rows,
+)
 from ngl.gp.spec import RunOptions, SearchSpec
+from ngl.losses.registry import canonical_loss_name, loss_spec_label
 
 __all__ = ["SearchResult", "HallOfFameEntry", "summarise_generations", "load_result"]
 
 
 @dataclass(frozen=True)
 class HallOfFameEntry:
-    """One found loss with its search-validation score (``split`` says which data scored it)."""
+    """One found loss with its search-validation score (``split`` says which data scored it).
+
+    ``fitness_mean`` / ``fitness_std`` are its search-validation accuracy over the search's
+    seed and the rescoring seeds (``SearchSpec.rescore``); None when it was not rescored.
+    """
 
     rank: int
     expression: LossExpression
@@ -32,6 +47,8 @@ class HallOfFameEntry:
     size: int
     generation: int
     split: str = "search_validation"
+    fitness_mean: float | None = None
+    fitness_std: float | None = None
 
     def to_module(self, **kwargs) -> nn.Module:
         """The loss as a module, called like ``nn.CrossEntropyLoss``."""
@@ -49,7 +66,13 @@ class HallOfFameEntry:
 
 @dataclass
 class SearchResult:
-    """What a search produced: the tidy history, per-generation summary and hall of fame."""
+    """What a search produced: the tidy history, per-generation summary and hall of fame.
+
+    ``reference_rows``, ``rescore_rows`` and ``rescore_plan`` are the contents of
+    ``references.jsonl``, ``rescore.jsonl`` and ``rescore_plan.json`` (this spec's rows only).
+    ``complete`` means every generation, every reference and (with ``rescore > 0``) every
+    planned rescoring is done.
+    """
 
     spec: SearchSpec
     options: RunOptions
@@ -57,6 +80,55 @@ class SearchResult:
     history: pd.DataFrame
     complete: bool
     legacy: bool = False
+    reference_rows: list[dict] = field(default_factory=list)
+    rescore_rows: list[dict] = field(default_factory=list)
+    rescore_plan: dict | None = None
+
+    # -- references and rescoring -------------------------------------------------------------
+    @property
+    def references(self) -> pd.DataFrame:
+        """One row per reference trained so far, in the spec's order: ``loss`` (its label),
+        ``fitness`` (search-validation accuracy, as the hall of fame's ``val_accuracy``),
+        ``val_ce`` and ``status``."""
+        by_label = {r["loss"]: r for r in self.reference_rows}
+        rows = [{"loss": lab, "fitness": _accuracy(by_label[lab]),
+                 "val_ce": by_label[lab].get("val_ce"), "status": by_label[lab].get("status")}
+                for lab in (loss_spec_label(r) for r in self.spec.references) if lab in by_label]
+        return pd.DataFrame(rows, columns=["loss", "fitness", "val_ce", "status"])
+
+    @property
+    def rescores(self) -> pd.DataFrame:
+        """The rows of ``rescore.jsonl``: ``kind`` (candidate or reference), ``key`` /
+        ``expression`` or ``loss``, ``seed``, ``val_accuracy``, ``val_ce``, ``status``..."""
+        return pd.DataFrame(self.rescore_rows)
+
+    @property
+    def ce_reference(self) -> str | None:
+        """The label of the first reference that is plain cross entropy (None if none is)."""
+        return next((loss_spec_label(r) for r in self.spec.references
+                     if canonical_loss_name(r) == "ce"), None)
+
+    @property
+    def rescore_done(self) -> bool:
+        """Every rescoring the plan asks for has its row (True when ``rescore=0``)."""
+        if self.spec.rescore == 0:
+            return True
+        if self.rescore_plan is None:
+            return False
+        have = {rescore_ident(r) for r in self.rescore_rows}
+        return all(rescore_ident(t) in have for t in planned_rescores(self.rescore_plan))
+
+    def _ce_by_seed(self) -> dict[int, float]:
+        label = self.ce_reference
+        if label is None:
+            return {}
+        scores: dict[int, float] = {}
+        own = [r for r in self.reference_rows if r["loss"] == label]
+        if own:
+            scores[self.spec.seed] = _accuracy(own[0])
+        scores.update({int(r["seed"]): _accuracy(r) for r in self.rescore_rows
+                       if r.get("kind") == "reference" and r.get("loss") == label})
+        return scores
 
     @property
     def evaluated(self) -> pd.DataFrame:
@@ -64,10 +136,9 @@ class SearchResult:
         h = self.history
         return h[h["status"].isin(["ok", "nonfinite"])] if len(h) else h
 
-    def hall_of_fame(self, n: int | None = None) -> pd.DataFrame:
-        """Best distinct losses by search-validation accuracy (ties: smaller tree first); with
-        successive halving, by the rung reached first, then accuracy there. ``formula`` is
-        the short display form of ``expression`` (:meth:`LossExpression.display`)."""
+    def _search_ranking(self) -> pd.DataFrame:
+        """Every distinct ``ok`` loss in the search's own order: search-validation accuracy
+        (ties: smaller tree, earlier generation); with halving the rung reached first."""
         ok = self.evaluated
         if not len(ok):
             return ok
@@ -77,16 +148,68 @@ class SearchResult:
         ok = ok.assign(_reached=reached).sort_values(
             ["_reached", "val_accuracy", "size", "generation"],
             ascending=[False, False, True, True]).drop(columns="_reached")
-        ok = ok.drop_duplicates("fingerprint").drop_duplicates("key")
-        top = ok.head(n or self.options.hall_of_fame_size).reset_index(drop=True)
+        return ok.drop_duplicates("fingerprint").drop_duplicates("key").reset_index(drop=True)
+
+    def hall_of_fame(self, n: int | None = None) -> pd.DataFrame:
+        """Best distinct losses by search-validation accuracy (ties: smaller tree first); with
+        successive halving, by the rung reached first, then accuracy there. ``formula`` is
+        the short display form of ``expression`` (:meth:`LossExpression.display`).
+
+        ``delta_ce`` is an entry's accuracy minus the CE reference's (NaN without one). With
+        ``rescore > 0``: ``fitness_mean`` / ``fitness_std`` (sample std, ddof=1) / ``n_seeds``
+        over the search's own seed and each rescoring seed, and ``delta_ce_mean`` (mean of the
+        per-seed differences to CE, paired by seed); NaN for entries not rescored. Once the
+        rescoring is done, the rescored entries come first, ranked by ``fitness_mean`` (ties:
+        the search's order); the rest follow in the search's order.
+        """
+        ranked = self._search_ranking()
+        if not len(ranked):
+            return ranked
+        ce = self._ce_by_seed()
+        own_ce = ce.get(self.spec.seed, math.nan)
+        ranked = ranked.assign(delta_ce=ranked["val_accuracy"].astype(float) - own_ce)
+        if self.spec.rescore > 0:
+            ranked = self._with_rescores(ranked, ce)
+        top = ranked.head(n or self.options.hall_of_fame_size).reset_index(drop=True)
         # the readable form for tables; "expression" stays the exact, stored text
         return top.assign(formula=[LossExpression.parse(t).display() for t in top["expression"]])
+
+    def _with_rescores(self, ranked: pd.DataFrame, ce: dict[int, float]) -> pd.DataFrame:
+        plan = self.rescore_plan
+        planned = [c["key"] for c in plan["candidates"]] if plan else []
+        seeds = set(plan["seeds"]) if plan else set()
+        extra: dict[str, dict[int, float]] = {}
+        for r in self.rescore_rows:
+            if r.get("kind") == "candidate" and r.get("key") in planned and r["seed"] in seeds:
+                extra.setdefault(r["key"], {})[int(r["seed"])] = _accuracy(r)
+        stats = []  # (mean, std, n_seeds, delta_ce_mean) per hall-of-fame row
+        for key, acc in zip(ranked["key"], ranked["val_accuracy"], strict=True):
+            if key not in planned:
+                stats.append((math.nan, math.nan, pd.NA, math.nan))
+                continue
+            by_seed = {self.spec.seed: float(acc), **extra.get(key, {})}
+            values = np.array(list(by_seed.values()), dtype=float)
+            diffs = [v - ce[s] for s, v in by_seed.items() if s in ce]
+            stats.append((float(values.mean()),
+                          float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+                          len(values), float(np.mean(diffs)) if diffs else math.nan))
+        mean, std, count, dmean = zip(*stats, strict=True)
+        ranked = ranked.assign(fitness_mean=list(mean), fitness_std=list(std),
+                               n_seeds=pd.array(list(count), dtype="Int64"),
+                               delta_ce_mean=list(dmean))
+        if not (planned and self.rescore_done):
+            return ranked
+        is_planned = ranked["key"].isin(planned)
+        first = ranked[is_planned].sort_values("fitness_mean", ascending=False, kind="stable")
+        return pd.concat([first, ranked[~is_planned]]).reset_index(drop=True)
 
     def entries(self, n: int | None = None) -> list[HallOfFameEntry]:
         """The hall of fame as objects with ``.to_module()``, ``.sympy()``, ``.latex()``."""
         return [HallOfFameEntry(rank=i + 1, expression=LossExpression.parse(r["expression"]),
                                 val_accuracy=float(r["val_accuracy"]), size=int(r["size"]),
-                                generation=int(r["generation"]))
+                                generation=int(r["generation"]),
+                                fitness_mean=_optional(r.get("fitness_mean")),
+                                fitness_std=_optional(r.get("fitness_std")))
                 for i, r in self.hall_of_fame(n).iterrows()]
 
     @property
@@ -97,7 +220,15 @@ class SearchResult:
         return entries[0]
 
     def generation_summary(self) -> pd.DataFrame:
-        return summarise_generations(self.history)
+        """:func:`summarise_generations` of the history; ``.attrs["references"]`` holds each
+        trained reference's accuracy by label, which :func:`ngl.ui.plot_search_progress`
+        draws as a dashed line."""
+        summary = summarise_generations(self.history)
+        refs = self.references
+        refs = refs[refs["status"] == "ok"]
+        summary.attrs["references"] = dict(zip(refs["loss"], refs["fitness"].astype(float),
+                                               strict=True))
+        return summary
 
     def to_latex(self, n: int | None = None, caption: str | None = None) -> str:
         r"""The hall of fame as a booktabs table for a paper (formula in math mode, accuracy in
@@ -125,6 +256,17 @@ _LATEX_TEXT = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#
                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
                "|": r"\textbar{}"}
+
+
+def _accuracy(row: dict) -> float:
+    """A trained row's search-validation accuracy (a non-finite run scores 0.0, as in the
+    history)."""
+    acc = row.get("val_accuracy")
+    return 0.0 if acc is None else float(acc)
+
+
+def _optional(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def _latex_text(text: str) -> str:
@@ -166,12 +308,22 @@ def load_result(run_dir: str | Path) -> SearchResult:
     """
     run_dir = Path(run_dir)
     files = read_run_files(run_dir)
-    history = pd.DataFrame(history_rows(run_dir, files.spec, legacy=files.legacy))
+    spec = files.spec
+    history = pd.DataFrame(history_rows(run_dir, spec, legacy=files.legacy))
     complete = False
     if len(history):
         history = history.sort_values(["generation", "index"]).reset_index(drop=True)
         counts = history.groupby("generation")["index"].nunique()
-        complete = all(counts.get(g, 0) == files.spec.population_size
-                       for g in range(files.spec.generations))
-    return SearchResult(spec=files.spec, options=files.options, run_dir=run_dir, history=history,
-                        complete=complete, legacy=files.legacy)
+        complete = all(counts.get(g, 0) == spec.population_size
+                       for g in range(spec.generations))
+    if files.legacy:  # written before references and rescoring existed: the history is all
+        return SearchResult(spec=spec, options=files.options, run_dir=run_dir, history=history,
+                            complete=complete, legacy=True)
+    refs = reference_rows(run_dir, spec)
+    result = SearchResult(spec=spec, options=files.options, run_dir=run_dir, history=history,
+                          complete=False, reference_rows=refs,
+                          rescore_rows=rescore_rows(run_dir, spec),
+                          rescore_plan=read_rescore_plan(run_dir, spec))
+    refs_done = len(refs) == len(spec.references)
+    result.complete = complete and refs_done and result.rescore_done
+    return result

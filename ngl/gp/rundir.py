@@ -1,17 +1,26 @@
 """A search's run directory: its files, its lock, and the checks that keep its rows consistent.
 
-    spec.json        the SearchSpec (its hash is the directory's default name)
-    options.json     the RunOptions last used (informational: they never change results)
-    history.jsonl    one row per candidate, appended and fsync'ed as each chunk finishes
-    checkpoint.json  population + RNG after each generation (rebuilt from the history if lost)
-    search.lock      held while a process runs the search
+    spec.json          the SearchSpec (its hash is the directory's default name)
+    options.json       the RunOptions last used (informational: they never change results)
+    history.jsonl      one row per candidate, appended and fsync'ed as each chunk finishes
+    checkpoint.json    population + RNG after each generation (rebuilt from the history if lost)
+    references.jsonl   one row per reference loss (``SearchSpec.references``), trained before
+                       generation 0 with the search's budget, seed and data; never in the history
+    rescore_plan.json  the hall-of-fame entries chosen for rescoring (``SearchSpec.rescore``),
+                       frozen once chosen after the last generation, and the extra seeds
+    rescore.jsonl      one row per (planned entry or reference, extra seed) retrained
+    search.lock        held while a process runs the search
 
 Directories written before the spec/options split hold ``config.json`` instead of
 ``spec.json``: they load (``legacy=True``) but are not resumed (see :func:`read_run_files`).
+A ``spec.json`` written before ``references`` and ``rescore`` existed reads them as off
+(``references=()``, ``rescore=0``), so the search keeps its key and its rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +32,20 @@ from ngl.gp.expression import LossExpression
 from ngl.gp.spec import OPTION_FIELDS, RunOptions, SearchSpec
 from ngl.io.config import ConfigError, load_config_file
 from ngl.io.records import exclusive_lock, read_rows
+from ngl.losses.registry import loss_spec_label
 
 __all__ = ["RunDirError", "RunFiles", "run_dir_lock", "config_diff", "read_run_files",
-           "read_checkpoint", "history_rows", "rng_to_json", "rng_from_json", "SPEC", "OPTIONS",
-           "HISTORY", "CHECKPOINT", "LEGACY_CONFIG"]
+           "read_checkpoint", "history_rows", "reference_rows", "rescore_rows",
+           "read_rescore_plan", "planned_rescores", "rescore_seed", "rescore_ident", "rng_to_json", "rng_from_json", "SPEC", "OPTIONS",
+           "HISTORY", "CHECKPOINT", "LEGACY_CONFIG", "REFERENCES", "RESCORE", "RESCORE_PLAN",
+           "OFF_WHEN_ABSENT"]
 
 SPEC, OPTIONS, HISTORY, CHECKPOINT = "spec.json", "options.json", "history.jsonl", "checkpoint.json"
+REFERENCES, RESCORE, RESCORE_PLAN = "references.jsonl", "rescore.jsonl", "rescore_plan.json"
 LEGACY_CONFIG = "config.json"
+OFF_WHEN_ABSENT = {"references": (), "rescore": 0}
+"""SearchSpec fields added after run directories existed, and the value a spec file without
+them means: off, which is what those searches did (and keeps their key)."""
 
 
 class RunDirError(ValueError):
@@ -76,6 +92,10 @@ def read_run_files(run_dir: Path) -> RunFiles:
     run_dir = Path(run_dir)
     if (run_dir / SPEC).exists():
         spec = _load(SearchSpec, run_dir / SPEC)
+        saved = json.loads((run_dir / SPEC).read_text(encoding="utf-8"))  # read fine just above
+        absent = {k: v for k, v in OFF_WHEN_ABSENT.items() if k not in saved}
+        if absent:  # written before these fields existed: that search ran without them
+            spec = dataclasses.replace(spec, **absent)
         options = (_load(RunOptions, run_dir / OPTIONS) if (run_dir / OPTIONS).exists()
                    else RunOptions())
         return RunFiles(spec, options, legacy=False)
@@ -92,6 +112,8 @@ def read_run_files(run_dir: Path) -> RunFiles:
     # before the split one config held both; the data split was drawn with the GP seed
     options = {k: old.pop(k) for k in OPTION_FIELDS if k in old}
     old.setdefault("data_seed", old.get("seed", 0))
+    for k, v in OFF_WHEN_ABSENT.items():
+        old.setdefault(k, v)
     try:
         spec = SearchSpec.from_dict(old)
         opts = RunOptions.from_dict(options)
@@ -182,3 +204,93 @@ def history_rows(run_dir: Path, spec: SearchSpec, legacy: bool = False) -> list[
             f"{SPEC} has {spec.key}); {SPEC} was changed after the search started{diff}: "
             "restore it or use a new run directory")
     return rows
+
+
+def _own_rows(run_dir: Path, name: str, spec: SearchSpec, ident, what: str) -> list[dict]:
+    """The rows of ``name`` written by ``spec``, each identity once (the first row for it);
+    rows of another spec are refused as in the history (``spec.json`` was edited)."""
+    path = run_dir / name
+    try:
+        raw = read_rows(path)
+    except ValueError as exc:
+        raise RunDirError(f"{exc}; repair or remove that line (each line is one {what}; a "
+                          "removed row is retrained)") from None
+    rows, seen, foreign = [], set(), set()
+    for r in raw:
+        if r.get("run") != spec.key:
+            foreign.add(r.get("run"))
+            continue
+        key = ident(r)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append(r)
+    if foreign:
+        raise RunDirError(
+            f"{path} holds rows of another spec (run key(s) {sorted(map(str, foreign))}, "
+            f"{SPEC} has {spec.key}); {SPEC} was changed after the search started: restore it "
+            "or use a new run directory")
+    return rows
+
+
+def reference_rows(run_dir: Path, spec: SearchSpec) -> list[dict]:
+    """``references.jsonl``: one row per reference label of ``spec`` (the first written)."""
+    labels = {loss_spec_label(r) for r in spec.references}
+    rows = _own_rows(Path(run_dir), REFERENCES, spec, lambda r: r.get("loss"),
+                     "reference's row")
+    return [r for r in rows if r.get("loss") in labels]
+
+
+def rescore_rows(run_dir: Path, spec: SearchSpec) -> list[dict]:
+    """``rescore.jsonl``: one row per (kind, entry key or reference label, seed)."""
+    return _own_rows(Path(run_dir), RESCORE, spec, rescore_ident, "rescored loss's row")
+
+
+def read_rescore_plan(run_dir: Path, spec: SearchSpec) -> dict | None:
+    """``rescore_plan.json`` (None when not chosen yet), checked: readable and of this spec."""
+    path = Path(run_dir) / RESCORE_PLAN
+    if not path.exists():
+        return None
+    what_to_do = (f"move {path.name} aside and run again: the plan is chosen again from the "
+                  "hall of fame (the same entries, the history being the same)")
+    try:
+        plan = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path} is corrupt ({exc}); {what_to_do}") from None
+    if not (isinstance(plan, dict) and isinstance(plan.get("candidates"), list)
+            and isinstance(plan.get("seeds"), list) and isinstance(plan.get("references"), list)):
+        raise RunDirError(f"{path} lacks candidates / seeds / references; {what_to_do}")
+    if plan.get("run") != spec.key:
+        raise RunDirError(f"{path} was written by another spec (run key {plan.get('run')!r}, "
+                          f"{SPEC} has {spec.key}); restore {SPEC} or use a new run directory")
+    return plan
+
+
+def rescore_seed(seed: int, j: int) -> int:
+    """The ``j``-th extra seed (j = 1, 2, ...) of a search with ``seed``, for rescoring: the
+    first 4 bytes of ``sha256("ngl-rescore:{seed}:{j}")`` as a big-endian integer (below
+    2**32). It draws other initial weights and batches; the split (``data_seed``) stays."""
+    digest = hashlib.sha256(f"ngl-rescore:{seed}:{j}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def planned_rescores(plan: dict) -> list[dict]:
+    """What a rescore plan asks for, in training order: for each extra seed, every planned
+    candidate then every reference (``kind``, ``key`` or ``loss``, ``loss_spec``, ``seed``)."""
+    tasks = []
+    for j, seed in enumerate(plan["seeds"], start=1):
+        for c in plan["candidates"]:
+            tasks.append({"kind": "candidate", "key": c["key"], "expression": c["expression"],
+                          "loss": None, "loss_spec": c["expression"], "seed_index": j,
+                          "seed": seed})
+        for ref in plan["references"]:
+            tasks.append({"kind": "reference", "key": None, "expression": None,
+                          "loss": ref["loss"], "loss_spec": ref["loss_spec"], "seed_index": j,
+                          "seed": seed})
+    return tasks
+
+
+def rescore_ident(row: dict) -> tuple:
+    """Which rescoring a row (or task) of ``rescore.jsonl`` is: (kind, key or label, seed)."""
+    name = row.get("key") if row.get("kind") == "candidate" else row.get("loss")
+    return row.get("kind"), name, row.get("seed")

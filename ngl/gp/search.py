@@ -12,6 +12,13 @@ results stay valid across generations. Fitness is accuracy on the *search-valida
 (every row says so in ``split``); the held-out test split is never touched by a search. A
 killed run resumes from its last checkpoint (or, without one, by replaying the GP from the
 history) and reaches the same result as an uninterrupted run.
+
+Beside the population: the spec's ``references`` are trained once before generation 0 with
+the same data, budget and seed (``references.jsonl``), and after the last generation the hall
+of fame's top ``rescore`` entries and every reference are retrained with ``rescore_seeds``
+other seeds (:func:`ngl.gp.rundir.rescore_seed`; ``rescore_plan.json`` freezes what is
+rescored, ``rescore.jsonl`` holds one row per loss and seed). Neither enters selection, the
+cache or the history; both resume like the history (only missing rows are trained).
 """
 
 from __future__ import annotations
@@ -34,28 +41,42 @@ from ngl.gp.rundir import (
     HISTORY,
     LEGACY_CONFIG,
     OPTIONS,
+    REFERENCES,
+    RESCORE,
+    RESCORE_PLAN,
     SPEC,
     RunDirError,
     config_diff,
     history_rows,
+    planned_rescores,
     read_checkpoint,
+    read_rescore_plan,
     read_run_files,
+    reference_rows,
+    rescore_ident,
+    rescore_rows,
+    rescore_seed,
     rng_from_json,
     rng_to_json,
     run_dir_lock,
 )
 from ngl.gp.sanity import check_candidate, make_probe
 from ngl.gp.spec import RunOptions, SearchSpec
-from ngl.gp.worker import _load_data, evaluate_chunk
+from ngl.gp.worker import _load_data, evaluate_chunk, evaluate_losses
 from ngl.io.config import ConfigError, require_available
 from ngl.io.paths import search_run_dir
 from ngl.io.records import append_rows, write_json_atomic
+from ngl.losses.registry import loss_spec_label
 
 __all__ = ["GPSearch", "run_search", "resume", "selection_scores"]
 
 RESULT_FIELDS = ("val_accuracy", "val_ce", "status", "final_train_loss", "steps_done", "rung",
                  "rung_accuracies", "rung_ces")
 """What a cache hit takes over from the row of the candidate that was trained."""
+
+SIDE_FIELDS = ("val_accuracy", "val_ce", "status", "steps_done", "train_time_s",
+               "final_train_loss", "split")
+"""What a reference's or a rescoring's row keeps of its training result."""
 
 RUNG_WEIGHT = 3.0
 """Fitness lies in [-1, 1] (accuracy minus parsimony; -1 for rejects), so adding 3 per rung
@@ -262,23 +283,104 @@ class GPSearch:
         return [rows[i] for i in range(len(population))]
 
     def _run_chunks(self, chunks: list[list[str]], progress: Callable[[int], object]):
-        """Yield each chunk's results in order. In-process: one chunk at a time, so every finished
-        chunk reaches the history before the next starts, and `progress` hears each candidate
-        finish; other executors get all at once."""
+        """Yield each chunk's results in order (see :meth:`_run_tasks`)."""
         spec_dict, options_dict = self.spec.to_dict(), self.options.to_dict()
+        yield from self._run_tasks([(evaluate_chunk, (spec_dict, options_dict, texts))
+                                    for texts in chunks], progress)
+
+    def _run_tasks(self, tasks: list[tuple[Callable, tuple]], progress: Callable[[int], object]):
+        """Yield each task's results in order. In-process: one task at a time, so every finished
+        task reaches the disk before the next starts, and `progress` hears each candidate
+        finish; other executors get all at once."""
         if isinstance(self.executor, InProcessExecutor):
-            for texts in chunks:
-                yield evaluate_chunk(spec_dict, options_dict, texts, progress)
+            for fn, args in tasks:
+                yield fn(*args, progress=progress)
             return
-        futures = [self.executor.submit(evaluate_chunk, spec_dict, options_dict, texts) for texts in chunks]
+        futures = [self.executor.submit(fn, *args) for fn, args in tasks]
         pending = {f: k for k, f in enumerate(futures)}
         ready: dict[int, list[dict]] = {}
         nxt = 0
         for fut in as_completed(futures):
             ready[pending[fut]] = fut.result()
-            while nxt in ready:  # hand results over in chunk order: the history stays ordered
+            while nxt in ready:  # hand results over in task order: the files stay ordered
                 yield ready.pop(nxt)
                 nxt += 1
+
+    # -- references and rescoring (beside the population, never in it) ----------------------
+    def _train_side(self, name: str, todo: list[dict], desc: str) -> None:
+        """Train the loss specs of ``todo`` (dicts with ``loss_spec``, ``seed`` and the row's
+        identity), chunk by chunk (same seed within a chunk), appending a row per loss to
+        ``name`` as each chunk finishes."""
+        if not todo:
+            return
+        spec_dict, options_dict = self.spec.to_dict(), self.options.to_dict()
+        size = self.options.chunk_size
+        chunks: list[list[dict]] = []
+        for seed in dict.fromkeys(t["seed"] for t in todo):  # in order of first appearance
+            mine = [t for t in todo if t["seed"] == seed]
+            chunks += [mine[k:k + size] for k in range(0, len(mine), size)]
+        tasks = [(evaluate_losses, (spec_dict, options_dict, [t["loss_spec"] for t in ch],
+                                    ch[0]["seed"])) for ch in chunks]
+        bar = tqdm(total=len(todo), desc=desc, leave=False, disable=not self.progress)
+        in_process = isinstance(self.executor, InProcessExecutor)
+        done = 0
+        for chunk, results in zip(chunks, self._run_tasks(tasks, bar.update), strict=False):
+            append_rows(self.run_dir / name,
+                        [{"run": self.spec.key, **t, **{k: res.get(k) for k in SIDE_FIELDS}}
+                         for t, res in zip(chunk, results, strict=True)])
+            done += len(chunk)
+            if not in_process:
+                bar.update(len(chunk))
+            if self._stop:
+                break
+        bar.close()
+        if done < len(todo):
+            raise KeyboardInterrupt("search stopped on request; resume continues from here")
+
+    def _train_references(self) -> None:
+        """Each reference the run directory lacks, with the search's own seed (once per search)."""
+        spec = self.spec
+        have = {r["loss"] for r in reference_rows(self.run_dir, spec)}
+        todo = [{"loss": loss_spec_label(r), "loss_spec": r, "seed": spec.seed}
+                for r in spec.references if loss_spec_label(r) not in have]
+        self._train_side(REFERENCES, todo, "references")
+
+    def _rescore_plan(self) -> dict:
+        """What is rescored, frozen in ``rescore_plan.json`` the first time it is chosen: the
+        hall of fame's top ``spec.rescore`` entries (the search's own ranking; with successive
+        halving, among those that reached the last rung), every reference, and the extra seeds
+        ``rescore_seed(spec.seed, j)`` for j = 1..rescore_seeds."""
+        spec = self.spec
+        plan = read_rescore_plan(self.run_dir, spec)
+        if plan is not None:
+            return plan
+        ranking = load_result(self.run_dir)._search_ranking()
+        if spec.halving is not None and len(ranking):
+            # only entries scored at the search's fidelity (the last rung): their own score is
+            # then one seed of the same measurement as the rescoring's
+            ranking = ranking[ranking["rung"] == spec.halving.rungs - 1]
+        top = ranking.head(spec.rescore)
+        plan = {
+            "run": spec.key, "rescore": spec.rescore,
+            "seeds": [rescore_seed(spec.seed, j) for j in range(1, spec.rescore_seeds + 1)],
+            "candidates": [{"key": r["key"], "expression": r["expression"],
+                            "fingerprint": r["fingerprint"],
+                            "val_accuracy": float(r["val_accuracy"]),
+                            "generation": int(r["generation"]), "size": int(r["size"])}
+                           for _, r in top.iterrows()],
+            "references": [{"loss": loss_spec_label(r), "loss_spec": r} for r in spec.references],
+        }
+        write_json_atomic(self.run_dir / RESCORE_PLAN, plan)
+        return plan
+
+    def _rescore(self) -> None:
+        """Retrain what the plan names with each extra seed; rows already there are kept."""
+        if self.spec.rescore == 0:
+            return
+        plan = self._rescore_plan()
+        have = {rescore_ident(r) for r in rescore_rows(self.run_dir, self.spec)}
+        todo = [t for t in planned_rescores(plan) if rescore_ident(t) not in have]
+        self._train_side(RESCORE, todo, "rescoring")
 
     def _fitness(self, row: dict) -> float:
         if row["status"] != "ok" or row.get("val_accuracy") is None:
@@ -319,9 +421,14 @@ class GPSearch:
         ckpt_path = self.run_dir / CHECKPOINT
         ckpt = read_checkpoint(ckpt_path, spec) if ckpt_path.exists() else None
         history = history_rows(self.run_dir, spec)
+        # the side files are checked before anything trains (rows of another spec refused)
+        reference_rows(self.run_dir, spec)
+        rescore_rows(self.run_dir, spec)
+        read_rescore_plan(self.run_dir, spec)
         gen, population, rng, done_rows = self._restore(history, ckpt)
         if not (self.run_dir / CHECKPOINT).exists():
             self._checkpoint(gen, population, rng)
+        self._train_references()  # before generation 0, once: never part of the population
         # the cache is rebuilt from the history: every trained (not cached) row
         cache: dict[str, dict] = {}
         for r in history:
@@ -345,6 +452,8 @@ class GPSearch:
                 self.callback(summary, self)
             if self._stop:
                 break
+        if gen >= spec.generations and not self._stop:
+            self._rescore()
         return load_result(self.run_dir)
 
     # -- restoring a run ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import field
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field, PlainSerializer, PlainValidator
+from pydantic import BeforeValidator, Field, PlainSerializer, PlainValidator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from ngl.data import available_datasets
@@ -22,6 +22,7 @@ from ngl.gp.expression import LossExpression
 from ngl.gp.parse import MAX_DEPTH, MAX_SIZE
 from ngl.gp.primitives import PrimitiveSet, preset
 from ngl.io.config import STRICT, AsTuple, ConfigMixin, check_device
+from ngl.losses.registry import build_loss_spec, loss_spec_label, normalise_loss_spec
 from ngl.models import available_models
 
 __all__ = ["SearchSpec", "RunOptions", "SPEC_FIELDS", "OPTION_FIELDS"]
@@ -38,7 +39,25 @@ def _primitive_set(value: Any) -> PrimitiveSet:
     raise ValueError(f"expected a PrimitiveSet, a preset name or its dict, got {value!r}")
 
 
+def _loss_specs(value: Any) -> Any:
+    """One loss spec alone is a tuple of one; a list is a tuple; dicts get sorted keys."""
+    if isinstance(value, str | dict):
+        value = (value,)
+    if isinstance(value, list | tuple):
+        out = []
+        for i, spec in enumerate(value):
+            try:
+                out.append(normalise_loss_spec(spec))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"references[{i}]: {exc}") from None
+        return tuple(out)
+    return value
+
+
 Probability = Annotated[float, Field(ge=0, le=1)]
+
+_OFF: dict[str, Any] = {"halving": None, "references": [], "rescore": 0, "rescore_seeds": 2}
+"""Fields added after the first release, with the value a spec written before them reads as."""
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
@@ -58,6 +77,18 @@ class SearchSpec(ConfigMixin):
     elitism and the hall of fame then rank a candidate by the rung it reached, then by its
     fitness there (the successive-halving rule), and a cache hit takes over the cached
     candidate's rung and score.
+
+    ``references`` are losses trained once per search, outside the population, under the
+    search's own budget, split and common random numbers: a registered name (``"ce"``), a dict
+    ``{"name": "focal", "gamma": 2, "label": "focal2"}`` or loss-expression text. They never
+    enter selection, the cache, the hall of fame or the history (``references.jsonl``); the
+    hall of fame gives each entry's accuracy minus the CE reference's (``delta_ce``).
+
+    ``rescore`` (the winner's curse): after the last generation the hall of fame's top
+    ``rescore`` entries and every reference are retrained with ``rescore_seeds`` other seeds
+    (other initial weights and batch order, the same split; ``rescore.jsonl``), and the hall of
+    fame ranks those entries by their mean over all seeds (the search's own score is one).
+    Selection during the search is unchanged. ``rescore=0`` turns it off.
     """
 
     primitive_set: Annotated[PrimitiveSet, PlainValidator(_primitive_set),
@@ -94,6 +125,14 @@ class SearchSpec(ConfigMixin):
     # sanity filter and equivalence cache
     probe_size: Annotated[int, Field(ge=1)] = 64
     equivalence: Literal["value_and_gradient", "gradient", "none"] = "value_and_gradient"
+    # losses trained beside the search (never in it), and the top k retrained with other seeds
+    references: Annotated[tuple[str | dict[str, Any], ...],
+                          BeforeValidator(_loss_specs)] = ("ce",)
+    rescore: Annotated[int, Field(ge=0)] = 3
+    rescore_seeds: Annotated[int, Field(ge=1)] = 2
+
+    def __hash__(self) -> int:  # dict reference specs are not hashable: hash the canonical JSON
+        return hash(self.key)
 
     def __post_init__(self) -> None:
         if self.elitism >= self.population_size:
@@ -122,17 +161,40 @@ class SearchSpec(ConfigMixin):
                 LossExpression.parse(text, self.primitive_set)
             except ValueError as exc:  # the parser's message says where in the text
                 raise ValueError(f"seed_expressions[{i}]: {exc}") from None
-
+        for i, ref in enumerate(self.references):
+            try:  # built here, so a misspelt name is refused before a run directory exists
+                build_loss_spec(ref)
+            except (TypeError, ValueError) as exc:
+                text = " ".join(str(exc).split())  # one line
+                raise ValueError(f"references[{i}]={ref!r}: {text}") from None
+        labels = [loss_spec_label(r) for r in self.references]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"references: labels must be unique, got {labels}; give a dict "
+                             "spec a 'label'")
 
     @property
     def key(self) -> str:
-        """As for every config, but a search without halving keeps the key it had before the
-        field existed, so older run directories are still found and continued."""
-        d = self.to_dict()
-        if d["halving"] is None:
-            del d["halving"]
-        text = json.dumps(d, sort_keys=True, allow_nan=False)
+        """As for every config, but a field added since the first release is left out while
+        it has the value that means "off" (``halving=None``, ``references=()``, ``rescore=0``,
+        ``budget.schedule="constant"``), so older run directories keep their key and are still
+        found and continued."""
+        text = json.dumps(self.key_dict(), sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def key_dict(self, *, fitness_only: bool = False) -> dict[str, Any]:
+        """What :attr:`key` hashes. ``fitness_only`` also leaves out what only the end of a
+        search uses (``references``, ``rescore``, ``rescore_seeds``): what a constant tuning
+        run built on this spec depends on."""
+        d = self.to_dict()
+        for name, off in _OFF.items():
+            if fitness_only:  # tuning keys always held halving, never the later fields
+                if name != "halving":
+                    del d[name]
+            elif d[name] == off:
+                del d[name]
+        if d["budget"].get("schedule") == "constant":
+            del d["budget"]["schedule"]
+        return d
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)

@@ -17,6 +17,8 @@ reused, not retrained. Generation ``-1`` is the expression as given (the untuned
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import time
@@ -81,6 +83,15 @@ class TuneSpec(ConfigMixin):
     sigma: Annotated[float, Field(gt=0)] | None = None
     bounds: Annotated[tuple[float, float], AsTuple] | None = None
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
+
+    @property
+    def key(self) -> str:
+        """The hash of this spec with the search's fields that tuning never uses left out
+        (:meth:`SearchSpec.key_dict`), so tuning folders written before those fields existed
+        keep their names."""
+        d = {**self.to_dict(), "search": self.search.key_dict(fitness_only=True)}
+        text = json.dumps(d, sort_keys=True, allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def __post_init__(self) -> None:
         if self.search.halving is not None:

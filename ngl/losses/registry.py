@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -17,7 +18,8 @@ from ngl.losses.zoo import (
 )
 
 __all__ = ["get_loss", "available_losses", "register_loss", "register_text_compiler",
-           "per_sample_losses", "loss_aliases", "display_name", "DISPLAY_NAMES"]
+           "per_sample_losses", "loss_aliases", "display_name", "DISPLAY_NAMES",
+           "normalise_loss_spec", "loss_spec_label", "build_loss_spec", "canonical_loss_name"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "ce": CrossEntropy,
@@ -125,3 +127,58 @@ def display_name(key: str) -> str:
     text = str(key)
     low = text.lower()
     return DISPLAY_NAMES.get(_ALIASES.get(low, low), text)
+
+
+# -- loss specs: what configs (grids, a search's references) name a loss with ------------------
+LossSpec = str | Mapping[str, Any]
+"""A registered name (``"ce"``), a dict ``{"name": "focal", "gamma": 2}`` (an optional
+``"label"`` names it in tables), or loss-expression text."""
+
+
+def normalise_loss_spec(spec: LossSpec) -> str | dict:
+    """The canonical form of a loss spec: the text itself, or the dict with sorted keys."""
+    if isinstance(spec, str):
+        if not spec.strip():
+            raise ValueError("empty loss name")
+        return spec
+    if isinstance(spec, Mapping):
+        if "name" not in spec or not isinstance(spec["name"], str):
+            raise ValueError(f"loss spec {dict(spec)!r} needs a 'name' (str)")
+        return {k: spec[k] for k in sorted(spec)}
+    raise TypeError(f"a loss is a name, an expression or a dict with 'name', got {spec!r}")
+
+
+def loss_spec_label(spec: LossSpec) -> str:
+    """Row label of a loss spec: ``"focal"``, ``"focal(gamma=2)"``, the dict's ``label``, or the text."""
+    if isinstance(spec, str):
+        return spec
+    if "label" in spec:
+        return str(spec["label"])
+    kw = {k: v for k, v in spec.items() if k not in ("name", "label")}
+    if not kw:
+        return spec["name"]
+    return spec["name"] + "(" + ", ".join(f"{k}={v}" for k, v in sorted(kw.items())) + ")"
+
+
+def build_loss_spec(spec: LossSpec, **overrides) -> nn.Module:
+    """:func:`get_loss` for a loss spec (name, dict with ``name`` + kwargs, or expression text);
+    ``overrides`` (e.g. ``validate=False``) win over the spec's own keyword arguments."""
+    if isinstance(spec, str):
+        return get_loss(spec, **overrides)
+    kw = {k: v for k, v in spec.items() if k not in ("name", "label")}
+    return get_loss(spec["name"], **{**kw, **overrides})
+
+
+def canonical_loss_name(spec: LossSpec) -> str | None:
+    """The registered name a loss spec builds (aliases resolved), or None for expression text.
+
+    Keyword arguments count: ``{"name": "focal", "gamma": 2}`` is ``"focal"`` only with its
+    defaults, so a dict with any keyword argument (``label`` aside) gives None too.
+    """
+    if isinstance(spec, Mapping):
+        if any(k not in ("name", "label") for k in spec):
+            return None
+        spec = spec.get("name", "")
+    low = str(spec).lower()
+    key = _ALIASES.get(low, low)
+    return key if key in _REGISTRY else None

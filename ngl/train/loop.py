@@ -370,11 +370,14 @@ def train_model(model: nn.Module, loss: nn.Module, data, config: TrainConfig, se
                                    "lr": float(optimizer.param_groups[0]["lr"])}
             if status == "ok" and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
                 val = evaluate(model, data.x_val, data.y_val, config.eval_batch_size, amp)
-                test = evaluate(model, data.x_test, data.y_test, config.eval_batch_size, amp)
-                row.update({"val_accuracy": val["accuracy"], "val_ce": val["ce"],
-                            "test_accuracy": test["accuracy"], "test_ce": test["ce"]})
+                row.update({"val_accuracy": val["accuracy"], "val_ce": val["ce"]})
                 if "top5" in val:
-                    row.update({"val_top5": val["top5"], "test_top5": test["top5"]})
+                    row["val_top5"] = val["top5"]
+                if len(data.y_test):  # an empty test split is one a caller keeps unseen
+                    test = evaluate(model, data.x_test, data.y_test, config.eval_batch_size, amp)
+                    row.update({"test_accuracy": test["accuracy"], "test_ce": test["ce"]})
+                    if "top5" in test:
+                        row["test_top5"] = test["top5"]
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(val["accuracy"])
             if status == "ok" and scheduler is not None and not isinstance(
@@ -418,7 +421,8 @@ def _summarise(history: list[dict], status: str, steps: int, elapsed: float,
         out.update({k: last[k] for k in ("val_accuracy", "val_ce", "test_accuracy", "test_ce",
                                          "val_top5", "test_top5") if k in last})
         out["best_val_accuracy"] = best["val_accuracy"]
-        out["test_accuracy_at_best_val"] = best["test_accuracy"]
+        if "test_accuracy" in best:
+            out["test_accuracy_at_best_val"] = best["test_accuracy"]
         out["best_epoch"] = best["epoch"]
     if history:
         out["train_loss"] = history[-1]["train_loss"]

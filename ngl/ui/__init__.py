@@ -34,6 +34,12 @@ from ngl.ui.plots_analysis import (
     plot_reliability_diagram,
     plot_sensitivity,
 )
+from ngl.ui.plots_calibration import (
+    KIND_COLORS,
+    KIND_MARKERS,
+    plot_calibration_cost,
+    plot_calibration_scatter,
+)
 from ngl.ui.plots_downstream import (
     plot_downstream_comparison,
     plot_training_curves,
@@ -50,6 +56,7 @@ from ngl.ui.plots_search import (
     earlier_generations,
     plot_search_progress,
     plot_tuning,
+    reference_scores,
 )
 from ngl.ui.plots_validation import (
     plot_fidelity,
@@ -76,6 +83,10 @@ from ngl.ui.widget_kit import (
 )
 
 __all__ = [
+    "KIND_COLORS",
+    "KIND_MARKERS",
+    "plot_calibration_cost",
+    "plot_calibration_scatter",
     "plot_fidelity",
     "plot_validation",
     "plot_tuning",
@@ -108,6 +119,7 @@ __all__ = [
     "plot_optimum_confidence",
     "plot_reliability_diagram",
     "plot_search_progress",
+    "reference_scores",
     "plot_sensitivity",
     "plot_training_curves",
     "primitive_set_picker",

@@ -2,28 +2,55 @@
 
 :func:`plot_search_progress` draws the three panels from
 :meth:`ngl.gp.search.SearchResult.generation_summary`; :class:`LivePlot` is a search callback that
-redraws them in place while the search runs.
+redraws them in place while the search runs. The search's references (``SearchSpec.references``,
+CE by default) are dashed horizontal lines on the fitness panel.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 from matplotlib.ticker import MaxNLocator
 
+from ngl.losses import display_name
 from ngl.ui.style import TEXT_WIDTH
 
-__all__ = ["LivePlot", "earlier_generations", "plot_search_progress", "plot_tuning"]
+__all__ = ["LivePlot", "earlier_generations", "plot_search_progress", "plot_tuning",
+           "reference_scores"]
 
 
-def plot_search_progress(summary: pd.DataFrame, axes=None) -> plt.Figure:
-    """Fitness (best, median, quartile band), diversity, tree size, rejected/cached per generation."""
+def reference_scores(references) -> dict[str, float]:
+    """``{label: search-validation accuracy}`` of a search's trained references, from a
+    :class:`~ngl.gp.result.SearchResult`, its ``.references`` frame, a run directory or a dict."""
+    if references is None:
+        return {}
+    if isinstance(references, Mapping):
+        return {str(k): float(v) for k, v in references.items()}
+    if not isinstance(references, pd.DataFrame):
+        if not hasattr(references, "references"):  # a run directory
+            from ngl.gp.result import load_result
+
+            references = load_result(references)
+        references = references.references
+    ok = references[references["status"] == "ok"]
+    return dict(zip(ok["loss"].astype(str), ok["fitness"].astype(float), strict=True))
+
+
+def plot_search_progress(summary: pd.DataFrame, axes=None, references=None) -> plt.Figure:
+    """Fitness (best, median, quartile band), diversity, tree size, rejected/cached per generation.
+
+    ``references`` (``{label: accuracy}``, a ``SearchResult`` or its ``.references``; default:
+    ``summary.attrs["references"]``, which :meth:`SearchResult.generation_summary` sets) are
+    drawn as labelled dashed horizontal lines on the fitness panel.
+    """
     if summary is None or not len(summary):
         raise ValueError("empty search summary: run at least one generation first")
+    refs = reference_scores(summary.attrs.get("references") if references is None
+                            else references)
     if axes is None:
         fig, axes = plt.subplots(1, 3, figsize=(TEXT_WIDTH, 2.5), layout="constrained")
     else:
@@ -37,6 +64,9 @@ def plot_search_progress(summary: pd.DataFrame, axes=None) -> plt.Figure:
     ax.fill_between(g, summary["q25"], summary["q75"], alpha=0.25, lw=0, label="quartiles")
     ax.plot(g, summary["median"], marker=".", label="median")
     ax.plot(g, summary["best"], marker=".", label="best")
+    for k, (label, acc) in enumerate(refs.items()):
+        ax.axhline(acc, color=f"C{(k + 3) % 10}", ls="--", lw=0.9,
+                   label=f"{display_name(label)} (reference)")
     ax.set(xlabel="generation", ylabel="validation accuracy")
     ax.legend(**above)
     ax = axes[1]
@@ -77,6 +107,7 @@ class LivePlot:
     def __init__(self, every: float = 1.0):
         self.every = every
         self.rows: list[dict] = []
+        self.references: dict[str, float] = {}
         self._handle = None
         self._last = 0.0
         self.fig = None
@@ -85,6 +116,9 @@ class LivePlot:
         if not self.rows and search is not None:
             # a resumed search: draw the generations it ran before, not just from here on
             self.rows = earlier_generations(search.run_dir, int(summary["generation"]))
+        if not self.references and search is not None and search.spec.references:
+            # trained before generation 0: on disk by the first callback
+            self.references = reference_scores(search.run_dir)
         gen = summary.get("generation")
         self.rows = [r for r in self.rows if r.get("generation") != gen] + [dict(summary)]
         now = time.monotonic()
@@ -98,7 +132,8 @@ class LivePlot:
             self.fig, _ = plt.subplots(1, 3, figsize=(TEXT_WIDTH, 2.5), layout="constrained")
         for ax in self.fig.axes:
             ax.clear()
-        plot_search_progress(pd.DataFrame(self.rows), axes=self.fig.axes)
+        plot_search_progress(pd.DataFrame(self.rows), axes=self.fig.axes,
+                             references=self.references)
         if self._handle is None:
             self._handle = display(self.fig, display_id=True)
         else:

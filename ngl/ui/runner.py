@@ -20,7 +20,7 @@ import pandas as pd
 
 from ngl.gp import GPSearch, RunOptions, SearchSpec, load_result, read_run_files
 from ngl.io.paths import search_run_dir
-from ngl.ui.plots_search import earlier_generations, plot_search_progress
+from ngl.ui.plots_search import earlier_generations, plot_search_progress, reference_scores
 from ngl.ui.style import TEXT_WIDTH
 from ngl.ui.widget_kit import (
     Background,
@@ -42,7 +42,8 @@ class SearchRunner(InBackground):
     progress, and the checkpoint keeps what was done; **Resume** continues from it
     (:func:`ngl.gp.search.resume`). ``.state`` is ``idle``, ``running``, ``stopping``, ``stopped``,
     ``finished`` or ``error``; ``.result`` the last :class:`SearchResult`; ``.rows`` the
-    per-generation summaries; ``.image`` the live figure (PNG); errors land in ``.out``.
+    per-generation summaries; ``.references`` the search's reference scores (dashed lines in
+    the figure); ``.image`` the live figure (PNG); errors land in ``.out``.
     """
 
     def __init__(self, spec: SearchSpec, run_dir=None, options: RunOptions | None = None,
@@ -60,6 +61,7 @@ class SearchRunner(InBackground):
         self.error: BaseException | None = None
         self.state = "idle"
         self.rows: list[dict] = []
+        self.references: dict[str, float] = {}
         self._last_plot = 0.0
         self.start_button = W.Button(description="start", icon="play", button_style="success")
         self.stop_button = W.Button(description="stop", icon="stop", button_style="danger", disabled=True)
@@ -95,6 +97,7 @@ class SearchRunner(InBackground):
                 self._set_state("idle", f"cannot read the existing run: {exc}")
                 return
             self.result = res
+            self.references = reference_scores(res)
             summary = res.generation_summary()
             self.rows = summary.to_dict("records") if len(summary) else []
             if self.rows:
@@ -191,8 +194,12 @@ class SearchRunner(InBackground):
         hof = self.result.hall_of_fame(1)
         if not len(hof):
             return "(none trained)"
-        return (f"val. accuracy {hof['val_accuracy'].iloc[0]:.4f}: "
-                f"<code>{html.escape(hof['formula'].iloc[0])}</code>")
+        best = hof.iloc[0]
+        score = f"val. accuracy {best['val_accuracy']:.4f}"
+        if pd.notna(best.get("fitness_mean")) and pd.notna(best.get("fitness_std")):
+            score += (f" (rescored: {best['fitness_mean']:.4f} ± {best['fitness_std']:.4f} over "
+                      f"{int(best['n_seeds'])} seeds)")
+        return f"{score}: <code>{html.escape(best['formula'])}</code>"
 
     def _finished_generations(self) -> list[dict]:
         """Summaries of the generations the run directory already finished (none for a new run)."""
@@ -204,7 +211,9 @@ class SearchRunner(InBackground):
         except (OSError, ValueError, KeyError, TypeError):
             return []
 
-    def _on_generation(self, summary: dict, _search=None) -> None:
+    def _on_generation(self, summary: dict, search=None) -> None:
+        if not self.references and search is not None and search.spec.references:
+            self.references = reference_scores(search.run_dir)  # trained before generation 0
         gen = summary.get("generation")
         self.rows = [r for r in self.rows if r.get("generation") != gen] + [dict(summary)]
         if self.state == "running":
@@ -217,7 +226,8 @@ class SearchRunner(InBackground):
     def redraw(self) -> None:
         """Redraw the progress figure from ``.rows`` into ``.image``."""
         fig = new_figure((TEXT_WIDTH, 2.5))
-        plot_search_progress(pd.DataFrame(self.rows), axes=fig.subplots(1, 3))
+        plot_search_progress(pd.DataFrame(self.rows), axes=fig.subplots(1, 3),
+                             references=self.references)
         self.image.value = figure_png(fig)
 
 

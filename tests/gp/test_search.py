@@ -26,8 +26,11 @@ COLS = ["generation", "index", "expression", "status", "cache_hit", "origin", "v
 
 
 def tiny(**kw) -> SearchSpec:
+    # references and rescoring off: these tests are about the population (tests/gp/test_references.py
+    # covers them), and the hall of fame keeps the search's own order
     base = dict(population_size=6, generations=2, n_train=240, n_val=120,
-                budget=TrainBudget(steps=6, batch_size=32), seed_expressions=(NGL_TEXT,))
+                budget=TrainBudget(steps=6, batch_size=32), seed_expressions=(NGL_TEXT,),
+                references=(), rescore=0)
     base.update(kw)
     return SearchSpec(**base)
 

@@ -246,23 +246,30 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validation_figures(report) -> None:
+def _save_figures(report, plots: dict, notebook: str) -> None:
+    """Each figure of ``plots`` (name -> function of the report) into the report's folder;
+    a figure with nothing finished yet is skipped."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ngl.ui.plots_validation import plot_fidelity, plot_validation
     from ngl.ui.style import save_figure
 
-    for name, plot in (("validation", plot_validation), ("fidelity", plot_fidelity)):
+    for name, plot in plots.items():
         try:
             fig = plot(report)
         except ValueError:  # nothing finished yet for this figure
             continue
-        save_figure(fig, name, notebook="validate", directory=report.out_dir,
+        save_figure(fig, name, notebook=notebook, directory=report.out_dir,
                     config=report.config.to_dict())
         plt.close(fig)
+
+
+def _validation_figures(report) -> None:
+    from ngl.ui.plots_validation import plot_fidelity, plot_validation
+
+    _save_figures(report, {"validation": plot_validation, "fidelity": plot_fidelity}, "validate")
 
 
 def _calibrate_parser(sub) -> None:
@@ -314,23 +321,10 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _calibration_figures(report) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from ngl.ui.plots_calibration import plot_calibration_cost, plot_calibration_scatter
-    from ngl.ui.style import save_figure
 
-    for name, plot in (("calibration_cost", plot_calibration_cost),
-                       ("calibration_scatter", plot_calibration_scatter)):
-        try:
-            fig = plot(report)
-        except ValueError:  # nothing finished yet for this figure
-            continue
-        save_figure(fig, name, notebook="calibrate", directory=report.out_dir,
-                    config=report.config.to_dict())
-        plt.close(fig)
+    _save_figures(report, {"calibration_cost": plot_calibration_cost,
+                           "calibration_scatter": plot_calibration_scatter}, "calibrate")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ from ngl.gp.primitives import PrimitiveSet, preset
 from ngl.gp.result import load_result
 from ngl.gp.sampling import sample_expressions
 from ngl.gp.sanity import check_candidate, make_probe
-from ngl.gp.spec import SearchSpec
+from ngl.gp.spec import SearchSpec, primitive_set_from
 from ngl.io.config import STRICT, ConfigError, ConfigMixin, check_device
 from ngl.io.paths import runs_dir
 from ngl.io.records import (
@@ -97,16 +97,6 @@ def _loss_specs(value: Any) -> Any:
         value = (value,)
     return tuple(dict(sorted(v.items())) if isinstance(v, dict) else v for v in value) \
         if isinstance(value, list | tuple) else value
-
-
-def _primitive_set(value: Any) -> PrimitiveSet:
-    if isinstance(value, PrimitiveSet):
-        return value
-    if isinstance(value, str):
-        return preset(value)
-    if isinstance(value, dict):
-        return PrimitiveSet.from_dict(value)
-    raise ValueError(f"expected a PrimitiveSet, a preset name or its dict, got {value!r}")
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
@@ -188,7 +178,7 @@ class CalibrationConfig(ConfigMixin):
                           BeforeValidator(_loss_specs)] = PANEL_REFERENCES
     plain_losses: bool = True
     random_trees: Annotated[int, Field(ge=0)] = 6
-    primitive_set: Annotated[PrimitiveSet, PlainValidator(_primitive_set),
+    primitive_set: Annotated[PrimitiveSet, PlainValidator(primitive_set_from),
                              PlainSerializer(lambda p: p.to_dict())] = field(
         default_factory=lambda: preset("paper"))
     tree_seed: Annotated[int, Field(ge=0, lt=2**32)] = 0

@@ -25,10 +25,10 @@ from ngl.io.config import STRICT, AsTuple, ConfigMixin, check_device
 from ngl.losses.registry import build_loss_spec, loss_spec_label, normalise_loss_spec
 from ngl.models import available_models
 
-__all__ = ["SearchSpec", "RunOptions", "SPEC_FIELDS", "OPTION_FIELDS"]
+__all__ = ["SearchSpec", "RunOptions", "primitive_set_from", "SPEC_FIELDS", "OPTION_FIELDS"]
 
 
-def _primitive_set(value: Any) -> PrimitiveSet:
+def primitive_set_from(value: Any) -> PrimitiveSet:
     """A PrimitiveSet, a preset name, or the dict that ``PrimitiveSet.to_dict`` writes."""
     if isinstance(value, PrimitiveSet):
         return value
@@ -91,7 +91,7 @@ class SearchSpec(ConfigMixin):
     Selection during the search is unchanged. ``rescore=0`` turns it off.
     """
 
-    primitive_set: Annotated[PrimitiveSet, PlainValidator(_primitive_set),
+    primitive_set: Annotated[PrimitiveSet, PlainValidator(primitive_set_from),
                              PlainSerializer(lambda p: p.to_dict())] = field(
         default_factory=lambda: preset("paper"))
     population_size: Annotated[int, Field(ge=2)] = 16

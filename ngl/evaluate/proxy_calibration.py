@@ -73,7 +73,7 @@ from ngl.io.records import (
     write_json_atomic,
     write_text_atomic,
 )
-from ngl.losses import display_name
+from ngl.losses import display_name, normalise_loss_spec
 from ngl.models import available_models, build_model
 from ngl.train import TrainConfig
 
@@ -93,10 +93,11 @@ PLAIN_LOSSES: dict[str, str] = {
 
 
 def _loss_specs(value: Any) -> Any:
+    """One spec or a list of them, each as ``ngl.losses.normalise_loss_spec`` makes it."""
     if isinstance(value, str | dict):
         value = (value,)
-    return tuple(dict(sorted(v.items())) if isinstance(v, dict) else v for v in value) \
-        if isinstance(value, list | tuple) else value
+    return tuple(normalise_loss_spec(v) for v in value) if isinstance(value, list | tuple) \
+        else value
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)

@@ -118,8 +118,12 @@ class SearchSpec(ConfigMixin):
     dataset: str = "digits"
     n_train: Annotated[int, Field(ge=1)] | None = None
     n_val: Annotated[int, Field(ge=1)] | None = None
-    model: str = "small_cnn"
-    budget: TrainBudget = field(default_factory=lambda: TrainBudget(steps=100, batch_size=128))
+    # the calibrated fitness (findings/calibration): dense_cnn, 100 Adam steps annealed by cosine
+    # ranks losses as full training does (Spearman 0.95 on Fashion-MNIST, 0.99 on digits); the
+    # former small_cnn at a constant rate did not (0.34 and 0.69)
+    model: str = "dense_cnn"
+    budget: TrainBudget = field(default_factory=lambda: TrainBudget(steps=100, batch_size=128,
+                                                                    schedule="cosine"))
     # successive halving inside each chunk (None: every candidate trains the whole budget)
     halving: SuccessiveHalving | None = None
     # sanity filter and equivalence cache

@@ -122,8 +122,8 @@ def test_a_constant_schedule_keeps_the_spec_key_of_older_searches():
     result = ngl.load(run_dir)
     assert result.spec.budget.schedule == "constant"
     assert result.spec.key == first["run"]
-    cosine = SearchSpec(budget=TrainBudget(steps=100, batch_size=128, schedule="cosine"))
-    assert cosine.key != SearchSpec().key
+    constant = SearchSpec(budget=TrainBudget(steps=100, batch_size=128))
+    assert constant.key != SearchSpec().key  # the default is cosine since the calibration
 
 
 def test_keys_written_before_the_new_fields_are_kept():
@@ -133,9 +133,12 @@ def test_keys_written_before_the_new_fields_are_kept():
     import ngl
     from ngl.gp.tune import TuneSpec
 
-    old = ngl.SearchSpec(references=(), rescore=0)
+    # the defaults of those days: small_cnn, 100 constant-rate steps (before the calibration)
+    before = {"model": "small_cnn", "budget": TrainBudget(steps=100, batch_size=128)}
+    old = ngl.SearchSpec(references=(), rescore=0, **before)
     assert old.key == "df8df9976ae5"
-    assert ngl.SearchSpec(references=(), rescore=0,
-                          halving=ngl.SuccessiveHalving()).key == "c4b4dc509539"
-    tune = TuneSpec(expression=ngl.NGL_EXPRESSION, search=ngl.SearchSpec(), constants=(0,))
+    assert ngl.SearchSpec(references=(), rescore=0, halving=ngl.SuccessiveHalving(),
+                          **before).key == "c4b4dc509539"
+    tune = TuneSpec(expression=ngl.NGL_EXPRESSION, search=ngl.SearchSpec(**before),
+                    constants=(0,))
     assert tune.key == "025904e66f50"  # tuning never used the fields: any value keeps the key

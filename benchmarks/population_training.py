@@ -51,7 +51,7 @@ from ngl.fitness import (
     train_sequential,
 )
 from ngl.fitness.common import batch_indices, initial_model, seeded, split_data
-from ngl.gp import LossExpression
+from ngl.gp import LossExpression, SearchSpec
 from ngl.losses import NGL_EXPRESSION
 from ngl.models import build_model
 from ngl.train import optimizer_from_config
@@ -95,7 +95,8 @@ def train_sequential_syncfree(model_fn: Callable[[], nn.Module], losses: Sequenc
     steps and replayed. A candidate whose weights end non-finite is reported ``nonfinite``."""
     x_tr, y_tr, x_val, y_val = split_data(data, device)
     batches = batch_indices(len(x_tr), budget, seed, device)
-    graph_it = device.type == "cuda" and len(batches) > 3
+    # a schedule sets the rate per step from Python, which a recorded graph would freeze
+    graph_it = device.type == "cuda" and len(batches) > 3 and budget.schedule == "constant"
     results = []
     for fn in losses:
         model = initial_model(model_fn, seed, device)
@@ -130,7 +131,9 @@ def train_sequential_syncfree(model_fn: Callable[[], nn.Module], losses: Sequenc
                     static_idx.copy_(idx)
                     graph.replay()
             else:
-                for idx in batches:
+                for t, idx in enumerate(batches):
+                    for group in opt.param_groups:
+                        group["lr"] = budget.lr_at(t)
                     step(idx)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -200,7 +203,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--model", default="small_cnn")
+    default = SearchSpec()
+    ap.add_argument("--model", default=default.model, help="default: SearchSpec's")
+    ap.add_argument("--schedule", default=default.budget.schedule,
+                    choices=["constant", "cosine"], help="default: SearchSpec's")
     ap.add_argument("--width", type=int, default=None, help="SmallCNN/SmallInception width")
     ap.add_argument("--method", default="auto", choices=["auto", "folded", "vmap"])
     ap.add_argument("--chunk", type=int, default=0,
@@ -237,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     named = candidate_losses(args.population)
     losses = [fn for _, fn in named]
-    budget = TrainBudget(steps=args.steps, batch_size=args.batch_size)
+    budget = TrainBudget(steps=args.steps, batch_size=args.batch_size, schedule=args.schedule)
 
     # Warm-up outside the timings: the first convolution of a process pays one-time
     # library initialisation (seconds on CPU, cuDNN handles on GPU) that belongs to no side.
@@ -274,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"agreement sync-free vs sequential: {'ok' if free_ok else 'MISMATCH'} {free_diffs}")
     graphed = device.type == "cuda" and args.steps > 3
     print(f"device={device} threads={threads} model={args.model} method={args.method} "
-          f"chunk={chunk} steps={args.steps} batch={args.batch_size} "
+          f"chunk={chunk} steps={args.steps} schedule={args.schedule} batch={args.batch_size} "
           f"seq runs={[round(t, 2) for t in seq_times]} "
           f"sync-free runs={[round(t, 2) for t in free_times]} (cuda graph: {graphed}) "
           f"pop runs={[round(t, 2) for t in pop_times]}")
@@ -286,7 +292,8 @@ def main(argv: list[str] | None = None) -> dict:
                "speedup_vs_syncfree": round(f_best / p_best, 2),
                "agree": ok, "syncfree_agree": free_ok, "syncfree_cuda_graph": graphed,
                "device": str(device), "threads": threads, "chunk": chunk,
-               "steps": args.steps, "cuda_graph": args.cuda_graph, **roof}
+               "steps": args.steps, "schedule": args.schedule, "model": args.model,
+               "cuda_graph": args.cuda_graph, **roof}
     print(json.dumps(summary))
     return summary
 

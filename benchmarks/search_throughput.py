@@ -182,8 +182,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--population", type=int, default=16)
     ap.add_argument("--generations", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--batch-size", type=int, default=128)
+    default = SearchSpec()
+    ap.add_argument("--steps", type=int, default=default.budget.steps)
+    ap.add_argument("--batch-size", type=int, default=default.budget.batch_size)
+    ap.add_argument("--model", default=default.model, help="default: SearchSpec's")
+    ap.add_argument("--schedule", default=default.budget.schedule,
+                    choices=["constant", "cosine"], help="default: SearchSpec's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk-size", type=int, default=16)
     ap.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated of {WAYS}")
@@ -195,14 +199,18 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"--ways: unknown {bad}; expected some of {WAYS}")
     spec = SearchSpec(population_size=args.population, generations=args.generations,
                       seed=args.seed, dataset=args.dataset, n_train=args.n_train,
-                      n_val=args.n_val,
-                      budget=TrainBudget(steps=args.steps, batch_size=args.batch_size))
+                      n_val=args.n_val, model=args.model,
+                      budget=TrainBudget(steps=args.steps, batch_size=args.batch_size,
+                                         schedule=args.schedule),
+                      # the loop itself: references and rescoring are a fixed cost per search
+                      # (1 + 2 x (rescore + references) trainings), which the naive way lacks
+                      references=(), rescore=0)
     root = Path(args.out or tempfile.mkdtemp(prefix="ngl-throughput-"))
     n_val = len(_load_data(spec.dataset, args.data_root, spec.n_train, spec.n_val,
                            spec.data_seed, "cpu").y_val)
     print(f"spec {spec.key}: {spec.dataset} ({n_val} search-validation), population "
-          f"{spec.population_size}, {spec.generations} generations, {spec.budget.steps} steps "
-          f"of {spec.budget.batch_size}; halving = {SuccessiveHalving().to_dict()}; runs in {root}")
+          f"{spec.population_size}, {spec.generations} generations, {spec.model}, "
+          f"{spec.budget.steps} {spec.budget.schedule} steps of {spec.budget.batch_size}; halving = {SuccessiveHalving().to_dict()}; runs in {root}")
     # warm-up outside the timings: the first training in a process pays one-off costs (about
     # 5 s: kernels, allocator, data to the device) that would otherwise land on the first way
     warm = LossExpression.parse("-y_real*log(y_pred)").to_module(validate=False)

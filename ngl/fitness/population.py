@@ -90,7 +90,7 @@ from ngl.fitness.common import (
 )
 from ngl.fitness.cuda_graph import refuse_validating, replay
 from ngl.fitness.folded import FoldedEngine, foldable, verify_folded
-from ngl.fitness.vmap import VmapEngine
+from ngl.fitness.vmap import SingleEngine, VmapEngine
 from ngl.train.optim import build_optimizer
 
 __all__ = [
@@ -99,13 +99,15 @@ __all__ = [
     "train_population",
 ]
 
-CPU_PASS_SIZE = 4
-"""Candidates per batched pass on CPU (``max_population_per_pass="auto"``).
+CPU_PASS_SIZE = 1
+"""Candidates per batched pass on CPU (``max_population_per_pass="auto"``): one, trained by
+the plain network (`SingleEngine`).
 
-Measured on 2 cores (width-32 SmallCNN, digits, 16 candidates, 50 steps; the same comparison
-as ``benchmarks/population_training.py --chunk N``): passes of 2-8 candidates ran 1.0-1.2x
-faster than sequential training, one pass of all 16 about 0.8x, because its activations no
-longer fit in cache."""
+Measured on 2 cores with the search's default fitness (`dense_cnn`, 100 cosine steps, digits,
+8 candidates, fastest of 2; ``benchmarks/population_training.py --population 8 --chunk N
+--repeats 2``): against one-at-a-time training, passes of 1 ran at 0.91x, of 4 at 0.85x, of 8
+at 0.86x (``vmap`` over one candidate alone: 0.76x). A batched pass of several networks does
+not pay on two cores; on accelerators one big pass does."""
 
 
 def default_pass_size(device: str | torch.device) -> int | None:
@@ -179,8 +181,8 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
     `max_population_per_pass` bounds memory: candidates are trained in chunks of at most that
     many, each chunk from the same initial weights and batches, so chunking does not change
     the results beyond float rounding. ``None``: all at once. ``"auto"`` (default):
-    `CPU_PASS_SIZE` on CPU, where chunks of a few candidates stay in cache and a 16-candidate
-    pass is slower than training them one by one; all at once on accelerators.
+    `CPU_PASS_SIZE` (one) on CPU, where no batched pass beats training the candidates one by
+    one; all at once on accelerators.
 
     `halving`: successive halving over all of `losses` (see the module docstring); every
     result then says the rung its candidate reached and its accuracy at each rung.
@@ -318,6 +320,7 @@ class _Pass:
         self.run, self.ids, self.pop = run, ids, len(ids)
         self.losses = [run.losses[i] for i in ids]
         self.engine: _Engine = (FoldedEngine(run.model, self.pop) if run.method == "folded"
+                                else SingleEngine(run.model, 1) if self.pop == 1
                                 else VmapEngine(run.model, self.pop))
         if run.compile and isinstance(self.engine, FoldedEngine):
             self.engine.net = torch.compile(self.engine.net, dynamic=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-__all__ = ["VmapEngine"]
+__all__ = ["SingleEngine", "VmapEngine"]
 
 
 class VmapEngine:
@@ -49,6 +49,30 @@ class VmapEngine:
 
     def train(self, mode: bool) -> None:
         self.model.train(mode)
+
+
+class SingleEngine(VmapEngine):
+    """A pass of one candidate: the same ``[1, ...]`` stacked tensors as `VmapEngine`, run
+    through the plain network on their first slice, without ``vmap``'s per-op dispatch.
+
+    It computes what ``vmap`` over one candidate computes -- the same parameters, BatchNorm
+    statistics updated in place through the slices, and dropout drawing the same mask from the
+    same stream (``randomness="same"`` draws the unbatched shape) -- at the plain network's
+    speed, which on a 2-core CPU beats every batched pass (``benchmarks/population_training.py``).
+    """
+
+    def __init__(self, model: nn.Module, pop: int) -> None:
+        if pop != 1:
+            raise ValueError(f"SingleEngine trains one candidate, got {pop}")
+        super().__init__(model, pop)
+        stacked = set(self._stacked)
+
+        def forward(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
+            first = {k: v[0] for k, v in p.items()}
+            bufs = {k: (v[0] if k in stacked else v) for k, v in b.items()}
+            return functional_call(model, (first, bufs), (x,)).unsqueeze(0)
+
+        self.fn = forward
 
 
 def _stack(tensors: dict[str, Tensor], pop: int) -> dict[str, Tensor]:

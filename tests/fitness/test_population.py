@@ -142,6 +142,34 @@ def test_dropout_shares_masks_across_candidates(data):
     assert_close(seq, pop)
 
 
+@pytest.mark.parametrize("model", ["small_cnn", "dense_cnn"])
+def test_one_candidate_passes_train_the_plain_network_as_vmap_does(data, model):
+    """Passes of one (the CPU default) run `SingleEngine`, the plain network on the stacked
+    slices: dropout masks, BatchNorm statistics and the cosine schedule as in the sequential
+    reference and in one vmap pass of all, and on through successive halving's regrouping."""
+    from ngl.fitness import SuccessiveHalving
+    from ngl.fitness.vmap import SingleEngine
+
+    def model_fn() -> nn.Module:
+        kw = {"width": 4, "head": "paper"} if model == "small_cnn" else {}
+        return build_model(model, 1, 10, 8, **kw)
+
+    assert not foldable(model_fn())
+    ls = [nn.CrossEntropyLoss(), focal(1.0), focal(3.0)]
+    budget = TrainBudget(steps=9, batch_size=32, lr=3e-3, schedule="cosine")
+    single = train_population(model_fn, ls, data, budget, seed=2, max_population_per_pass=1)
+    assert_close(train_sequential(model_fn, ls, data, budget, seed=2), single)
+    assert_close(train_population(model_fn, ls, data, budget, seed=2,
+                                  max_population_per_pass=None), single, rtol=1e-5)
+    halve = SuccessiveHalving(eta=3, rungs=2)
+    assert_close(train_population(model_fn, ls, data, budget, seed=2, halving=halve,
+                                  max_population_per_pass=None),
+                 train_population(model_fn, ls, data, budget, seed=2, halving=halve,
+                                  max_population_per_pass=1), rtol=1e-5)
+    with pytest.raises(ValueError, match="one candidate"):
+        SingleEngine(model_fn(), 2)
+
+
 def test_same_seed_identical_other_seed_differs(data):
     a = train_population(tiny_cnn, losses(), data, BUDGET, seed=3)
     b = train_population(tiny_cnn, losses(), data, BUDGET, seed=3)

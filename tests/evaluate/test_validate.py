@@ -95,6 +95,31 @@ def test_found_losses_are_the_hall_of_fame_and_references_follow(search_dir, rep
     assert report.complete
 
 
+def test_found_losses_carry_the_search_mean_over_its_seeds(search_dir, report):
+    # by hand from the run files: the search's own row plus each rescoring row of that key
+    history = read_rows(search_dir / "history.jsonl")
+    rescores = read_rows(search_dir / "rescore.jsonl")
+    plan = json.loads((report.out_dir / "plan.json").read_text())
+    table = report.table.set_index("loss")
+    rescored = 0
+    for f in plan["found"]:
+        own = [r for r in history if r["expression"] == f["expression"] and r["status"] == "ok"]
+        key = own[0]["key"]
+        extra = [r["val_accuracy"] for r in rescores
+                 if r["kind"] == "candidate" and r["key"] == key]
+        if not extra:
+            assert "search_fitness_mean" not in f
+            assert np.isnan(table.loc[f["expression"], "search_fitness_mean"])
+            continue
+        rescored += 1
+        values = [own[0]["val_accuracy"], *extra]
+        assert f["search_seeds"] == len(values) == 3
+        assert f["search_fitness_mean"] == pytest.approx(np.mean(values), abs=1e-12)
+        assert table.loc[f["expression"], "search_fitness_mean"] == pytest.approx(np.mean(values))
+    assert rescored == len(plan["found"])  # the top 2 of a rescore-3 search are all rescored
+    assert table.loc[["ce", "ngl"], "search_fitness_mean"].isna().all()
+
+
 def test_numbers_come_from_the_held_out_test_split(report):
     data = load_cached("digits", None, None, None, None, 0)
     main = report.results[report.results["model"] == "small_cnn"]

@@ -133,7 +133,16 @@ def test_rerunning_a_finished_search_trains_nothing(finished):
 
 @pytest.mark.slow
 def test_kill_mid_generation_then_resume_matches_uninterrupted(tmp_path):
-    cfg = tiny(population_size=6, generations=2, budget=TrainBudget(steps=25, batch_size=32))
+    # seed 3: generation 1 trains four candidates one chunk at a time, so there is a window of
+    # three trainings after the first trained row (with seed 0 only the last candidate of
+    # generation 1 trains, and the kill had to win a race against the checkpoint write)
+    cfg = tiny(population_size=6, generations=2, seed=3,
+               budget=TrainBudget(steps=25, batch_size=32))
+    straight = run_search(cfg, tmp_path / "straight", chunk_size=1, progress=False)
+    trained = straight.history[(straight.history["generation"] == 1)
+                               & ~straight.history["cache_hit"].astype(bool)
+                               & (straight.history["status"] == "ok")]
+    assert len(trained) >= 2, "the premise: generation 1 trains more than one chunk"
     cfg_file = tmp_path / "run.json"
     cfg_file.write_text(cfg.to_json())
     killed_dir = tmp_path / "killed"
@@ -163,7 +172,6 @@ def test_kill_mid_generation_then_resume_matches_uninterrupted(tmp_path):
     assert ckpt["generation"] == 1 and 0 < len(partial) < 6, "the kill did not land mid-generation"
 
     resumed = resume(killed_dir, progress=False)
-    straight = run_search(cfg, tmp_path / "straight", chunk_size=1, progress=False)
     assert resumed.complete
     pd.testing.assert_frame_equal(resumed.history[COLS], straight.history[COLS])
     # nothing that was finished before the kill was trained again

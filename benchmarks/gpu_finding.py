@@ -2,13 +2,14 @@
 
 Three phases, each timed, on one GPU in under 10 minutes with the defaults (no internet needed):
 
-1. **search**: notebook 02's full-mode spec (population 64, 20 generations, 400 steps of
-   ``small_cnn`` per candidate, 12,000 search-train / 3,000 search-validation examples of
-   Fashion-MNIST), *without* NGL seeded, CUDA graphs on. A wall-clock guard stops it cleanly at a
+1. **search**: notebook 02's full-mode spec (population 64, 20 generations, the calibrated
+   default fitness: ``SearchSpec``'s model and budget, ``dense_cnn`` for 100 cosine-annealed Adam
+   steps per candidate, 12,000 search-train / 3,000 search-validation examples of
+   Fashion-MNIST), *without* NGL seeded, CUDA graphs on, CE as the search's reference. A wall-clock guard stops it cleanly at a
    generation boundary once ``--search-seconds`` are spent (or when the next generation, estimated
    at the last one's time, would end past them); what it found so far is validated.
 2. **validate**: ``ValidateConfig`` defaults (``dense_cnn``, 4 epochs, Adam, cosine; fidelity over
-   10 + 10 candidates) with references CE and NGL, the top 3 found losses, seeds 0-4 and transfer
+   10 + 10 candidates) with its references (CE, NGL, focal, label smoothing), the top 3 found losses, seeds 0-4 and transfer
    to digits, scored on the held-out test split. ``--validate-seconds`` stops it after the cell
    that passes the budget; the report then covers the finished cells (``complete: false``) and
    re-running with ``--search-seconds 0`` continues the validation without searching further.
@@ -31,6 +32,7 @@ selected on) or *held-out test* (the dataset's test split, never touched by the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -44,6 +46,8 @@ from ngl.evaluate.validate import DEFAULT_TRAIN, ValidateConfig, load_validation
 from ngl.io import json_safe
 from ngl.io.config import ConfigError
 from ngl.io.records import write_json_atomic, write_text_atomic
+
+_DEFAULT = ngl.SearchSpec()  # the calibrated fitness: its model and budget
 
 
 class _OutOfTime(Exception):
@@ -63,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", default="fashion_mnist", help="searched and validated dataset")
     s.add_argument("--population", type=int, default=64)
     s.add_argument("--generations", type=int, default=20)
-    s.add_argument("--steps", type=int, default=400, help="training steps per candidate")
+    s.add_argument("--steps", type=int, default=_DEFAULT.budget.steps,
+                   help="training steps per candidate (default: SearchSpec's)")
     s.add_argument("--n-train", type=int, default=12000, help="search-train examples")
     s.add_argument("--n-val", type=int, default=3000, help="search-validation examples")
     s.add_argument("--seed", type=int, default=0, help="GP seed")
@@ -98,9 +103,9 @@ def _card(device: str) -> str:
 def _search(args: argparse.Namespace, out: Path, root: str | None) -> tuple[ngl.SearchResult, dict]:
     spec = ngl.SearchSpec(
         primitive_set=ngl.preset("paper"), population_size=args.population,
-        generations=args.generations, dataset=args.dataset, model="small_cnn",
+        generations=args.generations, dataset=args.dataset, model=_DEFAULT.model,
         n_train=args.n_train, n_val=args.n_val, seed=args.seed, seed_expressions=(), elitism=1,
-        budget=ngl.TrainBudget(steps=args.steps, batch_size=128, lr=1e-3, optimizer="adam"))
+        budget=dataclasses.replace(_DEFAULT.budget, steps=args.steps))
     run_dir = out / "search" / spec.key
     info = {"run_dir": str(run_dir), "spec_key": spec.key, "budget_s": args.search_seconds,
             "stopped_by_budget": False, "s_per_generation": []}
@@ -145,7 +150,8 @@ def _validate(args: argparse.Namespace, result: ngl.SearchResult, out: Path,
     train = DEFAULT_TRAIN.to_dict() | {"epochs": args.epochs,
                                        "max_steps_per_epoch": args.max_steps_per_epoch}
     config = ValidateConfig.from_dict({
-        "top_k": args.top_k, "references": ["ce", "ngl"], "seeds": list(args.seeds),
+        "top_k": args.top_k, "references": list(ValidateConfig().references),
+        "seeds": list(args.seeds),
         "model": args.model, "train": train, "transfer": transfer,
         "fidelity_top": args.fidelity_top, "fidelity_sample": args.fidelity_sample,
         "data_root": root, "device": args.device})

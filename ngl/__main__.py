@@ -82,8 +82,7 @@ def _show(result: SearchResult) -> None:
                       if rescored else []),
                     "size", "generation", "formula"]
             print(hof[cols].to_string(index=False))
-    legacy = "  (written by an older ngl: load only)" if result.legacy else ""
-    print(f"\nrun directory: {result.run_dir}  (complete: {result.complete}){legacy}")
+    print(f"\nrun directory: {result.run_dir}  (complete: {result.complete})")
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:

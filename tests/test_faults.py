@@ -591,27 +591,29 @@ def test_other_run_options_resume_the_same_search(straight, tmp_path, monkeypatc
         ngl.gp.GPSearch(cfg).run_dir == tmp_path / "runs" / "search" / cfg.key
 
 
-def test_run_directory_of_an_older_ngl_loads_but_is_not_resumed(straight, tmp_path, capsys):
-    """Before the spec/options split a run directory held config.json (spec + options, with the
-    data split drawn by the GP seed) and rows keyed by that config."""
-    cfg, src, reference = straight
+def test_run_directory_of_ngl_before_0_1_is_refused_in_one_line(straight, tmp_path, capsys):
+    """Before the spec/options split a run directory held config.json (spec + options); 0.1
+    dropped reading it. Loading, resuming, showing and searching into it are refused in one
+    line naming the folder and the file, and nothing is written there."""
+    cfg, src, _reference = straight
     run_dir = copy_run(src, tmp_path / "old")
-    old = {**cfg.to_dict(), "device": "auto", "chunk_size": 1, "cuda_graph": False,
-           "data_root": None, "hall_of_fame_size": 10}
-    del old["data_seed"]
     (run_dir / "spec.json").unlink()
     (run_dir / "options.json").unlink()
-    write_json_atomic(run_dir / "config.json", old)
-    rows = read_rows(run_dir / "history.jsonl")
-    (run_dir / "history.jsonl").unlink()
-    append_rows(run_dir / "history.jsonl", [{**r, "run": "0123456789ab"} for r in rows])
-    result = ngl.load(run_dir)
-    assert result.legacy and result.complete and result.spec.data_seed == cfg.seed
-    pd.testing.assert_frame_equal(result.history[COLS], reference)
-    with pytest.raises(RunDirError, match="older ngl.*loaded.*not continued"):
-        ngl.resume(run_dir, progress=False)
-    assert main(["show", str(run_dir)]) == 0
-    assert "older ngl" in capsys.readouterr().out
+    write_json_atomic(run_dir / "config.json", {**cfg.to_dict(), "device": "auto"})
+    before = sorted(p.name for p in run_dir.iterdir())
+    for call in (lambda: ngl.load(run_dir), lambda: ngl.resume(run_dir, progress=False),
+                 lambda: ngl.search(cfg, run_dir, progress=False)):
+        with pytest.raises(RunDirError) as err:
+            call()
+        msg = str(err.value)
+        assert "\n" not in msg and str(run_dir) in msg and "config.json" in msg
+        assert "before 0.1" in msg
+    assert main(["show", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "before 0.1" in err
+    # the lock file aside (the search takes the lock before it checks, so that the check and
+    # any write happen under it), the folder is as it was
+    assert sorted(p.name for p in run_dir.iterdir() if p.name != "search.lock") == before
 
 
 # -- found by a new user: refused before anything is written, one line, right remedy ------------

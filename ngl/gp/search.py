@@ -39,8 +39,8 @@ from ngl.gp.result import SearchResult, load_result, summarise_generations
 from ngl.gp.rundir import (
     CHECKPOINT,
     HISTORY,
-    LEGACY_CONFIG,
     OPTIONS,
+    PRE_01_CONFIG,
     REFERENCES,
     RESCORE,
     RESCORE_PLAN,
@@ -127,12 +127,8 @@ class GPSearch:
 
     def _check_run_dir(self) -> None:
         """The directory must hold this spec (or nothing yet); the options are recorded."""
-        if (self.run_dir / LEGACY_CONFIG).exists() and not (self.run_dir / SPEC).exists():
-            raise RunDirError(
-                f"{self.run_dir} was written by an older ngl ({LEGACY_CONFIG}, before specs and "
-                "run options were separated): it can be loaded (ngl.load) but not continued; "
-                "start a new run directory, e.g. ngl.search(ngl.load(run_dir).spec)")
-        if (self.run_dir / SPEC).exists():
+        # a folder of ngl before 0.1 (config.json) is refused by read_run_files in one line
+        if (self.run_dir / SPEC).exists() or (self.run_dir / PRE_01_CONFIG).exists():
             saved = read_run_files(self.run_dir).spec
             if saved != self.spec:
                 raise RunDirError(
@@ -540,10 +536,5 @@ def resume(run_dir: str | os.PathLike, options: RunOptions | None = None,
            callback: Callable[[dict, GPSearch], None] | None = None) -> SearchResult:
     """Continue the search saved in ``run_dir`` (with its last options unless given)."""
     files = read_run_files(Path(run_dir))
-    if files.legacy:
-        raise RunDirError(
-            f"{run_dir} was written by an older ngl ({LEGACY_CONFIG}, before specs and run "
-            "options were separated): it can be loaded (ngl.load) but not continued; start a "
-            "new run directory, e.g. ngl.search(ngl.load(run_dir).spec)")
     return run_search(files.spec, run_dir, options or files.options, executor=executor,
                       progress=progress, callback=callback)

@@ -90,7 +90,7 @@ class SearchRunner(InBackground):
                              f"<br><code>{self.run_dir}</code>")
 
     def _show_existing(self) -> None:
-        if (self.run_dir / "spec.json").exists() or (self.run_dir / "config.json").exists():
+        if (self.run_dir / "spec.json").exists():
             try:
                 res = load_result(self.run_dir)
             except (OSError, ValueError) as exc:

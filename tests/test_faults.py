@@ -394,13 +394,13 @@ def test_gp_seed_does_not_change_the_data(monkeypatch):
     import ngl.gp.worker as search
 
     seen = []
-    real = search._load_data.__wrapped__
+    real = search.load_search_data.__wrapped__
 
     def spy(dataset, root, n_train, n_val, seed, device):
         seen.append(seed)
         return real(dataset, root, n_train, n_val, seed, device)
 
-    monkeypatch.setattr(search, "_load_data", spy)
+    monkeypatch.setattr(search, "load_search_data", spy)
     for gp_seed in (0, 5):
         search.evaluate_chunk(tiny(seed=gp_seed, data_seed=11).to_dict(), RunOptions().to_dict(),
                               ["y_pred"])

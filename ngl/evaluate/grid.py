@@ -44,9 +44,9 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from tqdm.auto import tqdm
 
 from ngl.data import load_cached
-from ngl.io.config import STRICT, ConfigMixin, check_device
+from ngl.io.config import STRICT, ConfigMixin, OneOrMany, check_device
 from ngl.io.records import append_rows, exclusive_lock, read_rows
-from ngl.losses import build_loss_spec, loss_spec_label, normalise_loss_spec
+from ngl.losses import build_loss_spec, loss_spec_label, loss_specs_field
 from ngl.models import build_model
 from ngl.train import TrainConfig, train_model
 
@@ -57,24 +57,8 @@ DONE_STATUSES = ("ok", "nonfinite")
 
 
 # the loss-spec rules are shared with a search's references (ngl.gp sits below this layer)
-_normalise_loss = normalise_loss_spec
 loss_label = loss_spec_label
 build_loss = build_loss_spec
-
-
-def _names(value: Any) -> Any:
-    """One name where a tuple of names is expected is that name alone; a list is a tuple."""
-    if isinstance(value, str | int) and not isinstance(value, bool):
-        return (value,)
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _loss_specs(value: Any) -> Any:
-    if isinstance(value, str | Mapping):
-        value = (value,)
-    if isinstance(value, list | tuple):
-        return tuple(_normalise_loss(s) for s in value)
-    return value
 
 
 def _model_kwargs(value: Any) -> Any:
@@ -98,10 +82,10 @@ class GridConfig(ConfigMixin):
     (a fidelity calibration chooses a proxy without looking at the numbers a finding reports).
     """
 
-    datasets: Annotated[tuple[str, ...], BeforeValidator(_names)] = ("digits",)
-    models: Annotated[tuple[str, ...], BeforeValidator(_names)] = ("dense_cnn",)
-    losses: Annotated[tuple[str | dict[str, Any], ...], BeforeValidator(_loss_specs)] = ("ce", "ngl")
-    seeds: Annotated[tuple[Annotated[int, Field(ge=0)], ...], BeforeValidator(_names)] = (0, 1, 2)
+    datasets: Annotated[tuple[str, ...], OneOrMany] = ("digits",)
+    models: Annotated[tuple[str, ...], OneOrMany] = ("dense_cnn",)
+    losses: Annotated[tuple[str | dict[str, Any], ...], loss_specs_field("losses")] = ("ce", "ngl")
+    seeds: Annotated[tuple[Annotated[int, Field(ge=0)], ...], OneOrMany] = (0, 1, 2)
     train: TrainConfig = field(default_factory=TrainConfig)
     n_train: Annotated[int, Field(ge=1)] | None = None
     n_val: Annotated[int, Field(ge=1)] | None = None

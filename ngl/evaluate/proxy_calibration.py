@@ -63,7 +63,7 @@ from ngl.gp.result import load_result
 from ngl.gp.sampling import sample_expressions
 from ngl.gp.sanity import check_candidate, make_probe
 from ngl.gp.spec import SearchSpec, primitive_set_from
-from ngl.io.config import STRICT, ConfigError, ConfigMixin, check_device
+from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin, check_device
 from ngl.io.paths import runs_dir
 from ngl.io.records import (
     append_rows,
@@ -73,7 +73,7 @@ from ngl.io.records import (
     write_json_atomic,
     write_text_atomic,
 )
-from ngl.losses import display_name, normalise_loss_spec
+from ngl.losses import display_name, loss_specs_field
 from ngl.models import available_models, build_model
 from ngl.train import TrainConfig
 
@@ -90,14 +90,6 @@ PLAIN_LOSSES: dict[str, str] = {
     "absolute error": "sqrt((y_pred - y_real)*(y_pred - y_real))",  # sqrt is sqrt|x|
 }
 """Plain expression losses on probabilities (Brier-like and L1), name -> expression text."""
-
-
-def _loss_specs(value: Any) -> Any:
-    """One spec or a list of them, each as ``ngl.losses.normalise_loss_spec`` makes it."""
-    if isinstance(value, str | dict):
-        value = (value,)
-    return tuple(normalise_loss_spec(v) for v in value) if isinstance(value, list | tuple) \
-        else value
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
@@ -176,7 +168,7 @@ class CalibrationConfig(ConfigMixin):
     data_seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     references: Annotated[tuple[str | dict[str, Any], ...],
-                          BeforeValidator(_loss_specs)] = PANEL_REFERENCES
+                          loss_specs_field("references")] = PANEL_REFERENCES
     plain_losses: bool = True
     random_trees: Annotated[int, Field(ge=0)] = 6
     primitive_set: Annotated[PrimitiveSet, PlainValidator(primitive_set_from),
@@ -190,7 +182,7 @@ class CalibrationConfig(ConfigMixin):
     target_model: str = "dense_cnn"
     target_train: TrainConfig = field(default_factory=lambda: DEFAULT_TRAIN)
     target_seeds: Annotated[tuple[Annotated[int, Field(ge=0)], ...],
-                            BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)] = (0, 1)
+                            AsTuple] = (0, 1)
     rho_min: Annotated[float, Field(ge=-1, le=1)] = 0.8
     rho_low_min: Annotated[float, Field(ge=-1, le=1)] = 0.5
     bootstrap_resamples: Annotated[int, Field(ge=100, le=100_000)] = 2000

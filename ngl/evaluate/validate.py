@@ -38,8 +38,6 @@ from statsmodels.stats.multitest import multipletests
 from ngl.data import available_datasets
 from ngl.evaluate.grid import (
     GridConfig,
-    _loss_specs,
-    _names,
     grid_cells,
     load_results,
     loss_label,
@@ -51,9 +49,10 @@ from ngl.evaluate.summary import summarise
 from ngl.evaluate.tables import LOSS_NAMES, latex_escape
 from ngl.gp.expression import LossExpression
 from ngl.gp.result import SearchResult, load_result
-from ngl.io.config import STRICT, ConfigError, ConfigMixin, check_device
+from ngl.io.config import STRICT, ConfigError, ConfigMixin, OneOrMany, check_device
 from ngl.io.paths import runs_dir
 from ngl.io.records import exclusive_lock, read_json, write_json_atomic, write_text_atomic
+from ngl.losses import loss_specs_field
 from ngl.models import available_models
 from ngl.train import TrainConfig
 
@@ -68,7 +67,7 @@ DEFAULT_TRAIN = TrainConfig(epochs=4, batch_size=128, lr=1e-3, optimizer="adam",
 DEFAULT_REFERENCES: tuple[str | dict[str, Any], ...] = (
     "ce", "ngl", {"name": "focal", "gamma": 2.0}, "label_smoothing")
 
-_SEEDS = Annotated[tuple[Annotated[int, Field(ge=0)], ...], BeforeValidator(_names)]
+_SEEDS = Annotated[tuple[Annotated[int, Field(ge=0)], ...], OneOrMany]
 
 
 def _pairs(value: Any) -> Any:
@@ -103,7 +102,7 @@ class ValidateConfig(ConfigMixin):
 
     top_k: Annotated[int, Field(ge=1)] = 5
     references: Annotated[tuple[str | dict[str, Any], ...],
-                          BeforeValidator(_loss_specs)] = DEFAULT_REFERENCES
+                          loss_specs_field("references")] = DEFAULT_REFERENCES
     baseline: str = "ce"
     seeds: _SEEDS = (0, 1, 2, 3, 4)
     model: str = "dense_cnn"

@@ -97,6 +97,8 @@ from ngl.train.optim import build_optimizer
 
 __all__ = [
     "CPU_PASS_SIZE",
+    "PopulationPass",
+    "PopulationRun",
     "default_pass_size",
     "train_population",
 ]
@@ -230,7 +232,7 @@ def train_population(model_fn: Callable[[], nn.Module], losses: Sequence[LossFn]
                          "cuda_graph=False or schedule='constant'")
     if not losses:
         return []
-    run = _Run(model_fn, list(losses), data, budget, seed, device, method,
+    run = PopulationRun(model_fn, list(losses), data, budget, seed, device, method,
                cuda_graph=cuda_graph and device.type == "cuda", compile=compile)
     return run.train(max_population_per_pass or len(losses), halving, progress)
 
@@ -240,9 +242,10 @@ def _blocks(t: Tensor, pop: int) -> Tensor:
     return t.view(pop, -1)
 
 
-class _Run:
+class PopulationRun:
     """One call of `train_population`: the data, the batches, the shared initial network and
-    the dropout random stream, which every pass continues from where the last rung left it."""
+    the dropout random stream, which every pass continues from where the last rung left it.
+    Public (with `PopulationPass`) for benchmarks that time one pass step by step."""
 
     def __init__(self, model_fn: Callable[[], nn.Module], losses: list[LossFn], data: Any,
                  budget: TrainBudget, seed: int, device: torch.device, method: str,
@@ -265,7 +268,7 @@ class _Run:
         accs: list[list[float]] = [[] for _ in range(n)]
         ces: list[list[float]] = [[] for _ in range(n)]
         final: dict[int, tuple[bool, float, float, float, int]] = {}
-        passes = [_Pass(self, list(range(s, min(s + pass_size, n)))) for s in range(0, n, pass_size)]
+        passes = [PopulationPass(self, list(range(s, min(s + pass_size, n)))) for s in range(0, n, pass_size)]
         start = 0
         for k, stop in enumerate(stops):
             state = self.rng_state
@@ -315,10 +318,10 @@ def _rng_stream(state: list[Tensor] | None, seed: int, device: torch.device,
         out.append([torch.get_rng_state()] + ([torch.cuda.get_rng_state(device)] if cuda else []))
 
 
-class _Pass:
+class PopulationPass:
     """Candidates `ids` trained as one batched network with the masked step below."""
 
-    def __init__(self, run: _Run, ids: list[int]) -> None:
+    def __init__(self, run: PopulationRun, ids: list[int]) -> None:
         self.run, self.ids, self.pop = run, ids, len(ids)
         self.losses = [run.losses[i] for i in ids]
         self.engine: _Engine = (FoldedEngine(run.model, self.pop) if run.method == "folded"
@@ -420,15 +423,15 @@ class _Pass:
         return [(cid, *(c[i] for c in cols)) for i, cid in enumerate(self.ids)]
 
 
-def _regroup(run: _Run, passes: list[_Pass], keep: list[int], pass_size: int) -> list[_Pass]:
+def _regroup(run: PopulationRun, passes: list[PopulationPass], keep: list[int], pass_size: int) -> list[PopulationPass]:
     """New, smaller passes holding only the candidates `keep`: their slices of every stacked
     parameter, running statistic and optimizer state, gathered out of the old passes."""
     where = {cid: (ps, i) for ps in passes for i, cid in enumerate(ps.ids)}
     out = []
     for s in range(0, len(keep), pass_size):
         ids = keep[s:s + pass_size]
-        new = _Pass(run, ids)
-        parts: list[tuple[_Pass, Tensor]] = []
+        new = PopulationPass(run, ids)
+        parts: list[tuple[PopulationPass, Tensor]] = []
         for ps in passes:
             local = [where[c][1] for c in ids if where[c][0] is ps]
             if local:

@@ -62,7 +62,7 @@ from ngl.gp.rundir import (
 )
 from ngl.gp.sanity import check_candidate, make_probe
 from ngl.gp.spec import RunOptions, SearchSpec
-from ngl.gp.worker import _load_data, evaluate_chunk, evaluate_losses
+from ngl.gp.worker import evaluate_chunk, evaluate_losses, load_search_data
 from ngl.io.config import ConfigError, require_available
 from ngl.io.paths import search_run_dir
 from ngl.io.records import append_rows, write_json_atomic
@@ -399,7 +399,7 @@ class GPSearch:
         # the data must load as asked (folder, subset sizes) before a run directory exists
         spec = self.spec
         try:
-            _load_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
+            load_search_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
                        spec.data_seed, "cpu")
         except ValueError as exc:  # e.g. n_train larger than the split: the spec cannot run
             raise ConfigError(f"{spec.dataset}: {exc}") from None
@@ -411,7 +411,7 @@ class GPSearch:
         spec = self.spec
         self._check_run_dir()
         # the number of classes fixes the probe batch of the sanity filter
-        num_classes = _load_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
+        num_classes = load_search_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
                                  spec.data_seed, "cpu").num_classes
         self.probe = make_probe(num_classes, n=spec.probe_size)
         ckpt_path = self.run_dir / CHECKPOINT

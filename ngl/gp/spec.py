@@ -13,7 +13,7 @@ from dataclasses import field
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BeforeValidator, Field, PlainSerializer, PlainValidator
+from pydantic import Field, PlainSerializer, PlainValidator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from ngl.data import available_datasets
@@ -22,7 +22,7 @@ from ngl.gp.expression import LossExpression
 from ngl.gp.parse import MAX_DEPTH, MAX_SIZE
 from ngl.gp.primitives import PrimitiveSet, preset
 from ngl.io.config import STRICT, AsTuple, ConfigMixin, check_device
-from ngl.losses.registry import build_loss_spec, loss_spec_label, normalise_loss_spec
+from ngl.losses.registry import build_loss_spec, loss_spec_label, loss_specs_field
 from ngl.models import available_models
 
 __all__ = ["SearchSpec", "RunOptions", "primitive_set_from", "SPEC_FIELDS", "OPTION_FIELDS"]
@@ -38,20 +38,6 @@ def primitive_set_from(value: Any) -> PrimitiveSet:
         return PrimitiveSet.from_dict(value)
     raise ValueError(f"expected a PrimitiveSet, a preset name or its dict, got {value!r}")
 
-
-def _loss_specs(value: Any) -> Any:
-    """One loss spec alone is a tuple of one; a list is a tuple; dicts get sorted keys."""
-    if isinstance(value, str | dict):
-        value = (value,)
-    if isinstance(value, list | tuple):
-        out = []
-        for i, spec in enumerate(value):
-            try:
-                out.append(normalise_loss_spec(spec))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"references[{i}]: {exc}") from None
-        return tuple(out)
-    return value
 
 
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -131,7 +117,7 @@ class SearchSpec(ConfigMixin):
     equivalence: Literal["value_and_gradient", "gradient", "none"] = "value_and_gradient"
     # losses trained beside the search (never in it), and the top k retrained with other seeds
     references: Annotated[tuple[str | dict[str, Any], ...],
-                          BeforeValidator(_loss_specs)] = ("ce",)
+                          loss_specs_field("references")] = ("ce",)
     rescore: Annotated[int, Field(ge=0)] = 3
     rescore_seeds: Annotated[int, Field(ge=1)] = 2
 

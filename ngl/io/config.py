@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import torch
 from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
-__all__ = ["STRICT", "AsTuple", "ConfigError", "ConfigMixin", "describe_error", "load_config_file",
+__all__ = ["STRICT", "AsTuple", "OneOrMany", "ConfigError", "ConfigMixin", "describe_error", "load_config_file",
            "check_device"]
 
 #: pydantic settings shared by every config class.
@@ -44,6 +44,17 @@ def _as_tuple(value: Any) -> Any:
 
 #: ``Annotated[tuple[...], AsTuple]``: a tuple field that also takes a list.
 AsTuple = BeforeValidator(_as_tuple)
+
+
+def _one_or_many(value: Any) -> Any:
+    """One name or number where a tuple of them is expected is that one alone."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return (value,)
+    return _as_tuple(value)
+
+
+#: ``Annotated[tuple[...], OneOrMany]``: a tuple field that also takes a list or one item.
+OneOrMany = BeforeValidator(_one_or_many)
 
 
 @functools.cache

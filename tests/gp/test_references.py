@@ -312,7 +312,7 @@ def test_findings_search_loads_and_resumes_with_its_key(tmp_path, monkeypatch):
     assert res.hall_of_fame()["delta_ce"].isna().all() and res.references.empty
     # resume: fashion_mnist is not on this machine and nothing needs training; the GP is
     # replayed from the history (no checkpoint there), which checks every recorded candidate
-    monkeypatch.setattr(search_module, "_load_data",
+    monkeypatch.setattr(search_module, "load_search_data",
                         lambda *a, **k: types.SimpleNamespace(num_classes=10))
 
     def no_training(*a, **k):

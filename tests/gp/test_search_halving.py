@@ -91,7 +91,7 @@ def test_hall_of_fame_puts_candidates_that_reached_the_end_first(straight):
 def test_resume_after_a_kill_in_the_middle_of_a_rung_is_exact(straight, tmp_path, monkeypatch):
     """Interrupted while the second chunk of generation 1 trains its second rung: the chunk
     is the unit of resume, so it is retrained and the run ends as the uninterrupted one."""
-    real = population._Pass.train
+    real = population.PopulationPass.train
     calls = {"n": 0}
     stop_at = None
 
@@ -107,7 +107,7 @@ def test_resume_after_a_kill_in_the_middle_of_a_rung_is_exact(straight, tmp_path
     chunks0 = -(-int((trained["generation"] == 0).sum()) // 3)
     assert (trained["generation"] == 1).sum() > 0
     stop_at = 2 * chunks0 + 2  # generation 1, first chunk, its second rung
-    monkeypatch.setattr(population._Pass, "train", spy)
+    monkeypatch.setattr(population.PopulationPass, "train", spy)
     run_dir = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         run_search(spec(), run_dir, RunOptions(chunk_size=3), progress=False)
@@ -115,7 +115,7 @@ def test_resume_after_a_kill_in_the_middle_of_a_rung_is_exact(straight, tmp_path
     assert calls["n"] == stop_at
     assert not any(r["generation"] == 1 and r["status"] == "ok" and not r["cache_hit"]
                    for r in partial)
-    monkeypatch.setattr(population._Pass, "train", real)
+    monkeypatch.setattr(population.PopulationPass, "train", real)
     resumed = resume(run_dir, progress=False)
     assert resumed.complete
     pd.testing.assert_frame_equal(resumed.history[COLS], straight.history[COLS])

@@ -25,7 +25,7 @@ import pandas as pd
 from ngl.evaluate import GridConfig, run_grid
 from ngl.gp import GPSearch, RunOptions, SearchResult, SearchSpec, load_result
 from ngl.gp import resume as _resume
-from ngl.io.paths import runs_dir
+from ngl.io.paths import folder_of, runs_dir
 
 __all__ = ["search", "resume", "load", "grid"]
 
@@ -106,5 +106,5 @@ def grid(config: GridConfig, results_path: str | os.PathLike | None = None, *,
     """Train every cell of ``config`` not yet in ``results_path`` (default
     ``runs/grid/<config.key>/results.jsonl``) and return the grid's rows."""
     path = Path(results_path) if results_path is not None else \
-        runs_dir() / "grid" / config.key / "results.jsonl"
+        folder_of(runs_dir() / "grid", config) / "results.jsonl"
     return run_grid(config, path, executor=executor, progress=progress, callback=callback)

@@ -562,6 +562,65 @@ def test_grid_sigkill_then_rerun_matches_uninterrupted(grid_reference, tmp_path)
     assert load_results(path, grid_config())["status"].eq("ok").all()
 
 
+def test_a_grid_moved_to_another_device_resumes_in_its_folder(grid_reference, tmp_path,
+                                                              monkeypatch):
+    """Device and data folder say how a grid runs, not what it computes: they stay out of its
+    key, so the default folder is the same and the finished cells are not trained again."""
+    import dataclasses
+
+    monkeypatch.setenv("NGL_RUNS_DIR", str(tmp_path / "runs"))
+    on_cpu = grid_config()
+    moved = dataclasses.replace(on_cpu, device="auto")
+    assert moved.key == on_cpu.key and moved != on_cpu
+    assert dataclasses.replace(on_cpu, data_root="/elsewhere").key == on_cpu.key
+    path = tmp_path / "runs" / "grid" / on_cpu.key / "results.jsonl"
+    ngl.grid(on_cpu, progress=False)
+    rows = read_rows(path)
+    path.unlink()
+    append_rows(path, rows[:2])  # interrupted after two of four cells
+    out = ngl.grid(moved, progress=False)
+    assert len(read_rows(path)) == 4  # the two missing cells, nothing twice
+    pd.testing.assert_frame_equal(out[RESULT_COLS].sort_values("cell_key"), grid_reference)
+    # a folder of ngl 0.1, named by the key with the run options in it, is found by the same
+    # config (with those options) and goes on there
+    old = tmp_path / "runs" / "grid" / on_cpu.key_with_run_options
+    assert old != path.parent
+    path.parent.rename(old)
+    before = (old / "results.jsonl").read_bytes()
+    ngl.grid(on_cpu, progress=False)
+    assert (old / "results.jsonl").read_bytes() == before and not path.parent.exists()
+
+
+def test_a_validation_moved_to_another_device_resumes_in_its_folder(straight, tmp_path,
+                                                                    monkeypatch):
+    import dataclasses
+
+    from ngl.evaluate import ValidateConfig, validate, validation_dir
+
+    _cfg, src, _reference = straight
+    monkeypatch.setenv("NGL_RUNS_DIR", str(tmp_path / "runs"))
+    on_cpu = ValidateConfig(top_k=1, references=("ce",), seeds=(0, 1), model="small_cnn",
+                            train=TrainConfig(epochs=1, batch_size=32, max_steps_per_epoch=2),
+                            transfer=(), fidelity_top=0, fidelity_sample=0, device="cpu",
+                            bootstrap_resamples=200)
+    moved = dataclasses.replace(on_cpu, device="auto")
+    result = ngl.load(src)
+    assert validation_dir(result, moved) == validation_dir(result, on_cpu)
+    first = validate(src, on_cpu, progress=False)
+    rows = read_rows(first.out_dir / "results.jsonl")
+    assert len(rows) == 4  # the found loss and CE, two seeds
+    (first.out_dir / "results.jsonl").unlink()
+    append_rows(first.out_dir / "results.jsonl", rows[:3])  # interrupted before the last cell
+    again = validate(src, moved, progress=False)  # not refused as "another configuration"
+    assert again.out_dir == first.out_dir and again.complete
+    after = read_rows(first.out_dir / "results.jsonl")
+    assert len(after) == 4 and after[:3] == rows[:3]
+    pd.testing.assert_frame_equal(again.table, first.table)
+    # what decides the result still refuses: another seed list is another validation
+    with pytest.raises(ConfigError, match="another configuration"):
+        validate(src, dataclasses.replace(on_cpu, seeds=(0, 2)), first.out_dir, progress=False)
+
+
 @pytest.mark.parametrize(("flags", "pattern"), [
     (["--device", "tpu"], "device='tpu'"),
     (["--chunk-size", "0"], "chunk_size = 0"),

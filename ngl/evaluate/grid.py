@@ -99,6 +99,8 @@ class GridConfig(ConfigMixin):
     # False: the test split is never evaluated (a calibration chooses on validation data only)
     score_test: bool = True
 
+    RUN_OPTIONS = ("device", "data_root")  # how it runs: not in the key (cells never had them)
+
     def __post_init__(self) -> None:
         for name in ("datasets", "models", "seeds", "losses"):
             if not getattr(self, name):
@@ -113,14 +115,10 @@ class GridConfig(ConfigMixin):
     def __hash__(self) -> int:  # dict loss specs are not hashable: hash the canonical JSON
         return hash(self.key)
 
-    @property
-    def key(self) -> str:
-        """As for every config, but a grid that scores the test split (``score_test=True``, as
-        every grid before the field existed) keeps the key, and so the folder, it had."""
-        d = self.to_dict()
-        if d.get("score_test") is True:
-            del d["score_test"]
-        return hashlib.sha256(json.dumps(d, sort_keys=True, allow_nan=False).encode()).hexdigest()[:12]
+    def _keyed(self, d: dict) -> dict:
+        """A grid that scores the test split (``score_test=True``, as every grid before the
+        field existed) keeps the key it would have had without the field."""
+        return {k: v for k, v in d.items() if not (k == "score_test" and v is True)}
 
     @property
     def n_cells(self) -> int:

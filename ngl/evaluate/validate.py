@@ -50,7 +50,7 @@ from ngl.evaluate.tables import LOSS_NAMES, latex_escape
 from ngl.gp.expression import LossExpression
 from ngl.gp.result import SearchResult, load_result
 from ngl.io.config import STRICT, ConfigError, ConfigMixin, OneOrMany, check_device
-from ngl.io.paths import runs_dir
+from ngl.io.paths import folder_of, runs_dir
 from ngl.io.records import exclusive_lock, read_json, write_json_atomic, write_text_atomic
 from ngl.losses import loss_specs_field
 from ngl.models import available_models
@@ -122,6 +122,8 @@ class ValidateConfig(ConfigMixin):
     data_root: str | None = None
     device: str = "auto"
 
+    RUN_OPTIONS = ("device", "data_root")  # how it runs: not in the key nor in "the same config"
+
     def __post_init__(self) -> None:
         if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={list(self.seeds)}: expected at least 2 distinct seeds "
@@ -144,7 +146,7 @@ class ValidateConfig(ConfigMixin):
 
 def validation_dir(result: SearchResult, config: ValidateConfig) -> Path:
     """Default output folder: ``runs/validate/<search key>/<config key>``."""
-    return runs_dir() / "validate" / result.spec.key / config.key
+    return folder_of(runs_dir() / "validate" / result.spec.key, config)
 
 
 # -- which losses --------------------------------------------------------------------------------
@@ -469,7 +471,9 @@ def _read_plan(out_dir: Path, config: ValidateConfig) -> dict | None:
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a validation plan ({exc}); move it aside to start "
                           "over") from None
-    if plan["config"] != config.to_dict():
+    # device and data folder are how it runs: a validation moved to a GPU resumes here
+    saved = {k: v for k, v in plan["config"].items() if k not in ValidateConfig.RUN_OPTIONS}
+    if saved != config.identity():
         raise ConfigError(f"{path}: this folder validates another configuration; use its "
                           "config or another --out folder")
     return plan

@@ -91,6 +91,17 @@ def describe_error(exc: BaseException, prefix: str = "") -> str:
 class ConfigMixin:
     """``to_dict``/``from_dict``/``to_json``/``from_json``/``key`` for a pydantic config dataclass."""
 
+    #: Fields that say how a job runs, not what it computes (a device, a data folder): left out
+    #: of ``key`` and ``identity()``, so a job moved to another device resumes in its folder.
+    RUN_OPTIONS: tuple[str, ...] = ()
+
+    def identity(self) -> dict:
+        """``to_dict()`` without the run options: what decides the result."""
+        d = self.to_dict()
+        for k in self.RUN_OPTIONS:
+            d.pop(k, None)
+        return d
+
     def to_dict(self) -> dict:
         return _adapter(type(self)).dump_python(self, mode="json")
 
@@ -112,10 +123,21 @@ class ConfigMixin:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
 
+    def _keyed(self, d: dict) -> dict:
+        """What of ``d`` the key hashes (a config whose newer fields keep old keys drops them)."""
+        return d
+
     @property
     def key(self) -> str:
         """Stable hash of the configuration (names run directories and grid cells)."""
-        text = json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+        text = json.dumps(self._keyed(self.identity()), sort_keys=True, allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def key_with_run_options(self) -> str:
+        """The key as ngl 0.1 computed it, run options included: the name of folders written
+        before they left the key (found by :func:`ngl.io.paths.folder_of`)."""
+        text = json.dumps(self._keyed(self.to_dict()), sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -21,11 +21,12 @@ from ngl.fitness import SuccessiveHalving, TrainBudget
 from ngl.gp.expression import LossExpression
 from ngl.gp.parse import MAX_DEPTH, MAX_SIZE
 from ngl.gp.primitives import PrimitiveSet, preset
-from ngl.io.config import STRICT, AsTuple, ConfigMixin, check_device
+from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin, check_device
 from ngl.losses.registry import build_loss_spec, loss_spec_label, loss_specs_field
 from ngl.models import available_models
 
-__all__ = ["SearchSpec", "RunOptions", "primitive_set_from", "SPEC_FIELDS", "OPTION_FIELDS"]
+__all__ = ["SearchSpec", "RunOptions", "primitive_set_from", "SPEC_FIELDS", "OPTION_FIELDS",
+           "OPTION_HELP"]
 
 
 def primitive_set_from(value: Any) -> PrimitiveSet:
@@ -220,6 +221,27 @@ class RunOptions(ConfigMixin):
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    def replaced(self, **given: Any) -> RunOptions:
+        """These options with the ``given`` ones (``None``: keep this one) replaced, validated
+        as a whole; an unknown name is refused in one line that lists the options."""
+        unknown = sorted(set(given) - set(OPTION_FIELDS))
+        if unknown:
+            raise ConfigError(f"run option(s) {unknown}: expected one of {list(OPTION_FIELDS)}")
+        given = {k: v for k, v in given.items() if v is not None}
+        return RunOptions.from_dict({**self.to_dict(), **given}) if given else self
+
 
 SPEC_FIELDS = tuple(SearchSpec.__dataclass_fields__)
 OPTION_FIELDS = tuple(RunOptions.__dataclass_fields__)
+
+OPTION_HELP: dict[str, str] = {
+    "device": "auto, cpu, cuda or cuda:N",
+    "chunk_size": "candidates per worker task (the unit of resume)",
+    "cuda_graph": "replay each training step as a CUDA graph (CUDA only)",
+    "compile": "torch.compile the batched network that trains a chunk's candidates (off by "
+               "default; about 30 s to compile on a CPU, so only for long searches; not with "
+               "cuda_graph)",
+    "data_root": "folder holding the dataset's files",
+    "hall_of_fame_size": "entries of the hall of fame shown and kept by ngl.load",
+}
+"""One line per `RunOptions` field: the command line's ``--help`` (one flag per field)."""

@@ -19,6 +19,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import Tensor
 
 from ngl.io.config import STRICT, ConfigMixin
+from ngl.train.optim import TrainSettings
 
 __all__ = ["LossFn", "TrainBudget", "SuccessiveHalving", "FitnessResult", "make_result"]
 
@@ -27,7 +28,7 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
-class TrainBudget(ConfigMixin):
+class TrainBudget(TrainSettings):
     """How one candidate is trained: the same budget for every candidate of a search.
 
     ``optimizer="sgd"`` uses ``momentum`` and, only when asked, ``nesterov`` (the same
@@ -40,13 +41,6 @@ class TrainBudget(ConfigMixin):
     """
 
     steps: Annotated[int, Field(ge=0)] = 200
-    batch_size: Annotated[int, Field(ge=1)] = 128
-    lr: Annotated[float, Field(gt=0)] = 1e-3
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    nesterov: bool = False
-    eval_batch_size: Annotated[int, Field(ge=1)] = 1024
     schedule: Literal["constant", "cosine"] = "constant"
 
     def lr_at(self, step: int) -> float:
@@ -55,10 +49,6 @@ class TrainBudget(ConfigMixin):
             return self.lr
         return self.lr * (1 + math.cos(math.pi * step / self.steps)) / 2
 
-    def __post_init__(self) -> None:
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
-            raise ValueError(f"TrainBudget.nesterov=True needs optimizer='sgd' with momentum > 0, "
-                             f"got optimizer={self.optimizer!r}, momentum={self.momentum}")
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)

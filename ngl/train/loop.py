@@ -45,15 +45,15 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ngl.io.config import STRICT, ConfigMixin
+from ngl.io.config import STRICT
 from ngl.io.records import atomic_write
-from ngl.train.optim import all_finite, optimizer_from_config
+from ngl.train.optim import TrainSettings, all_finite, optimizer_from_config
 
 __all__ = ["TrainConfig", "train_model", "evaluate", "augment_batch", "zoom_shift"]
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
-class TrainConfig(ConfigMixin):
+class TrainConfig(TrainSettings):
     """Everything that defines how one downstream run trains (hashable, JSON round-trips).
 
     ``random_crop`` is the zero padding (in pixels) of a random crop back to the input size
@@ -67,30 +67,18 @@ class TrainConfig(ConfigMixin):
     ``optimizer="sgd"`` uses ``momentum`` and, only when asked, Nesterov momentum.
     """
 
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: Annotated[float, Field(gt=0)] = 1e-3
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    nesterov: bool = False
     schedule: Literal["none", "cosine", "plateau"] = "none"
     plateau_factor: Annotated[float, Field(gt=0, lt=1)] = 0.2
     plateau_patience: Annotated[int, Field(ge=0)] = 5
     min_lr: Annotated[float, Field(ge=0)] = 0.0
     epochs: Annotated[int, Field(ge=1)] = 10
-    batch_size: Annotated[int, Field(ge=1)] = 128
     random_crop: Annotated[int, Field(ge=0)] = 0
     hflip: bool = False
     zoom: Annotated[float, Field(ge=0, lt=1)] = 0.0
     shift: Annotated[float, Field(ge=0, lt=1)] = 0.0
     amp: bool = True
     eval_every: Annotated[int, Field(ge=1)] = 1
-    eval_batch_size: Annotated[int, Field(ge=1)] = 1024
     max_steps_per_epoch: Annotated[int, Field(ge=1)] | None = None
-
-    def __post_init__(self) -> None:
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
-            raise ValueError(f"TrainConfig.nesterov=True needs optimizer='sgd' with momentum > 0, "
-                             f"got optimizer={self.optimizer!r}, momentum={self.momentum}")
 
 
 # -- augmentation -------------------------------------------------------------------------------

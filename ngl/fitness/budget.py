@@ -51,6 +51,11 @@ class TrainBudget(TrainSettings):
 
 
 
+DEFAULT_BRACKET = 16
+"""`SuccessiveHalving.bracket` by default: the default ``chunk_size`` that bracketed halving
+before the bracket was a field (so such specs keep their keys)."""
+
+
 @pydantic_dataclass(frozen=True, config=STRICT)
 class SuccessiveHalving(ConfigMixin):
     """Successive halving inside a batched training call: stop most candidates early.
@@ -66,10 +71,17 @@ class SuccessiveHalving(ConfigMixin):
     Selection rule (the one successive halving itself uses): candidates are ranked by the
     rung they reached, then by their score there -- a candidate that reached a later rung
     beat, at every earlier rung, the ones that stopped there.
+
+    ``bracket`` is how many candidates compete in one halving (consecutive candidates of a
+    generation that are trained, the last bracket holding the rest). It is part of the spec,
+    not of how a search runs: a search hands one bracket to a worker at a time whatever its
+    ``chunk_size``, so the chunk size never changes which candidates survive. The default, 16,
+    is what the default chunk size gave before the bracket existed.
     """
 
     eta: Annotated[int, Field(ge=2)] = 3
     rungs: Annotated[int, Field(ge=2)] = 3
+    bracket: Annotated[int, Field(ge=2)] = DEFAULT_BRACKET
 
     def rung_steps(self, steps: int) -> tuple[int, ...]:
         """Steps trained at the end of each rung, e.g. (11, 33, 100) for 100 steps."""

@@ -23,6 +23,7 @@ cache or the history; both resume like the history (only missing rows are traine
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -129,16 +130,33 @@ class GPSearch:
         """The directory must hold this spec (or nothing yet); the options are recorded."""
         # a folder of ngl before 0.1 (config.json) is refused by read_run_files in one line
         if (self.run_dir / SPEC).exists() or (self.run_dir / PRE_01_CONFIG).exists():
-            saved = read_run_files(self.run_dir).spec
+            files = read_run_files(self.run_dir)
+            saved = files.spec
             if saved != self.spec:
                 raise RunDirError(
                     f"{self.run_dir} holds a search with another spec "
                     f"({config_diff(saved.to_dict(), self.spec.to_dict())}); "
                     "use another run directory, or resume this one (ngl.resume / python -m ngl "
                     "resume)")
+            self._check_bracket(files.options)
         else:
             write_json_atomic(self.run_dir / SPEC, self.spec.to_dict())
         write_json_atomic(self.run_dir / OPTIONS, self.options.to_dict())
+
+    def _check_bracket(self, saved: RunOptions) -> None:
+        """A halving search written before ``halving.bracket`` existed bracketed by its chunk
+        size; reading its spec gives bracket 16, which is right only if it ran with chunks of
+        16. Otherwise continuing it would mix two selection regimes: refused (loading works)."""
+        if self.spec.halving is None:
+            return
+        written = json.loads((self.run_dir / SPEC).read_text(encoding="utf-8")).get("halving")
+        if isinstance(written, dict) and "bracket" not in written \
+                and saved.chunk_size != self.spec.halving.bracket:
+            raise RunDirError(
+                f"{self.run_dir}: a halving search from before halving.bracket existed, run "
+                f"with chunk_size={saved.chunk_size}, so its brackets held {saved.chunk_size} "
+                f"candidates, not {self.spec.halving.bracket}; it loads (ngl.load) but cannot "
+                f"be continued; start again with halving.bracket={saved.chunk_size}")
 
     def request_stop(self) -> None:
         """Stop after the current chunk (the checkpoint keeps everything done so far)."""
@@ -246,9 +264,11 @@ class GPSearch:
             r["fitness"] = self._fitness(r)
         append_rows(self.history_path, fresh)
 
-        # one representative per fingerprint, in fixed chunks: a chunk is the unit of resume
+        # one representative per fingerprint, in fixed chunks: a chunk is the unit of resume;
+        # with halving a chunk is one bracket of the spec, so chunk_size cannot change survivors
         reps = [idx[0] for idx in to_train.values()]
-        chunks = [reps[k:k + self.options.chunk_size] for k in range(0, len(reps), self.options.chunk_size)]
+        size = self.spec.halving.bracket if self.spec.halving else self.options.chunk_size
+        chunks = [reps[k:k + size] for k in range(0, len(reps), size)]
         bar = tqdm(total=len(population), desc=f"generation {gen}", leave=False,
                    disable=not self.progress)
         bar.update(len(population) - sum(len(v) for v in to_train.values()))

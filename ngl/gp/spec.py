@@ -18,6 +18,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from ngl.data import available_datasets
 from ngl.fitness import SuccessiveHalving, TrainBudget
+from ngl.fitness.budget import DEFAULT_BRACKET
 from ngl.gp.expression import LossExpression
 from ngl.gp.parse import MAX_DEPTH, MAX_SIZE
 from ngl.gp.primitives import PrimitiveSet, preset
@@ -59,8 +60,8 @@ class SearchSpec(ConfigMixin):
     candidate (initial weights, batches); ``data_seed`` alone draws the search-train /
     search-validation split, so changing the GP seed never changes the data.
 
-    ``halving`` (a :class:`~ngl.fitness.SuccessiveHalving`) stops most candidates of a chunk
-    early: rungs at 1/eta^k of ``budget.steps``, the best ``ceil(n/eta)`` go on. Selection,
+    ``halving`` (a :class:`~ngl.fitness.SuccessiveHalving`) stops most candidates of each
+    ``halving.bracket`` early: rungs at 1/eta^k of ``budget.steps``, the best ``ceil(n/eta)`` go on. Selection,
     elitism and the hall of fame then rank a candidate by the rung it reached, then by its
     fitness there (the successive-halving rule), and a cache hit takes over the cached
     candidate's rung and score.
@@ -111,7 +112,8 @@ class SearchSpec(ConfigMixin):
     model: str = "dense_cnn"
     budget: TrainBudget = field(default_factory=lambda: TrainBudget(steps=100, batch_size=128,
                                                                     schedule="cosine"))
-    # successive halving inside each chunk (None: every candidate trains the whole budget)
+    # successive halving in brackets of halving.bracket candidates (None: every candidate
+    # trains the whole budget)
     halving: SuccessiveHalving | None = None
     # sanity filter and equivalence cache
     probe_size: Annotated[int, Field(ge=1)] = 64
@@ -167,7 +169,7 @@ class SearchSpec(ConfigMixin):
     def key(self) -> str:
         """As for every config, but a field added since the first release is left out while
         it has the value that means "off" (``halving=None``, ``references=()``, ``rescore=0``,
-        ``budget.schedule="constant"``), so older run directories keep their key and are still
+        ``budget.schedule="constant"``, ``halving.bracket=16``), so older run directories keep their key and are still
         found and continued."""
         text = json.dumps(self.key_dict(), sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -185,6 +187,8 @@ class SearchSpec(ConfigMixin):
                 del d[name]
         if d["budget"].get("schedule") == "constant":
             del d["budget"]["schedule"]
+        if isinstance(d.get("halving"), dict) and d["halving"].get("bracket") == DEFAULT_BRACKET:
+            del d["halving"]["bracket"]  # what every halving search used before the field
         return d
 
 
@@ -193,7 +197,8 @@ class RunOptions(ConfigMixin):
     """How a search runs; none of it changes which losses it finds.
 
     ``chunk_size`` is the number of candidates handed to one worker at once (the unit of
-    resume); ``cuda_graph`` replays each training step as a CUDA graph (CUDA only);
+    resume; with successive halving the spec's ``halving.bracket`` is the chunk instead, so
+    the chunk size cannot change which candidates survive); ``cuda_graph`` replays each training step as a CUDA graph (CUDA only);
     ``compile`` compiles the folded population network with ``torch.compile`` once per
     population size and worker process (it pays on long searches only: see the README);
     ``data_root`` is where the dataset's files are (``None``: the usual places).

@@ -227,7 +227,7 @@ def test_search_is_complete_only_once_rescoring_is_done(searched, tmp_path):
 
 
 def test_with_halving_only_entries_of_the_last_rung_are_rescored(tmp_path):
-    halving = SuccessiveHalving(eta=3, rungs=2)  # rungs at 3 and 9 steps
+    halving = SuccessiveHalving(eta=3, rungs=2, bracket=3)  # rungs at 3 and 9 steps
     spec = tiny(halving=halving, budget=TrainBudget(steps=9, batch_size=64, lr=3e-2),
                 population_size=6, generations=1, references=("ce",), rescore=3,
                 rescore_seeds=1)

@@ -26,7 +26,7 @@ not a non-finite run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
 
 import torch
@@ -37,7 +37,7 @@ from torch import Tensor
 from ngl.io.config import STRICT, ConfigMixin
 
 __all__ = ["OPTIMIZERS", "TrainSettings", "build_optimizer", "nesterov_problem",
-           "optimizer_from_config", "all_finite"]
+           "optimizer_from_config", "all_finite", "forward_backward", "apply_step"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -111,3 +111,31 @@ def all_finite(value: Tensor, tensors: Iterable[Tensor | None] = ()) -> Tensor:
         if t is not None:
             finite = finite & torch.isfinite(t).all()
     return finite
+
+
+def forward_backward(model: torch.nn.Module, loss: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+                     y: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                     amp: bool, params: Iterable[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """One step of a training loop up to the update, under the policy above: forward (fp16
+    autocast when ``amp``), the loss on float32 logits, zeroed and (scaled) backward. Returns
+    the loss value and :func:`all_finite` of it and of what the policy checks (the logit
+    gradient under AMP, else every parameter gradient, of ``params`` or the model's), as device
+    tensors: the loop decides when to sync, and a multi-GPU loop can agree across ranks first.
+    Apply the update with :func:`apply_step` only when it is finite."""
+    with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
+        out = model(x)
+    logits = out.float()
+    if amp and logits.requires_grad:
+        logits.retain_grad()  # the loss's own gradient, checked below
+    value = loss(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(value).backward()
+    checked = [logits.grad] if amp else [p.grad for p in (params if params is not None
+                                                         else model.parameters())]
+    return value, all_finite(value, checked)
+
+
+def apply_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """The update after a finite :func:`forward_backward` (the scaler skips an overflowed one)."""
+    scaler.step(optimizer)
+    scaler.update()

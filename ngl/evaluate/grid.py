@@ -44,7 +44,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from tqdm.auto import tqdm
 
 from ngl.data import load_cached
-from ngl.io.config import STRICT, ConfigMixin, OneOrMany, check_device
+from ngl.io.config import STRICT, ConfigMixin, OneOrMany, check_device, resolve_device
 from ngl.io.records import append_rows, exclusive_lock, read_rows
 from ngl.losses import build_loss_spec, loss_spec_label, loss_specs_field
 from ngl.models import build_model
@@ -125,9 +125,7 @@ class GridConfig(ConfigMixin):
         return len(self.datasets) * len(self.models) * len(self.losses) * len(self.seeds)
 
     def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device(self.device)
 
 
 def _cell_key(cell: Mapping) -> str:
@@ -174,9 +172,7 @@ def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = 
     sink a grid; such cells are retried when the grid is run again.
     """
     cell = dict(cell)
-    device = cell.get("device", "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(cell.get("device", "auto"))
     row = {k: cell[k] for k in ("cell_key", "dataset", "model", "loss", "loss_spec", "seed",
                                 "n_train", "n_val", "n_test", "data_seed", "head")}
     row["train"] = cell["train"]

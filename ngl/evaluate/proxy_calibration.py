@@ -63,7 +63,7 @@ from ngl.gp.result import load_result
 from ngl.gp.sampling import sample_expressions
 from ngl.gp.sanity import check_candidate, make_probe
 from ngl.gp.spec import SearchSpec, primitive_set_from
-from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin, check_device
+from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin, check_device, resolve_device
 from ngl.io.paths import runs_dir
 from ngl.io.records import (
     append_rows,
@@ -587,10 +587,7 @@ def calibrate(config: CalibrationConfig | None = None, out_dir: str | os.PathLik
         if not (out / "plan.json").exists():
             write_json_atomic(out / "plan.json", plan)
         panel = plan["panel"]
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device)
         bar = tqdm(total=len(panel) * len(config.proxies), desc="proxies", disable=not progress)
         try:
             stopped = False

@@ -12,7 +12,6 @@ import json
 from dataclasses import field
 from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import Field, PlainSerializer, PlainValidator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
@@ -22,7 +21,7 @@ from ngl.fitness.budget import DEFAULT_BRACKET
 from ngl.gp.expression import LossExpression
 from ngl.gp.parse import MAX_DEPTH, MAX_SIZE
 from ngl.gp.primitives import PrimitiveSet, preset
-from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin, check_device
+from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin, check_device, resolve_device
 from ngl.losses.registry import build_loss_spec, loss_spec_label, loss_specs_field
 from ngl.models import available_models
 
@@ -222,9 +221,7 @@ class RunOptions(ConfigMixin):
 
     def resolved_device(self) -> str:
         """``auto`` made concrete: CUDA when this machine has it, else CPU."""
-        if self.device != "auto":
-            return self.device
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device(self.device)
 
     def replaced(self, **given: Any) -> RunOptions:
         """These options with the ``given`` ones (``None``: keep this one) replaced, validated

@@ -25,7 +25,7 @@ import torch
 from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
 __all__ = ["STRICT", "AsTuple", "OneOrMany", "ConfigError", "ConfigMixin", "describe_error", "load_config_file",
-           "check_device"]
+           "check_device", "resolve_device", "require_available"]
 
 #: pydantic settings shared by every config class.
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True)
@@ -174,6 +174,14 @@ def check_device(device: str, where: str = "device") -> str:
     if device.startswith("cuda:") and device[5:].isascii() and device[5:].isdigit():
         return device
     raise ValueError(f"{where}={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` made concrete, in one place for every job: CUDA when this machine has it,
+    else CPU; any other device as it is."""
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def require_available(device: str) -> None:

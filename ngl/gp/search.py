@@ -27,14 +27,14 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ngl.gp.executors import InProcessExecutor
+from ngl.gp.executors import InProcessExecutor, results_in_order
 from ngl.gp.expression import LossExpression
 from ngl.gp.result import SearchResult, load_result, summarise_generations
 from ngl.gp.rundir import (
@@ -42,42 +42,33 @@ from ngl.gp.rundir import (
     HISTORY,
     OPTIONS,
     PRE_01_CONFIG,
-    REFERENCES,
-    RESCORE,
-    RESCORE_PLAN,
     SPEC,
     RunDirError,
     config_diff,
     history_rows,
-    planned_rescores,
     read_checkpoint,
     read_rescore_plan,
     read_run_files,
     reference_rows,
-    rescore_ident,
     rescore_rows,
-    rescore_seed,
     rng_from_json,
     rng_to_json,
     run_dir_lock,
 )
 from ngl.gp.sanity import check_candidate, make_probe
+from ngl.gp.side import SideTrainings
 from ngl.gp.spec import RunOptions, SearchSpec
-from ngl.gp.worker import evaluate_chunk, evaluate_losses, load_search_data
+from ngl.gp.variation import Variation
+from ngl.gp.worker import evaluate_chunk, load_search_data
 from ngl.io.config import ConfigError, require_available
 from ngl.io.paths import search_run_dir
 from ngl.io.records import append_rows, write_json_atomic
-from ngl.losses.registry import loss_spec_label
 
 __all__ = ["GPSearch", "run_search", "resume", "selection_scores"]
 
 RESULT_FIELDS = ("val_accuracy", "val_ce", "status", "final_train_loss", "steps_done", "rung",
                  "rung_accuracies", "rung_ces")
 """What a cache hit takes over from the row of the candidate that was trained."""
-
-SIDE_FIELDS = ("val_accuracy", "val_ce", "status", "steps_done", "train_time_s",
-               "final_train_loss", "split")
-"""What a reference's or a rescoring's row keeps of its training result."""
 
 RUNG_WEIGHT = 3.0
 """Fitness lies in [-1, 1] (accuracy minus parsimony; -1 for rejects), so adding 3 per rung
@@ -98,7 +89,7 @@ def selection_scores(rows: Sequence[dict], spec: SearchSpec) -> np.ndarray:
     return fitness + RUNG_WEIGHT * rung
 
 
-class GPSearch:
+class GPSearch(SideTrainings):
     """A resumable search of ``spec`` in ``run_dir`` (default ``runs/search/<spec key>``).
 
     ``options`` say how it runs (device, chunk size...; never part of the result);
@@ -118,6 +109,7 @@ class GPSearch:
         self.progress = progress
         self.callback = callback
         self.pset = spec.primitive_set
+        self.variation = Variation(spec)
         self._stop = False
         self.probe = None
 
@@ -162,70 +154,13 @@ class GPSearch:
         """Stop after the current chunk (the checkpoint keeps everything done so far)."""
         self._stop = True
 
-    # -- population helpers ------------------------------------------------------------------
+    # -- population (ngl.gp.variation) -----------------------------------------------------------
     def _initial_population(self, rng: np.random.RandomState) -> list[tuple[str, str, list[str]]]:
-        pop: list[tuple[str, str, list[str]]] = []
-        for text in self.spec.seed_expressions[: self.spec.population_size]:
-            pop.append((str(LossExpression.parse(text, self.pset)), "seed", []))
-        while len(pop) < self.spec.population_size:
-            prog = self.pset.random_program(rng, self.spec.init_depth)
-            expr = LossExpression.from_program(prog, self.pset)
-            pop.append((str(expr), "init", []))
-        return pop
-
-    def _programs(self, texts: Sequence[str]) -> list:
-        spec = self.spec
-        return [LossExpression.parse(t).to_program(self.pset, init_depth=spec.init_depth,
-                                                   p_point_replace=spec.p_point_replace)
-                for t in texts]
-
-    def _tournament(self, scores: np.ndarray, rng: np.random.RandomState) -> int:
-        contenders = rng.randint(0, len(scores), self.spec.tournament_size)
-        return int(contenders[np.argmax(scores[contenders])])
+        return self.variation.initial_population(rng)
 
     def _next_population(self, texts: list[str], scores: np.ndarray,
                          rng: np.random.RandomState) -> list[tuple[str, str, list[str]]]:
-        spec = self.spec
-        programs = self._programs(texts)
-        keys = [LossExpression.parse(t).key for t in texts]
-        new: list[tuple[str, str, list[str]]] = []
-        seen: set[str] = set()
-        for i in np.argsort(-scores, kind="stable"):
-            if len(new) >= spec.elitism:
-                break
-            if keys[i] not in seen and np.isfinite(scores[i]) and scores[i] > -1:
-                new.append((texts[i], "elite", [keys[i]]))
-                seen.add(keys[i])
-        cuts = np.cumsum([spec.p_crossover, spec.p_subtree_mutation, spec.p_hoist_mutation,
-                          spec.p_point_mutation])
-        while len(new) < spec.population_size:
-            parent = self._tournament(scores, rng)
-            prog = programs[parent]
-            parents = [keys[parent]]
-            method = rng.uniform()
-            if method < cuts[0]:
-                donor = self._tournament(scores, rng)
-                child, _, _ = prog.crossover(programs[donor].program, rng)
-                origin = "crossover"
-                parents.append(keys[donor])
-            elif method < cuts[1]:
-                child, _, _ = prog.subtree_mutation(rng)
-                origin = "subtree_mutation"
-            elif method < cuts[2]:
-                child, _ = prog.hoist_mutation(rng)
-                origin = "hoist_mutation"
-            elif method < cuts[3]:
-                child, _ = prog.point_mutation(rng)
-                origin = "point_mutation"
-            else:
-                child, origin = prog.reproduce(), "reproduction"
-            expr = LossExpression.from_program(child, self.pset)
-            if expr.depth > spec.max_depth or expr.size > spec.max_size:
-                # the child is discarded: what enters the population is a copy of the parent
-                expr, origin = LossExpression.from_program(prog, self.pset), "reproduction"
-                parents = [keys[parent]]
-            new.append((str(expr), origin, parents))
-        return new
+        return self.variation.next_population(texts, scores, rng)
 
     # -- evaluation ---------------------------------------------------------------------------
     def _evaluate_generation(self, gen: int, population: list[tuple[str, str, list[str]]],
@@ -305,98 +240,8 @@ class GPSearch:
                                     for texts in chunks], progress)
 
     def _run_tasks(self, tasks: list[tuple[Callable, tuple]], progress: Callable[[int], object]):
-        """Yield each task's results in order. In-process: one task at a time, so every finished
-        task reaches the disk before the next starts, and `progress` hears each candidate
-        finish; other executors get all at once."""
-        if isinstance(self.executor, InProcessExecutor):
-            for fn, args in tasks:
-                yield fn(*args, progress=progress)
-            return
-        futures = [self.executor.submit(fn, *args) for fn, args in tasks]
-        pending = {f: k for k, f in enumerate(futures)}
-        ready: dict[int, list[dict]] = {}
-        nxt = 0
-        for fut in as_completed(futures):
-            ready[pending[fut]] = fut.result()
-            while nxt in ready:  # hand results over in task order: the files stay ordered
-                yield ready.pop(nxt)
-                nxt += 1
-
-    # -- references and rescoring (beside the population, never in it) ----------------------
-    def _train_side(self, name: str, todo: list[dict], desc: str) -> None:
-        """Train the loss specs of ``todo`` (dicts with ``loss_spec``, ``seed`` and the row's
-        identity), chunk by chunk (same seed within a chunk), appending a row per loss to
-        ``name`` as each chunk finishes."""
-        if not todo:
-            return
-        spec_dict, options_dict = self.spec.to_dict(), self.options.to_dict()
-        size = self.options.chunk_size
-        chunks: list[list[dict]] = []
-        for seed in dict.fromkeys(t["seed"] for t in todo):  # in order of first appearance
-            mine = [t for t in todo if t["seed"] == seed]
-            chunks += [mine[k:k + size] for k in range(0, len(mine), size)]
-        tasks = [(evaluate_losses, (spec_dict, options_dict, [t["loss_spec"] for t in ch],
-                                    ch[0]["seed"])) for ch in chunks]
-        bar = tqdm(total=len(todo), desc=desc, leave=False, disable=not self.progress)
-        in_process = isinstance(self.executor, InProcessExecutor)
-        done = 0
-        for chunk, results in zip(chunks, self._run_tasks(tasks, bar.update), strict=False):
-            append_rows(self.run_dir / name,
-                        [{"run": self.spec.key, **t, **{k: res.get(k) for k in SIDE_FIELDS}}
-                         for t, res in zip(chunk, results, strict=True)])
-            done += len(chunk)
-            if not in_process:
-                bar.update(len(chunk))
-            if self._stop:
-                break
-        bar.close()
-        if done < len(todo):
-            raise KeyboardInterrupt("search stopped on request; resume continues from here")
-
-    def _train_references(self) -> None:
-        """Each reference the run directory lacks, with the search's own seed (once per search)."""
-        spec = self.spec
-        have = {r["loss"] for r in reference_rows(self.run_dir, spec)}
-        todo = [{"loss": loss_spec_label(r), "loss_spec": r, "seed": spec.seed}
-                for r in spec.references if loss_spec_label(r) not in have]
-        self._train_side(REFERENCES, todo, "references")
-
-    def _rescore_plan(self) -> dict:
-        """What is rescored, frozen in ``rescore_plan.json`` the first time it is chosen: the
-        hall of fame's top ``spec.rescore`` entries (the search's own ranking; with successive
-        halving, among those that reached the last rung), every reference, and the extra seeds
-        ``rescore_seed(spec.seed, j)`` for j = 1..rescore_seeds."""
-        spec = self.spec
-        plan = read_rescore_plan(self.run_dir, spec)
-        if plan is not None:
-            return plan
-        ranking = load_result(self.run_dir)._search_ranking()
-        if spec.halving is not None and len(ranking):
-            # only entries scored at the search's fidelity (the last rung): their own score is
-            # then one seed of the same measurement as the rescoring's
-            ranking = ranking[ranking["rung"] == spec.halving.rungs - 1]
-        top = ranking.head(spec.rescore)
-        plan = {
-            "run": spec.key, "rescore": spec.rescore,
-            "seeds": [rescore_seed(spec.seed, j) for j in range(1, spec.rescore_seeds + 1)],
-            "candidates": [{"key": r["key"], "expression": r["expression"],
-                            "fingerprint": r["fingerprint"],
-                            "val_accuracy": float(r["val_accuracy"]),
-                            "generation": int(r["generation"]), "size": int(r["size"])}
-                           for _, r in top.iterrows()],
-            "references": [{"loss": loss_spec_label(r), "loss_spec": r} for r in spec.references],
-        }
-        write_json_atomic(self.run_dir / RESCORE_PLAN, plan)
-        return plan
-
-    def _rescore(self) -> None:
-        """Retrain what the plan names with each extra seed; rows already there are kept."""
-        if self.spec.rescore == 0:
-            return
-        plan = self._rescore_plan()
-        have = {rescore_ident(r) for r in rescore_rows(self.run_dir, self.spec)}
-        todo = [t for t in planned_rescores(plan) if rescore_ident(t) not in have]
-        self._train_side(RESCORE, todo, "rescoring")
+        """Each task's results in task order (:func:`ngl.gp.executors.results_in_order`)."""
+        return results_in_order(self.executor, tasks, progress)
 
     def _fitness(self, row: dict) -> float:
         if row["status"] != "ok" or row.get("val_accuracy") is None:

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import ngl.gp.search as search_module
+import ngl.gp.side as side_module
 from ngl.__main__ import main
 from ngl.data import load_cached
 from ngl.fitness import SuccessiveHalving, TrainBudget, train_sequential
@@ -319,7 +320,7 @@ def test_findings_search_loads_and_resumes_with_its_key(tmp_path, monkeypatch):
         raise AssertionError("a finished old search trained something")
 
     monkeypatch.setattr(search_module, "evaluate_chunk", no_training)
-    monkeypatch.setattr(search_module, "evaluate_losses", no_training)
+    monkeypatch.setattr(side_module, "evaluate_losses", no_training)  # references, rescoring
     again = GPSearch(res.spec, run_dir, res.options, progress=False).run()
     assert again.complete and again.spec.key == rows[0]["run"]
     assert json.loads((run_dir / "checkpoint.json").read_text())["spec_key"] == rows[0]["run"]

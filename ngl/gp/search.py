@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -58,7 +58,7 @@ from ngl.gp.rundir import (
 from ngl.gp.sanity import check_candidate, make_probe
 from ngl.gp.side import SideTrainings
 from ngl.gp.spec import RunOptions, SearchSpec
-from ngl.gp.variation import Variation
+from ngl.gp.variation import Variation, selection_scores
 from ngl.gp.worker import evaluate_chunk, load_search_data
 from ngl.io.config import ConfigError, require_available
 from ngl.io.paths import search_run_dir
@@ -69,25 +69,6 @@ __all__ = ["GPSearch", "run_search", "resume", "selection_scores"]
 RESULT_FIELDS = ("val_accuracy", "val_ce", "status", "final_train_loss", "steps_done", "rung",
                  "rung_accuracies", "rung_ces")
 """What a cache hit takes over from the row of the candidate that was trained."""
-
-RUNG_WEIGHT = 3.0
-"""Fitness lies in [-1, 1] (accuracy minus parsimony; -1 for rejects), so adding 3 per rung
-reached orders candidates by rung first, then by fitness, in one float."""
-
-
-def selection_scores(rows: Sequence[dict], spec: SearchSpec) -> np.ndarray:
-    """What tournaments and elitism compare: the fitness, and with successive halving the rung
-    reached first (a candidate stopped early lost, at that rung, to every one that went on).
-
-    Without halving this is the fitness itself. A rejected candidate (no rung) counts as
-    stopped at the first rung; its fitness of -1 puts it last there.
-    """
-    fitness = np.array([r["fitness"] for r in rows], dtype=float)
-    if spec.halving is None:
-        return fitness
-    rung = np.array([r.get("rung") or 0 for r in rows], dtype=float)
-    return fitness + RUNG_WEIGHT * rung
-
 
 class GPSearch(SideTrainings):
     """A resumable search of ``spec`` in ``run_dir`` (default ``runs/search/<spec key>``).

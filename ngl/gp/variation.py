@@ -16,7 +16,25 @@ import numpy as np
 from ngl.gp.expression import LossExpression
 from ngl.gp.spec import SearchSpec
 
-__all__ = ["Variation"]
+__all__ = ["Variation", "selection_scores", "RUNG_WEIGHT"]
+
+RUNG_WEIGHT = 3.0
+"""Fitness lies in [-1, 1] (accuracy minus parsimony; -1 for rejects), so adding 3 per rung
+reached orders candidates by rung first, then by fitness, in one float."""
+
+
+def selection_scores(rows: Sequence[dict], spec: SearchSpec) -> np.ndarray:
+    """What tournaments and elitism compare: the fitness, and with successive halving the rung
+    reached first (a candidate stopped early lost, at that rung, to every one that went on).
+
+    Without halving this is the fitness itself. A rejected candidate (no rung) counts as
+    stopped at the first rung; its fitness of -1 puts it last there.
+    """
+    fitness = np.array([r["fitness"] for r in rows], dtype=float)
+    if spec.halving is None:
+        return fitness
+    rung = np.array([r.get("rung") or 0 for r in rows], dtype=float)
+    return fitness + RUNG_WEIGHT * rung
 
 
 class Variation:

@@ -1,5 +1,6 @@
-"""No module of ngl or benchmarks/ imports another ngl module's private name (``_x``): what is
-shared is public, so a rename inside one module cannot silently break another."""
+"""Structure rules: no module of ngl or benchmarks/ imports another ngl module's private name
+(``_x``: what is shared is public, so a rename inside one module cannot silently break
+another), and no module of ngl is over 400 lines."""
 
 from __future__ import annotations
 
@@ -32,3 +33,10 @@ def test_the_check_sees_a_private_import(tmp_path):
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_private_name_of_another_module_is_imported(path):
     assert _private_imports(path) == []
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if "ngl" in p.relative_to(ROOT).parts[:1]],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_of_ngl_is_over_400_lines(path):
+    # one job per module: a room past 400 lines is two rooms (issue 21)
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= 400

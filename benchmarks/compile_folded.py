@@ -29,7 +29,7 @@ import torch
 
 from ngl.data import load_cached
 from ngl.fitness import CPU_PASS_SIZE, TrainBudget
-from ngl.fitness.population import _Pass, _Run
+from ngl.fitness.population import PopulationPass, PopulationRun
 from ngl.gp.expression import LossExpression
 from ngl.losses import NGL_EXPRESSION
 from ngl.models import build_model
@@ -38,11 +38,11 @@ TEXTS = [NGL_EXPRESSION, "-y_real*log(y_pred)", "(y_pred - y_real)*(y_pred - y_r
          "-y_real*log(y_pred) - 0.1*log(y_pred)"]
 
 
-def timed_pass(run: _Run, ids: list[int], steps: int, compiled: bool) -> tuple[list, float, list]:
+def timed_pass(run: PopulationRun, ids: list[int], steps: int, compiled: bool) -> tuple[list, float, list]:
     """Build, train step by step and score one pass; (per-step seconds, wall, scores)."""
     run.compile = compiled
     start = time.perf_counter()
-    ps = _Pass(run, ids)
+    ps = PopulationPass(run, ids)
     times = []
     rng = None
     for k in range(steps):
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     budget = TrainBudget(steps=args.steps, batch_size=args.batch_size)
     losses = [LossExpression.parse(TEXTS[i % len(TEXTS)]).to_module(validate=False)
               for i in range(args.pop)]
-    run = _Run(model_fn, losses, data, budget, 0, torch.device("cpu"), "folded", cuda_graph=False)
+    run = PopulationRun(model_fn, losses, data, budget, 0, torch.device("cpu"), "folded", cuda_graph=False)
     ids = list(range(args.pop))
     eager_t, eager_wall, eager_scores = timed_pass(run, ids, args.steps, compiled=False)
     comp_t, comp_wall, comp_scores = timed_pass(run, ids, args.steps, compiled=True)

@@ -48,7 +48,7 @@ from scipy.stats import spearmanr
 from ngl.fitness import SuccessiveHalving, TrainBudget, train_sequential
 from ngl.gp import GPSearch, RunOptions, SearchSpec, load_result
 from ngl.gp.expression import LossExpression
-from ngl.gp.worker import _load_data
+from ngl.gp.worker import load_search_data
 from ngl.io.records import append_rows, json_safe
 from ngl.models import build_model
 
@@ -63,7 +63,7 @@ class NaiveSearch(GPSearch):
 
     def _evaluate_generation(self, gen, population, cache, done_rows):
         spec = self.spec
-        data = _load_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
+        data = load_search_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
                           spec.data_seed, self.options.resolved_device())
         c, h, _w = data.input_shape
         model_fn = functools.partial(build_model, spec.model, c, data.num_classes, h)
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
                       # (1 + 2 x (rescore + references) trainings), which the naive way lacks
                       references=(), rescore=0)
     root = Path(args.out or tempfile.mkdtemp(prefix="ngl-throughput-"))
-    n_val = len(_load_data(spec.dataset, args.data_root, spec.n_train, spec.n_val,
+    n_val = len(load_search_data(spec.dataset, args.data_root, spec.n_train, spec.n_val,
                            spec.data_seed, "cpu").y_val)
     print(f"spec {spec.key}: {spec.dataset} ({n_val} search-validation), population "
           f"{spec.population_size}, {spec.generations} generations, {spec.model}, "
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     # warm-up outside the timings: the first training in a process pays one-off costs (about
     # 5 s: kernels, allocator, data to the device) that would otherwise land on the first way
     warm = LossExpression.parse("-y_real*log(y_pred)").to_module(validate=False)
-    data = _load_data(spec.dataset, args.data_root, spec.n_train, spec.n_val, spec.data_seed,
+    data = load_search_data(spec.dataset, args.data_root, spec.n_train, spec.n_val, spec.data_seed,
                       RunOptions().resolved_device())
     c, h, _w = data.input_shape
     train_sequential(functools.partial(build_model, spec.model, c, data.num_classes, h), [warm],

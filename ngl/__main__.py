@@ -28,6 +28,7 @@ import pandas as pd
 
 import ngl
 from ngl.gp import RunDirError, RunOptions, SearchResult, SearchSpec, read_run_files
+from ngl.gp.spec import OPTION_FIELDS, OPTION_HELP
 from ngl.io.config import ConfigError, check_device, load_config_file, require_available
 from ngl.io.paths import search_run_dir
 from ngl.io.records import InUseError
@@ -82,21 +83,21 @@ def _show(result: SearchResult) -> None:
                       if rescored else []),
                     "size", "generation", "formula"]
             print(hof[cols].to_string(index=False))
-    legacy = "  (written by an older ngl: load only)" if result.legacy else ""
-    print(f"\nrun directory: {result.run_dir}  (complete: {result.complete}){legacy}")
+    print(f"\nrun directory: {result.run_dir}  (complete: {result.complete})")
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--chunk-size", type=int, default=None,
-                   help="candidates per worker task (the unit of resume)")
-    p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
-                   help="replay each training step as a CUDA graph")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the batched network that trains a chunk's candidates "
-                        "(off by default; about 30 s to compile on a CPU, so only for long "
-                        "searches; not with --cuda-graph; unset: the run's saved choice)")
-    p.add_argument("--data-root", default=None, help="folder holding the dataset's files")
+    """One flag per `RunOptions` field, typed by the field (unset: the run's saved choice)."""
+    defaults = RunOptions()
+    for name in OPTION_FIELDS:
+        flag, default = "--" + name.replace("_", "-"), getattr(defaults, name)
+        helptext = f"{OPTION_HELP[name]} (default {default!r}; unset: the run's saved choice)"
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help=helptext)
+        else:
+            p.add_argument(flag, type=int if isinstance(default, int) else str, default=None,
+                           help=helptext)
     p.add_argument("--dask-scheduler", default=None, help="address of a Dask scheduler")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -137,9 +138,7 @@ def _run(args: argparse.Namespace) -> int:
         return _validate(args)
     if args.cmd in ("calibrate", "example-calibration-config"):
         return _calibrate(args)
-    options = {"device": args.device, "chunk_size": args.chunk_size,
-               "cuda_graph": args.cuda_graph, "compile": args.compile,
-               "data_root": args.data_root}
+    options = {name: getattr(args, name) for name in OPTION_FIELDS}
     # the flags are run options: checked as such first, and named as flags in errors
     given = {k: v for k, v in options.items() if v is not None}
     try:

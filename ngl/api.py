@@ -25,7 +25,7 @@ import pandas as pd
 from ngl.evaluate import GridConfig, run_grid
 from ngl.gp import GPSearch, RunOptions, SearchResult, SearchSpec, load_result
 from ngl.gp import resume as _resume
-from ngl.io.paths import runs_dir
+from ngl.io.paths import folder_of, runs_dir
 
 __all__ = ["search", "resume", "load", "grid"]
 
@@ -51,11 +51,6 @@ def _stoppable(run: Callable[[], SearchResult], run_dir: Callable[[], Path]) -> 
         return partial
 
 
-def _options(base: RunOptions, **overrides) -> RunOptions:
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return RunOptions.from_dict({**base.to_dict(), **given}) if given else base
-
-
 def search(spec: SearchSpec, run_dir: str | os.PathLike | None = None, *,
            device: str | None = None, chunk_size: int | None = None,
            cuda_graph: bool | None = None, compile: bool | None = None,
@@ -72,9 +67,11 @@ def search(spec: SearchSpec, run_dir: str | os.PathLike | None = None, *,
     In a notebook, interrupting the kernel stops the search with one line ("stopped - run
     again to resume") and returns the partial result; in a script the interrupt propagates.
     """
-    options = _options(RunOptions(), device=device, chunk_size=chunk_size, cuda_graph=cuda_graph,
-                       compile=compile, data_root=data_root,
-                       hall_of_fame_size=hall_of_fame_size)
+    # the keywords are RunOptions' fields, spelt out for help() and editors
+    # (tests/gp/test_run_options.py keeps them equal to the dataclass)
+    options = RunOptions().replaced(device=device, chunk_size=chunk_size, cuda_graph=cuda_graph,
+                                    compile=compile, data_root=data_root,
+                                    hall_of_fame_size=hall_of_fame_size)
     gp = GPSearch(spec, run_dir, options, executor=executor, progress=progress,
                   callback=callback)
     return _stoppable(gp.run, lambda: gp.run_dir)
@@ -88,9 +85,9 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None,
            callback: Callable[[dict, GPSearch], None] | None = None) -> SearchResult:
     """Continue the search in ``run_dir`` with its last run options, unless overridden here."""
     base = load_result(run_dir).options
-    options = _options(base, device=device, chunk_size=chunk_size, cuda_graph=cuda_graph,
-                       compile=compile, data_root=data_root,
-                       hall_of_fame_size=hall_of_fame_size)
+    options = base.replaced(device=device, chunk_size=chunk_size, cuda_graph=cuda_graph,
+                            compile=compile, data_root=data_root,
+                            hall_of_fame_size=hall_of_fame_size)
     return _stoppable(lambda: _resume(run_dir, options, executor=executor, progress=progress,
                                       callback=callback), lambda: Path(run_dir))
 
@@ -106,5 +103,5 @@ def grid(config: GridConfig, results_path: str | os.PathLike | None = None, *,
     """Train every cell of ``config`` not yet in ``results_path`` (default
     ``runs/grid/<config.key>/results.jsonl``) and return the grid's rows."""
     path = Path(results_path) if results_path is not None else \
-        runs_dir() / "grid" / config.key / "results.jsonl"
+        folder_of(runs_dir() / "grid", config) / "results.jsonl"
     return run_grid(config, path, executor=executor, progress=progress, callback=callback)

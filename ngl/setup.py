@@ -8,7 +8,6 @@ import pandas as pd
 
 from ngl.io.paths import figures_dir, runs_dir
 from ngl.train.seeding import seed_everything
-from ngl.ui.style import set_style
 
 __all__ = ["seed_everything", "setup", "quick_mode", "runs_dir", "figures_dir"]
 
@@ -26,5 +25,9 @@ def setup(seed: int = 0, style: str | None = "paper", deterministic: bool = Fals
     """
     seed_everything(seed, deterministic=deterministic)
     if style is not None:
+        # imported here, not at the top: ``import ngl`` on a GPU server must not load
+        # matplotlib.pyplot, seaborn or ipywidgets (tests/test_import.py checks it)
+        from ngl.ui.style import set_style
+
         set_style(style)
         pd.set_option("display.max_colwidth", None)

@@ -394,13 +394,13 @@ def test_gp_seed_does_not_change_the_data(monkeypatch):
     import ngl.gp.worker as search
 
     seen = []
-    real = search._load_data.__wrapped__
+    real = search.load_search_data.__wrapped__
 
     def spy(dataset, root, n_train, n_val, seed, device):
         seen.append(seed)
         return real(dataset, root, n_train, n_val, seed, device)
 
-    monkeypatch.setattr(search, "_load_data", spy)
+    monkeypatch.setattr(search, "load_search_data", spy)
     for gp_seed in (0, 5):
         search.evaluate_chunk(tiny(seed=gp_seed, data_seed=11).to_dict(), RunOptions().to_dict(),
                               ["y_pred"])
@@ -562,6 +562,65 @@ def test_grid_sigkill_then_rerun_matches_uninterrupted(grid_reference, tmp_path)
     assert load_results(path, grid_config())["status"].eq("ok").all()
 
 
+def test_a_grid_moved_to_another_device_resumes_in_its_folder(grid_reference, tmp_path,
+                                                              monkeypatch):
+    """Device and data folder say how a grid runs, not what it computes: they stay out of its
+    key, so the default folder is the same and the finished cells are not trained again."""
+    import dataclasses
+
+    monkeypatch.setenv("NGL_RUNS_DIR", str(tmp_path / "runs"))
+    on_cpu = grid_config()
+    moved = dataclasses.replace(on_cpu, device="auto")
+    assert moved.key == on_cpu.key and moved != on_cpu
+    assert dataclasses.replace(on_cpu, data_root="/elsewhere").key == on_cpu.key
+    path = tmp_path / "runs" / "grid" / on_cpu.key / "results.jsonl"
+    ngl.grid(on_cpu, progress=False)
+    rows = read_rows(path)
+    path.unlink()
+    append_rows(path, rows[:2])  # interrupted after two of four cells
+    out = ngl.grid(moved, progress=False)
+    assert len(read_rows(path)) == 4  # the two missing cells, nothing twice
+    pd.testing.assert_frame_equal(out[RESULT_COLS].sort_values("cell_key"), grid_reference)
+    # a folder of ngl 0.1, named by the key with the run options in it, is found by the same
+    # config (with those options) and goes on there
+    old = tmp_path / "runs" / "grid" / on_cpu.key_with_run_options
+    assert old != path.parent
+    path.parent.rename(old)
+    before = (old / "results.jsonl").read_bytes()
+    ngl.grid(on_cpu, progress=False)
+    assert (old / "results.jsonl").read_bytes() == before and not path.parent.exists()
+
+
+def test_a_validation_moved_to_another_device_resumes_in_its_folder(straight, tmp_path,
+                                                                    monkeypatch):
+    import dataclasses
+
+    from ngl.evaluate import ValidateConfig, validate, validation_dir
+
+    _cfg, src, _reference = straight
+    monkeypatch.setenv("NGL_RUNS_DIR", str(tmp_path / "runs"))
+    on_cpu = ValidateConfig(top_k=1, references=("ce",), seeds=(0, 1), model="small_cnn",
+                            train=TrainConfig(epochs=1, batch_size=32, max_steps_per_epoch=2),
+                            transfer=(), fidelity_top=0, fidelity_sample=0, device="cpu",
+                            bootstrap_resamples=200)
+    moved = dataclasses.replace(on_cpu, device="auto")
+    result = ngl.load(src)
+    assert validation_dir(result, moved) == validation_dir(result, on_cpu)
+    first = validate(src, on_cpu, progress=False)
+    rows = read_rows(first.out_dir / "results.jsonl")
+    assert len(rows) == 4  # the found loss and CE, two seeds
+    (first.out_dir / "results.jsonl").unlink()
+    append_rows(first.out_dir / "results.jsonl", rows[:3])  # interrupted before the last cell
+    again = validate(src, moved, progress=False)  # not refused as "another configuration"
+    assert again.out_dir == first.out_dir and again.complete
+    after = read_rows(first.out_dir / "results.jsonl")
+    assert len(after) == 4 and after[:3] == rows[:3]
+    pd.testing.assert_frame_equal(again.table, first.table)
+    # what decides the result still refuses: another seed list is another validation
+    with pytest.raises(ConfigError, match="another configuration"):
+        validate(src, dataclasses.replace(on_cpu, seeds=(0, 2)), first.out_dir, progress=False)
+
+
 @pytest.mark.parametrize(("flags", "pattern"), [
     (["--device", "tpu"], "device='tpu'"),
     (["--chunk-size", "0"], "chunk_size = 0"),
@@ -591,27 +650,29 @@ def test_other_run_options_resume_the_same_search(straight, tmp_path, monkeypatc
         ngl.gp.GPSearch(cfg).run_dir == tmp_path / "runs" / "search" / cfg.key
 
 
-def test_run_directory_of_an_older_ngl_loads_but_is_not_resumed(straight, tmp_path, capsys):
-    """Before the spec/options split a run directory held config.json (spec + options, with the
-    data split drawn by the GP seed) and rows keyed by that config."""
-    cfg, src, reference = straight
+def test_run_directory_of_ngl_before_0_1_is_refused_in_one_line(straight, tmp_path, capsys):
+    """Before the spec/options split a run directory held config.json (spec + options); 0.1
+    dropped reading it. Loading, resuming, showing and searching into it are refused in one
+    line naming the folder and the file, and nothing is written there."""
+    cfg, src, _reference = straight
     run_dir = copy_run(src, tmp_path / "old")
-    old = {**cfg.to_dict(), "device": "auto", "chunk_size": 1, "cuda_graph": False,
-           "data_root": None, "hall_of_fame_size": 10}
-    del old["data_seed"]
     (run_dir / "spec.json").unlink()
     (run_dir / "options.json").unlink()
-    write_json_atomic(run_dir / "config.json", old)
-    rows = read_rows(run_dir / "history.jsonl")
-    (run_dir / "history.jsonl").unlink()
-    append_rows(run_dir / "history.jsonl", [{**r, "run": "0123456789ab"} for r in rows])
-    result = ngl.load(run_dir)
-    assert result.legacy and result.complete and result.spec.data_seed == cfg.seed
-    pd.testing.assert_frame_equal(result.history[COLS], reference)
-    with pytest.raises(RunDirError, match="older ngl.*loaded.*not continued"):
-        ngl.resume(run_dir, progress=False)
-    assert main(["show", str(run_dir)]) == 0
-    assert "older ngl" in capsys.readouterr().out
+    write_json_atomic(run_dir / "config.json", {**cfg.to_dict(), "device": "auto"})
+    before = sorted(p.name for p in run_dir.iterdir())
+    for call in (lambda: ngl.load(run_dir), lambda: ngl.resume(run_dir, progress=False),
+                 lambda: ngl.search(cfg, run_dir, progress=False)):
+        with pytest.raises(RunDirError) as err:
+            call()
+        msg = str(err.value)
+        assert "\n" not in msg and str(run_dir) in msg and "config.json" in msg
+        assert "before 0.1" in msg
+    assert main(["show", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "before 0.1" in err
+    # the lock file aside (the search takes the lock before it checks, so that the check and
+    # any write happen under it), the folder is as it was
+    assert sorted(p.name for p in run_dir.iterdir() if p.name != "search.lock") == before
 
 
 # -- found by a new user: refused before anything is written, one line, right remedy ------------

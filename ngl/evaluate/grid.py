@@ -44,9 +44,9 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from tqdm.auto import tqdm
 
 from ngl.data import load_cached
-from ngl.io.config import STRICT, ConfigMixin, check_device
+from ngl.io.config import STRICT, ConfigMixin, OneOrMany, check_device, resolve_device
 from ngl.io.records import append_rows, exclusive_lock, read_rows
-from ngl.losses import build_loss_spec, loss_spec_label, normalise_loss_spec
+from ngl.losses import build_loss_spec, loss_spec_label, loss_specs_field
 from ngl.models import build_model
 from ngl.train import TrainConfig, train_model
 
@@ -57,24 +57,8 @@ DONE_STATUSES = ("ok", "nonfinite")
 
 
 # the loss-spec rules are shared with a search's references (ngl.gp sits below this layer)
-_normalise_loss = normalise_loss_spec
 loss_label = loss_spec_label
 build_loss = build_loss_spec
-
-
-def _names(value: Any) -> Any:
-    """One name where a tuple of names is expected is that name alone; a list is a tuple."""
-    if isinstance(value, str | int) and not isinstance(value, bool):
-        return (value,)
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _loss_specs(value: Any) -> Any:
-    if isinstance(value, str | Mapping):
-        value = (value,)
-    if isinstance(value, list | tuple):
-        return tuple(_normalise_loss(s) for s in value)
-    return value
 
 
 def _model_kwargs(value: Any) -> Any:
@@ -98,10 +82,10 @@ class GridConfig(ConfigMixin):
     (a fidelity calibration chooses a proxy without looking at the numbers a finding reports).
     """
 
-    datasets: Annotated[tuple[str, ...], BeforeValidator(_names)] = ("digits",)
-    models: Annotated[tuple[str, ...], BeforeValidator(_names)] = ("dense_cnn",)
-    losses: Annotated[tuple[str | dict[str, Any], ...], BeforeValidator(_loss_specs)] = ("ce", "ngl")
-    seeds: Annotated[tuple[Annotated[int, Field(ge=0)], ...], BeforeValidator(_names)] = (0, 1, 2)
+    datasets: Annotated[tuple[str, ...], OneOrMany] = ("digits",)
+    models: Annotated[tuple[str, ...], OneOrMany] = ("dense_cnn",)
+    losses: Annotated[tuple[str | dict[str, Any], ...], loss_specs_field("losses")] = ("ce", "ngl")
+    seeds: Annotated[tuple[Annotated[int, Field(ge=0)], ...], OneOrMany] = (0, 1, 2)
     train: TrainConfig = field(default_factory=TrainConfig)
     n_train: Annotated[int, Field(ge=1)] | None = None
     n_val: Annotated[int, Field(ge=1)] | None = None
@@ -114,6 +98,8 @@ class GridConfig(ConfigMixin):
                             PlainSerializer(dict)] = ()
     # False: the test split is never evaluated (a calibration chooses on validation data only)
     score_test: bool = True
+
+    RUN_OPTIONS = ("device", "data_root")  # how it runs: not in the key (cells never had them)
 
     def __post_init__(self) -> None:
         for name in ("datasets", "models", "seeds", "losses"):
@@ -129,23 +115,17 @@ class GridConfig(ConfigMixin):
     def __hash__(self) -> int:  # dict loss specs are not hashable: hash the canonical JSON
         return hash(self.key)
 
-    @property
-    def key(self) -> str:
-        """As for every config, but a grid that scores the test split (``score_test=True``, as
-        every grid before the field existed) keeps the key, and so the folder, it had."""
-        d = self.to_dict()
-        if d.get("score_test") is True:
-            del d["score_test"]
-        return hashlib.sha256(json.dumps(d, sort_keys=True, allow_nan=False).encode()).hexdigest()[:12]
+    def _keyed(self, d: dict) -> dict:
+        """A grid that scores the test split (``score_test=True``, as every grid before the
+        field existed) keeps the key it would have had without the field."""
+        return {k: v for k, v in d.items() if not (k == "score_test" and v is True)}
 
     @property
     def n_cells(self) -> int:
         return len(self.datasets) * len(self.models) * len(self.losses) * len(self.seeds)
 
     def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device(self.device)
 
 
 def _cell_key(cell: Mapping) -> str:
@@ -192,9 +172,7 @@ def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = 
     sink a grid; such cells are retried when the grid is run again.
     """
     cell = dict(cell)
-    device = cell.get("device", "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(cell.get("device", "auto"))
     row = {k: cell[k] for k in ("cell_key", "dataset", "model", "loss", "loss_spec", "seed",
                                 "n_train", "n_val", "n_test", "data_seed", "head")}
     row["train"] = cell["train"]

@@ -46,7 +46,7 @@ from torchvision import transforms as T
 
 from ngl.io.records import atomic_write
 from ngl.losses import registry as loss_registry  # get_loss looked up per call, so patchable
-from ngl.train import all_finite, build_optimizer
+from ngl.train.optim import apply_step, build_optimizer, forward_backward
 
 __all__ = ["main", "build_parser"]
 
@@ -198,23 +198,16 @@ def _train(args, rank: int, world: int, device: torch.device) -> int:
             if step >= steps_per_epoch:
                 break
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
-                logits = model(x).float()
-            if amp and logits.requires_grad:
-                logits.retain_grad()  # the loss's own gradient, checked below
-            value = loss_fn(logits, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(value).backward()  # every rank: DDP's all-reduce needs all of them
+            # every rank runs the backward: DDP's all-reduce needs all of them
+            value, finite = forward_backward(model, loss_fn, x, y, opt, scaler, amp, params)
             # ngl.train.optim's policy: loss and gradients finite on every rank, else no step anywhere.
             # Under AMP the loss's logit gradient is checked; overflow of the scaled parameter
             # gradients is the GradScaler's (it skips the step and lowers the scale).
-            finite = all_finite(value, [logits.grad] if amp else [p.grad for p in params])
             bad = _all_sum([0.0 if bool(finite) else 1.0], device, world)[0]
             if bad:
                 status = "nonfinite"
                 break
-            scaler.step(opt)
-            scaler.update()
+            apply_step(opt, scaler)
             sched.step()
             loss_sum += float(value.detach()) * len(y)
             n_seen += len(y)

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ngl.train import all_finite, build_optimizer
+from ngl.train.optim import apply_step, build_optimizer, forward_backward
 
 __all__ = ["make_shapes", "TinySegNet", "confusion_matrix", "miou", "train_segmentation",
            "VOID"]
@@ -177,19 +177,19 @@ def train_segmentation(model: nn.Module, loss: nn.Module, x_train: Tensor, y_tra
     opt = build_optimizer(params, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                           momentum=momentum, nesterov=nesterov)
     history, status, t0 = [], "ok", time.perf_counter()
+    scaler = torch.amp.GradScaler("cuda", enabled=False)  # float32: the shared step, unscaled
     model.train()
     for epoch in tqdm(range(epochs), disable=not progress, desc="epochs", leave=False):
         perm = torch.randperm(len(x_train), generator=g).to(device)
         total, count = 0.0, 0
         for s in range(0, len(perm), batch_size):
             idx = perm[s:s + batch_size]
-            value = loss(model(x_train[idx]), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            if not bool(all_finite(value, (p.grad for p in params))):  # no step with them
+            value, finite = forward_backward(model, loss, x_train[idx], y_train[idx], opt,
+                                             scaler, False, params)
+            if not bool(finite):  # ngl.train.optim's policy: no step with them
                 status = "nonfinite"
                 break
-            opt.step()
+            apply_step(opt, scaler)
             total += float(value.detach()) * len(idx)
             count += len(idx)
         if status != "ok":

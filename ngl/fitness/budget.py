@@ -19,6 +19,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import Tensor
 
 from ngl.io.config import STRICT, ConfigMixin
+from ngl.train.optim import TrainSettings
 
 __all__ = ["LossFn", "TrainBudget", "SuccessiveHalving", "FitnessResult", "make_result"]
 
@@ -27,7 +28,7 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
-class TrainBudget(ConfigMixin):
+class TrainBudget(TrainSettings):
     """How one candidate is trained: the same budget for every candidate of a search.
 
     ``optimizer="sgd"`` uses ``momentum`` and, only when asked, ``nesterov`` (the same
@@ -40,13 +41,6 @@ class TrainBudget(ConfigMixin):
     """
 
     steps: Annotated[int, Field(ge=0)] = 200
-    batch_size: Annotated[int, Field(ge=1)] = 128
-    lr: Annotated[float, Field(gt=0)] = 1e-3
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    nesterov: bool = False
-    eval_batch_size: Annotated[int, Field(ge=1)] = 1024
     schedule: Literal["constant", "cosine"] = "constant"
 
     def lr_at(self, step: int) -> float:
@@ -55,10 +49,11 @@ class TrainBudget(ConfigMixin):
             return self.lr
         return self.lr * (1 + math.cos(math.pi * step / self.steps)) / 2
 
-    def __post_init__(self) -> None:
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
-            raise ValueError(f"TrainBudget.nesterov=True needs optimizer='sgd' with momentum > 0, "
-                             f"got optimizer={self.optimizer!r}, momentum={self.momentum}")
+
+
+DEFAULT_BRACKET = 16
+"""`SuccessiveHalving.bracket` by default: the default ``chunk_size`` that bracketed halving
+before the bracket was a field (so such specs keep their keys)."""
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
@@ -76,10 +71,17 @@ class SuccessiveHalving(ConfigMixin):
     Selection rule (the one successive halving itself uses): candidates are ranked by the
     rung they reached, then by their score there -- a candidate that reached a later rung
     beat, at every earlier rung, the ones that stopped there.
+
+    ``bracket`` is how many candidates compete in one halving (consecutive candidates of a
+    generation that are trained, the last bracket holding the rest). It is part of the spec,
+    not of how a search runs: a search hands one bracket to a worker at a time whatever its
+    ``chunk_size``, so the chunk size never changes which candidates survive. The default, 16,
+    is what the default chunk size gave before the bracket existed.
     """
 
     eta: Annotated[int, Field(ge=2)] = 3
     rungs: Annotated[int, Field(ge=2)] = 3
+    bracket: Annotated[int, Field(ge=2)] = DEFAULT_BRACKET
 
     def rung_steps(self, steps: int) -> tuple[int, ...]:
         """Steps trained at the end of each rung, e.g. (11, 33, 100) for 100 steps."""

@@ -44,8 +44,8 @@ from ngl.gp.result import (
 from ngl.gp.rundir import (
     CHECKPOINT,
     HISTORY,
-    LEGACY_CONFIG,
     OPTIONS,
+    PRE_01_CONFIG,
     REFERENCES,
     RESCORE,
     RESCORE_PLAN,
@@ -110,7 +110,7 @@ __all__ = [
     "HallOfFameEntry",
     "InProcessExecutor",
     "LEAVES",
-    "LEGACY_CONFIG",
+    "PRE_01_CONFIG",
     "Leaf",
     "LossExpression",
     "MAX_DEPTH",

@@ -79,7 +79,6 @@ class SearchResult:
     run_dir: Path
     history: pd.DataFrame
     complete: bool
-    legacy: bool = False
     reference_rows: list[dict] = field(default_factory=list)
     rescore_rows: list[dict] = field(default_factory=list)
     rescore_plan: dict | None = None
@@ -309,16 +308,13 @@ def load_result(run_dir: str | Path) -> SearchResult:
     run_dir = Path(run_dir)
     files = read_run_files(run_dir)
     spec = files.spec
-    history = pd.DataFrame(history_rows(run_dir, spec, legacy=files.legacy))
+    history = pd.DataFrame(history_rows(run_dir, spec))
     complete = False
     if len(history):
         history = history.sort_values(["generation", "index"]).reset_index(drop=True)
         counts = history.groupby("generation")["index"].nunique()
         complete = all(counts.get(g, 0) == spec.population_size
                        for g in range(spec.generations))
-    if files.legacy:  # written before references and rescoring existed: the history is all
-        return SearchResult(spec=spec, options=files.options, run_dir=run_dir, history=history,
-                            complete=complete, legacy=True)
     refs = reference_rows(run_dir, spec)
     result = SearchResult(spec=spec, options=files.options, run_dir=run_dir, history=history,
                           complete=False, reference_rows=refs,

@@ -11,8 +11,8 @@
     rescore.jsonl      one row per (planned entry or reference, extra seed) retrained
     search.lock        held while a process runs the search
 
-Directories written before the spec/options split hold ``config.json`` instead of
-``spec.json``: they load (``legacy=True``) but are not resumed (see :func:`read_run_files`).
+A folder of ngl before 0.1 holds ``config.json`` instead of ``spec.json``; it is refused in one
+line (0.1 dropped reading it).
 A ``spec.json`` written before ``references`` and ``rescore`` existed reads them as off
 (``references=()``, ``rescore=0``), so the search keeps its key and its rows.
 """
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ngl.gp.expression import LossExpression
-from ngl.gp.spec import OPTION_FIELDS, RunOptions, SearchSpec
+from ngl.gp.spec import RunOptions, SearchSpec
 from ngl.io.config import ConfigError, load_config_file
 from ngl.io.records import exclusive_lock, read_rows
 from ngl.losses.registry import loss_spec_label
@@ -37,12 +37,12 @@ from ngl.losses.registry import loss_spec_label
 __all__ = ["RunDirError", "RunFiles", "run_dir_lock", "config_diff", "read_run_files",
            "read_checkpoint", "history_rows", "reference_rows", "rescore_rows",
            "read_rescore_plan", "planned_rescores", "rescore_seed", "rescore_ident", "rng_to_json", "rng_from_json", "SPEC", "OPTIONS",
-           "HISTORY", "CHECKPOINT", "LEGACY_CONFIG", "REFERENCES", "RESCORE", "RESCORE_PLAN",
+           "HISTORY", "CHECKPOINT", "PRE_01_CONFIG", "REFERENCES", "RESCORE", "RESCORE_PLAN",
            "OFF_WHEN_ABSENT"]
 
 SPEC, OPTIONS, HISTORY, CHECKPOINT = "spec.json", "options.json", "history.jsonl", "checkpoint.json"
 REFERENCES, RESCORE, RESCORE_PLAN = "references.jsonl", "rescore.jsonl", "rescore_plan.json"
-LEGACY_CONFIG = "config.json"
+PRE_01_CONFIG = "config.json"  # what ngl before 0.1 wrote instead of spec.json
 OFF_WHEN_ABSENT = {"references": (), "rescore": 0}
 """SearchSpec fields added after run directories existed, and the value a spec file without
 them means: off, which is what those searches did (and keeps their key)."""
@@ -58,7 +58,6 @@ class RunFiles:
 
     spec: SearchSpec
     options: RunOptions
-    legacy: bool  # written by ngl before the spec/options split (config.json)
 
 
 def run_dir_lock(run_dir: Path):
@@ -88,38 +87,22 @@ def _load(cls: type, path: Path) -> Any:
 
 
 def read_run_files(run_dir: Path) -> RunFiles:
-    """The spec and options of ``run_dir`` (new layout or a legacy ``config.json``)."""
+    """The spec and options of ``run_dir``."""
     run_dir = Path(run_dir)
-    if (run_dir / SPEC).exists():
-        spec = _load(SearchSpec, run_dir / SPEC)
-        saved = json.loads((run_dir / SPEC).read_text(encoding="utf-8"))  # read fine just above
-        absent = {k: v for k, v in OFF_WHEN_ABSENT.items() if k not in saved}
-        if absent:  # written before these fields existed: that search ran without them
-            spec = dataclasses.replace(spec, **absent)
-        options = (_load(RunOptions, run_dir / OPTIONS) if (run_dir / OPTIONS).exists()
-                   else RunOptions())
-        return RunFiles(spec, options, legacy=False)
-    legacy = run_dir / LEGACY_CONFIG
-    if not legacy.exists():
-        raise FileNotFoundError(f"no search in {run_dir}: neither {SPEC} nor {LEGACY_CONFIG} "
-                                "is there")
-    try:
-        old = json.loads(legacy.read_text())
-    except json.JSONDecodeError:
-        old = None
-    if not isinstance(old, dict):
-        raise RunDirError(f"{legacy} is not a JSON object of search settings")
-    # before the split one config held both; the data split was drawn with the GP seed
-    options = {k: old.pop(k) for k in OPTION_FIELDS if k in old}
-    old.setdefault("data_seed", old.get("seed", 0))
-    for k, v in OFF_WHEN_ABSENT.items():
-        old.setdefault(k, v)
-    try:
-        spec = SearchSpec.from_dict(old)
-        opts = RunOptions.from_dict(options)
-    except ConfigError as exc:
-        raise RunDirError(f"{legacy} (written by an older ngl) cannot be read: {exc}") from None
-    return RunFiles(spec, opts, legacy=True)
+    if not (run_dir / SPEC).exists():
+        if (run_dir / PRE_01_CONFIG).exists():
+            raise RunDirError(f"{run_dir} holds {PRE_01_CONFIG} but no {SPEC}: a run folder of "
+                              "ngl before 0.1, which this version does not read; start a new "
+                              "search with its settings")
+        raise FileNotFoundError(f"no search in {run_dir}: no {SPEC} there")
+    spec = _load(SearchSpec, run_dir / SPEC)
+    saved = json.loads((run_dir / SPEC).read_text(encoding="utf-8"))  # read fine just above
+    absent = {k: v for k, v in OFF_WHEN_ABSENT.items() if k not in saved}
+    if absent:  # written before these fields existed: that search ran without them
+        spec = dataclasses.replace(spec, **absent)
+    options = (_load(RunOptions, run_dir / OPTIONS) if (run_dir / OPTIONS).exists()
+               else RunOptions())
+    return RunFiles(spec, options)
 
 
 def rng_to_json(rng: np.random.RandomState) -> list:
@@ -170,11 +153,10 @@ def read_checkpoint(path: Path, spec: SearchSpec) -> dict:
     return ckpt
 
 
-def history_rows(run_dir: Path, spec: SearchSpec, legacy: bool = False) -> list[dict]:
+def history_rows(run_dir: Path, spec: SearchSpec) -> list[dict]:
     """The history with each (generation, index) once (the first row written for it).
 
-    Rows of another spec are refused: they mean ``spec.json`` was edited after the start. A
-    legacy directory's rows carry keys of the old scheme and are taken as they are.
+    Rows of another spec are refused: they mean ``spec.json`` was edited after the start.
     """
     path = run_dir / HISTORY
     rows, seen, foreign = [], set(), set()
@@ -184,7 +166,7 @@ def history_rows(run_dir: Path, spec: SearchSpec, legacy: bool = False) -> list[
         raise RunDirError(f"{exc}; repair or remove that line (each line is one candidate's "
                           "row; a removed row is retrained)") from None
     for r in raw:
-        if not legacy and r.get("run") != spec.key:
+        if r.get("run") != spec.key:
             foreign.add(r.get("run"))
             continue
         ident = (r["generation"], r["index"])

@@ -23,50 +23,46 @@ cache or the history; both resume like the history (only missing rows are traine
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, as_completed
+from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ngl.gp.executors import InProcessExecutor
+from ngl.gp.executors import InProcessExecutor, results_in_order
 from ngl.gp.expression import LossExpression
 from ngl.gp.result import SearchResult, load_result, summarise_generations
 from ngl.gp.rundir import (
     CHECKPOINT,
     HISTORY,
-    LEGACY_CONFIG,
     OPTIONS,
-    REFERENCES,
-    RESCORE,
-    RESCORE_PLAN,
+    PRE_01_CONFIG,
     SPEC,
     RunDirError,
     config_diff,
     history_rows,
-    planned_rescores,
     read_checkpoint,
     read_rescore_plan,
     read_run_files,
     reference_rows,
-    rescore_ident,
     rescore_rows,
-    rescore_seed,
     rng_from_json,
     rng_to_json,
     run_dir_lock,
 )
 from ngl.gp.sanity import check_candidate, make_probe
+from ngl.gp.side import SideTrainings
 from ngl.gp.spec import RunOptions, SearchSpec
-from ngl.gp.worker import _load_data, evaluate_chunk, evaluate_losses
+from ngl.gp.variation import Variation, selection_scores
+from ngl.gp.worker import evaluate_chunk, load_search_data
 from ngl.io.config import ConfigError, require_available
 from ngl.io.paths import search_run_dir
 from ngl.io.records import append_rows, write_json_atomic
-from ngl.losses.registry import loss_spec_label
 
 __all__ = ["GPSearch", "run_search", "resume", "selection_scores"]
 
@@ -74,30 +70,7 @@ RESULT_FIELDS = ("val_accuracy", "val_ce", "status", "final_train_loss", "steps_
                  "rung_accuracies", "rung_ces")
 """What a cache hit takes over from the row of the candidate that was trained."""
 
-SIDE_FIELDS = ("val_accuracy", "val_ce", "status", "steps_done", "train_time_s",
-               "final_train_loss", "split")
-"""What a reference's or a rescoring's row keeps of its training result."""
-
-RUNG_WEIGHT = 3.0
-"""Fitness lies in [-1, 1] (accuracy minus parsimony; -1 for rejects), so adding 3 per rung
-reached orders candidates by rung first, then by fitness, in one float."""
-
-
-def selection_scores(rows: Sequence[dict], spec: SearchSpec) -> np.ndarray:
-    """What tournaments and elitism compare: the fitness, and with successive halving the rung
-    reached first (a candidate stopped early lost, at that rung, to every one that went on).
-
-    Without halving this is the fitness itself. A rejected candidate (no rung) counts as
-    stopped at the first rung; its fitness of -1 puts it last there.
-    """
-    fitness = np.array([r["fitness"] for r in rows], dtype=float)
-    if spec.halving is None:
-        return fitness
-    rung = np.array([r.get("rung") or 0 for r in rows], dtype=float)
-    return fitness + RUNG_WEIGHT * rung
-
-
-class GPSearch:
+class GPSearch(SideTrainings):
     """A resumable search of ``spec`` in ``run_dir`` (default ``runs/search/<spec key>``).
 
     ``options`` say how it runs (device, chunk size...; never part of the result);
@@ -117,6 +90,7 @@ class GPSearch:
         self.progress = progress
         self.callback = callback
         self.pset = spec.primitive_set
+        self.variation = Variation(spec)
         self._stop = False
         self.probe = None
 
@@ -127,91 +101,47 @@ class GPSearch:
 
     def _check_run_dir(self) -> None:
         """The directory must hold this spec (or nothing yet); the options are recorded."""
-        if (self.run_dir / LEGACY_CONFIG).exists() and not (self.run_dir / SPEC).exists():
-            raise RunDirError(
-                f"{self.run_dir} was written by an older ngl ({LEGACY_CONFIG}, before specs and "
-                "run options were separated): it can be loaded (ngl.load) but not continued; "
-                "start a new run directory, e.g. ngl.search(ngl.load(run_dir).spec)")
-        if (self.run_dir / SPEC).exists():
-            saved = read_run_files(self.run_dir).spec
+        # a folder of ngl before 0.1 (config.json) is refused by read_run_files in one line
+        if (self.run_dir / SPEC).exists() or (self.run_dir / PRE_01_CONFIG).exists():
+            files = read_run_files(self.run_dir)
+            saved = files.spec
             if saved != self.spec:
                 raise RunDirError(
                     f"{self.run_dir} holds a search with another spec "
                     f"({config_diff(saved.to_dict(), self.spec.to_dict())}); "
                     "use another run directory, or resume this one (ngl.resume / python -m ngl "
                     "resume)")
+            self._check_bracket(files.options)
         else:
             write_json_atomic(self.run_dir / SPEC, self.spec.to_dict())
         write_json_atomic(self.run_dir / OPTIONS, self.options.to_dict())
+
+    def _check_bracket(self, saved: RunOptions) -> None:
+        """A halving search written before ``halving.bracket`` existed bracketed by its chunk
+        size; reading its spec gives bracket 16, which is right only if it ran with chunks of
+        16. Otherwise continuing it would mix two selection regimes: refused (loading works)."""
+        if self.spec.halving is None:
+            return
+        written = json.loads((self.run_dir / SPEC).read_text(encoding="utf-8")).get("halving")
+        if isinstance(written, dict) and "bracket" not in written \
+                and saved.chunk_size != self.spec.halving.bracket:
+            raise RunDirError(
+                f"{self.run_dir}: a halving search from before halving.bracket existed, run "
+                f"with chunk_size={saved.chunk_size}, so its brackets held {saved.chunk_size} "
+                f"candidates, not {self.spec.halving.bracket}; it loads (ngl.load) but cannot "
+                f"be continued; start again with halving.bracket={saved.chunk_size}")
 
     def request_stop(self) -> None:
         """Stop after the current chunk (the checkpoint keeps everything done so far)."""
         self._stop = True
 
-    # -- population helpers ------------------------------------------------------------------
+    # -- population (ngl.gp.variation) -----------------------------------------------------------
     def _initial_population(self, rng: np.random.RandomState) -> list[tuple[str, str, list[str]]]:
-        pop: list[tuple[str, str, list[str]]] = []
-        for text in self.spec.seed_expressions[: self.spec.population_size]:
-            pop.append((str(LossExpression.parse(text, self.pset)), "seed", []))
-        while len(pop) < self.spec.population_size:
-            prog = self.pset.random_program(rng, self.spec.init_depth)
-            expr = LossExpression.from_program(prog, self.pset)
-            pop.append((str(expr), "init", []))
-        return pop
-
-    def _programs(self, texts: Sequence[str]) -> list:
-        spec = self.spec
-        return [LossExpression.parse(t).to_program(self.pset, init_depth=spec.init_depth,
-                                                   p_point_replace=spec.p_point_replace)
-                for t in texts]
-
-    def _tournament(self, scores: np.ndarray, rng: np.random.RandomState) -> int:
-        contenders = rng.randint(0, len(scores), self.spec.tournament_size)
-        return int(contenders[np.argmax(scores[contenders])])
+        return self.variation.initial_population(rng)
 
     def _next_population(self, texts: list[str], scores: np.ndarray,
                          rng: np.random.RandomState) -> list[tuple[str, str, list[str]]]:
-        spec = self.spec
-        programs = self._programs(texts)
-        keys = [LossExpression.parse(t).key for t in texts]
-        new: list[tuple[str, str, list[str]]] = []
-        seen: set[str] = set()
-        for i in np.argsort(-scores, kind="stable"):
-            if len(new) >= spec.elitism:
-                break
-            if keys[i] not in seen and np.isfinite(scores[i]) and scores[i] > -1:
-                new.append((texts[i], "elite", [keys[i]]))
-                seen.add(keys[i])
-        cuts = np.cumsum([spec.p_crossover, spec.p_subtree_mutation, spec.p_hoist_mutation,
-                          spec.p_point_mutation])
-        while len(new) < spec.population_size:
-            parent = self._tournament(scores, rng)
-            prog = programs[parent]
-            parents = [keys[parent]]
-            method = rng.uniform()
-            if method < cuts[0]:
-                donor = self._tournament(scores, rng)
-                child, _, _ = prog.crossover(programs[donor].program, rng)
-                origin = "crossover"
-                parents.append(keys[donor])
-            elif method < cuts[1]:
-                child, _, _ = prog.subtree_mutation(rng)
-                origin = "subtree_mutation"
-            elif method < cuts[2]:
-                child, _ = prog.hoist_mutation(rng)
-                origin = "hoist_mutation"
-            elif method < cuts[3]:
-                child, _ = prog.point_mutation(rng)
-                origin = "point_mutation"
-            else:
-                child, origin = prog.reproduce(), "reproduction"
-            expr = LossExpression.from_program(child, self.pset)
-            if expr.depth > spec.max_depth or expr.size > spec.max_size:
-                # the child is discarded: what enters the population is a copy of the parent
-                expr, origin = LossExpression.from_program(prog, self.pset), "reproduction"
-                parents = [keys[parent]]
-            new.append((str(expr), origin, parents))
-        return new
+        return self.variation.next_population(texts, scores, rng)
 
     # -- evaluation ---------------------------------------------------------------------------
     def _evaluate_generation(self, gen: int, population: list[tuple[str, str, list[str]]],
@@ -250,9 +180,11 @@ class GPSearch:
             r["fitness"] = self._fitness(r)
         append_rows(self.history_path, fresh)
 
-        # one representative per fingerprint, in fixed chunks: a chunk is the unit of resume
+        # one representative per fingerprint, in fixed chunks: a chunk is the unit of resume;
+        # with halving a chunk is one bracket of the spec, so chunk_size cannot change survivors
         reps = [idx[0] for idx in to_train.values()]
-        chunks = [reps[k:k + self.options.chunk_size] for k in range(0, len(reps), self.options.chunk_size)]
+        size = self.spec.halving.bracket if self.spec.halving else self.options.chunk_size
+        chunks = [reps[k:k + size] for k in range(0, len(reps), size)]
         bar = tqdm(total=len(population), desc=f"generation {gen}", leave=False,
                    disable=not self.progress)
         bar.update(len(population) - sum(len(v) for v in to_train.values()))
@@ -289,98 +221,8 @@ class GPSearch:
                                     for texts in chunks], progress)
 
     def _run_tasks(self, tasks: list[tuple[Callable, tuple]], progress: Callable[[int], object]):
-        """Yield each task's results in order. In-process: one task at a time, so every finished
-        task reaches the disk before the next starts, and `progress` hears each candidate
-        finish; other executors get all at once."""
-        if isinstance(self.executor, InProcessExecutor):
-            for fn, args in tasks:
-                yield fn(*args, progress=progress)
-            return
-        futures = [self.executor.submit(fn, *args) for fn, args in tasks]
-        pending = {f: k for k, f in enumerate(futures)}
-        ready: dict[int, list[dict]] = {}
-        nxt = 0
-        for fut in as_completed(futures):
-            ready[pending[fut]] = fut.result()
-            while nxt in ready:  # hand results over in task order: the files stay ordered
-                yield ready.pop(nxt)
-                nxt += 1
-
-    # -- references and rescoring (beside the population, never in it) ----------------------
-    def _train_side(self, name: str, todo: list[dict], desc: str) -> None:
-        """Train the loss specs of ``todo`` (dicts with ``loss_spec``, ``seed`` and the row's
-        identity), chunk by chunk (same seed within a chunk), appending a row per loss to
-        ``name`` as each chunk finishes."""
-        if not todo:
-            return
-        spec_dict, options_dict = self.spec.to_dict(), self.options.to_dict()
-        size = self.options.chunk_size
-        chunks: list[list[dict]] = []
-        for seed in dict.fromkeys(t["seed"] for t in todo):  # in order of first appearance
-            mine = [t for t in todo if t["seed"] == seed]
-            chunks += [mine[k:k + size] for k in range(0, len(mine), size)]
-        tasks = [(evaluate_losses, (spec_dict, options_dict, [t["loss_spec"] for t in ch],
-                                    ch[0]["seed"])) for ch in chunks]
-        bar = tqdm(total=len(todo), desc=desc, leave=False, disable=not self.progress)
-        in_process = isinstance(self.executor, InProcessExecutor)
-        done = 0
-        for chunk, results in zip(chunks, self._run_tasks(tasks, bar.update), strict=False):
-            append_rows(self.run_dir / name,
-                        [{"run": self.spec.key, **t, **{k: res.get(k) for k in SIDE_FIELDS}}
-                         for t, res in zip(chunk, results, strict=True)])
-            done += len(chunk)
-            if not in_process:
-                bar.update(len(chunk))
-            if self._stop:
-                break
-        bar.close()
-        if done < len(todo):
-            raise KeyboardInterrupt("search stopped on request; resume continues from here")
-
-    def _train_references(self) -> None:
-        """Each reference the run directory lacks, with the search's own seed (once per search)."""
-        spec = self.spec
-        have = {r["loss"] for r in reference_rows(self.run_dir, spec)}
-        todo = [{"loss": loss_spec_label(r), "loss_spec": r, "seed": spec.seed}
-                for r in spec.references if loss_spec_label(r) not in have]
-        self._train_side(REFERENCES, todo, "references")
-
-    def _rescore_plan(self) -> dict:
-        """What is rescored, frozen in ``rescore_plan.json`` the first time it is chosen: the
-        hall of fame's top ``spec.rescore`` entries (the search's own ranking; with successive
-        halving, among those that reached the last rung), every reference, and the extra seeds
-        ``rescore_seed(spec.seed, j)`` for j = 1..rescore_seeds."""
-        spec = self.spec
-        plan = read_rescore_plan(self.run_dir, spec)
-        if plan is not None:
-            return plan
-        ranking = load_result(self.run_dir)._search_ranking()
-        if spec.halving is not None and len(ranking):
-            # only entries scored at the search's fidelity (the last rung): their own score is
-            # then one seed of the same measurement as the rescoring's
-            ranking = ranking[ranking["rung"] == spec.halving.rungs - 1]
-        top = ranking.head(spec.rescore)
-        plan = {
-            "run": spec.key, "rescore": spec.rescore,
-            "seeds": [rescore_seed(spec.seed, j) for j in range(1, spec.rescore_seeds + 1)],
-            "candidates": [{"key": r["key"], "expression": r["expression"],
-                            "fingerprint": r["fingerprint"],
-                            "val_accuracy": float(r["val_accuracy"]),
-                            "generation": int(r["generation"]), "size": int(r["size"])}
-                           for _, r in top.iterrows()],
-            "references": [{"loss": loss_spec_label(r), "loss_spec": r} for r in spec.references],
-        }
-        write_json_atomic(self.run_dir / RESCORE_PLAN, plan)
-        return plan
-
-    def _rescore(self) -> None:
-        """Retrain what the plan names with each extra seed; rows already there are kept."""
-        if self.spec.rescore == 0:
-            return
-        plan = self._rescore_plan()
-        have = {rescore_ident(r) for r in rescore_rows(self.run_dir, self.spec)}
-        todo = [t for t in planned_rescores(plan) if rescore_ident(t) not in have]
-        self._train_side(RESCORE, todo, "rescoring")
+        """Each task's results in task order (:func:`ngl.gp.executors.results_in_order`)."""
+        return results_in_order(self.executor, tasks, progress)
 
     def _fitness(self, row: dict) -> float:
         if row["status"] != "ok" or row.get("val_accuracy") is None:
@@ -403,7 +245,7 @@ class GPSearch:
         # the data must load as asked (folder, subset sizes) before a run directory exists
         spec = self.spec
         try:
-            _load_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
+            load_search_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
                        spec.data_seed, "cpu")
         except ValueError as exc:  # e.g. n_train larger than the split: the spec cannot run
             raise ConfigError(f"{spec.dataset}: {exc}") from None
@@ -415,7 +257,7 @@ class GPSearch:
         spec = self.spec
         self._check_run_dir()
         # the number of classes fixes the probe batch of the sanity filter
-        num_classes = _load_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
+        num_classes = load_search_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
                                  spec.data_seed, "cpu").num_classes
         self.probe = make_probe(num_classes, n=spec.probe_size)
         ckpt_path = self.run_dir / CHECKPOINT
@@ -540,10 +382,5 @@ def resume(run_dir: str | os.PathLike, options: RunOptions | None = None,
            callback: Callable[[dict, GPSearch], None] | None = None) -> SearchResult:
     """Continue the search saved in ``run_dir`` (with its last options unless given)."""
     files = read_run_files(Path(run_dir))
-    if files.legacy:
-        raise RunDirError(
-            f"{run_dir} was written by an older ngl ({LEGACY_CONFIG}, before specs and run "
-            "options were separated): it can be loaded (ngl.load) but not continued; start a "
-            "new run directory, e.g. ngl.search(ngl.load(run_dir).spec)")
     return run_search(files.spec, run_dir, options or files.options, executor=executor,
                       progress=progress, callback=callback)

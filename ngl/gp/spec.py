@@ -12,20 +12,21 @@ import json
 from dataclasses import field
 from typing import Annotated, Any, Literal
 
-import torch
-from pydantic import BeforeValidator, Field, PlainSerializer, PlainValidator
+from pydantic import Field, PlainSerializer, PlainValidator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from ngl.data import available_datasets
 from ngl.fitness import SuccessiveHalving, TrainBudget
+from ngl.fitness.budget import DEFAULT_BRACKET
 from ngl.gp.expression import LossExpression
 from ngl.gp.parse import MAX_DEPTH, MAX_SIZE
 from ngl.gp.primitives import PrimitiveSet, preset
-from ngl.io.config import STRICT, AsTuple, ConfigMixin, check_device
-from ngl.losses.registry import build_loss_spec, loss_spec_label, normalise_loss_spec
+from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin, check_device, resolve_device
+from ngl.losses.registry import build_loss_spec, loss_spec_label, loss_specs_field
 from ngl.models import available_models
 
-__all__ = ["SearchSpec", "RunOptions", "primitive_set_from", "SPEC_FIELDS", "OPTION_FIELDS"]
+__all__ = ["SearchSpec", "RunOptions", "primitive_set_from", "SPEC_FIELDS", "OPTION_FIELDS",
+           "OPTION_HELP"]
 
 
 def primitive_set_from(value: Any) -> PrimitiveSet:
@@ -38,20 +39,6 @@ def primitive_set_from(value: Any) -> PrimitiveSet:
         return PrimitiveSet.from_dict(value)
     raise ValueError(f"expected a PrimitiveSet, a preset name or its dict, got {value!r}")
 
-
-def _loss_specs(value: Any) -> Any:
-    """One loss spec alone is a tuple of one; a list is a tuple; dicts get sorted keys."""
-    if isinstance(value, str | dict):
-        value = (value,)
-    if isinstance(value, list | tuple):
-        out = []
-        for i, spec in enumerate(value):
-            try:
-                out.append(normalise_loss_spec(spec))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"references[{i}]: {exc}") from None
-        return tuple(out)
-    return value
 
 
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -72,8 +59,8 @@ class SearchSpec(ConfigMixin):
     candidate (initial weights, batches); ``data_seed`` alone draws the search-train /
     search-validation split, so changing the GP seed never changes the data.
 
-    ``halving`` (a :class:`~ngl.fitness.SuccessiveHalving`) stops most candidates of a chunk
-    early: rungs at 1/eta^k of ``budget.steps``, the best ``ceil(n/eta)`` go on. Selection,
+    ``halving`` (a :class:`~ngl.fitness.SuccessiveHalving`) stops most candidates of each
+    ``halving.bracket`` early: rungs at 1/eta^k of ``budget.steps``, the best ``ceil(n/eta)`` go on. Selection,
     elitism and the hall of fame then rank a candidate by the rung it reached, then by its
     fitness there (the successive-halving rule), and a cache hit takes over the cached
     candidate's rung and score.
@@ -124,14 +111,15 @@ class SearchSpec(ConfigMixin):
     model: str = "dense_cnn"
     budget: TrainBudget = field(default_factory=lambda: TrainBudget(steps=100, batch_size=128,
                                                                     schedule="cosine"))
-    # successive halving inside each chunk (None: every candidate trains the whole budget)
+    # successive halving in brackets of halving.bracket candidates (None: every candidate
+    # trains the whole budget)
     halving: SuccessiveHalving | None = None
     # sanity filter and equivalence cache
     probe_size: Annotated[int, Field(ge=1)] = 64
     equivalence: Literal["value_and_gradient", "gradient", "none"] = "value_and_gradient"
     # losses trained beside the search (never in it), and the top k retrained with other seeds
     references: Annotated[tuple[str | dict[str, Any], ...],
-                          BeforeValidator(_loss_specs)] = ("ce",)
+                          loss_specs_field("references")] = ("ce",)
     rescore: Annotated[int, Field(ge=0)] = 3
     rescore_seeds: Annotated[int, Field(ge=1)] = 2
 
@@ -180,7 +168,7 @@ class SearchSpec(ConfigMixin):
     def key(self) -> str:
         """As for every config, but a field added since the first release is left out while
         it has the value that means "off" (``halving=None``, ``references=()``, ``rescore=0``,
-        ``budget.schedule="constant"``), so older run directories keep their key and are still
+        ``budget.schedule="constant"``, ``halving.bracket=16``), so older run directories keep their key and are still
         found and continued."""
         text = json.dumps(self.key_dict(), sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -198,6 +186,8 @@ class SearchSpec(ConfigMixin):
                 del d[name]
         if d["budget"].get("schedule") == "constant":
             del d["budget"]["schedule"]
+        if isinstance(d.get("halving"), dict) and d["halving"].get("bracket") == DEFAULT_BRACKET:
+            del d["halving"]["bracket"]  # what every halving search used before the field
         return d
 
 
@@ -206,7 +196,8 @@ class RunOptions(ConfigMixin):
     """How a search runs; none of it changes which losses it finds.
 
     ``chunk_size`` is the number of candidates handed to one worker at once (the unit of
-    resume); ``cuda_graph`` replays each training step as a CUDA graph (CUDA only);
+    resume; with successive halving the spec's ``halving.bracket`` is the chunk instead, so
+    the chunk size cannot change which candidates survive); ``cuda_graph`` replays each training step as a CUDA graph (CUDA only);
     ``compile`` compiles the folded population network with ``torch.compile`` once per
     population size and worker process (it pays on long searches only: see the README);
     ``data_root`` is where the dataset's files are (``None``: the usual places).
@@ -230,10 +221,29 @@ class RunOptions(ConfigMixin):
 
     def resolved_device(self) -> str:
         """``auto`` made concrete: CUDA when this machine has it, else CPU."""
-        if self.device != "auto":
-            return self.device
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device(self.device)
+
+    def replaced(self, **given: Any) -> RunOptions:
+        """These options with the ``given`` ones (``None``: keep this one) replaced, validated
+        as a whole; an unknown name is refused in one line that lists the options."""
+        unknown = sorted(set(given) - set(OPTION_FIELDS))
+        if unknown:
+            raise ConfigError(f"run option(s) {unknown}: expected one of {list(OPTION_FIELDS)}")
+        given = {k: v for k, v in given.items() if v is not None}
+        return RunOptions.from_dict({**self.to_dict(), **given}) if given else self
 
 
 SPEC_FIELDS = tuple(SearchSpec.__dataclass_fields__)
 OPTION_FIELDS = tuple(RunOptions.__dataclass_fields__)
+
+OPTION_HELP: dict[str, str] = {
+    "device": "auto, cpu, cuda or cuda:N",
+    "chunk_size": "candidates per worker task (the unit of resume)",
+    "cuda_graph": "replay each training step as a CUDA graph (CUDA only)",
+    "compile": "torch.compile the batched network that trains a chunk's candidates (off by "
+               "default; about 30 s to compile on a CPU, so only for long searches; not with "
+               "cuda_graph)",
+    "data_root": "folder holding the dataset's files",
+    "hall_of_fame_size": "entries of the hall of fame shown and kept by ngl.load",
+}
+"""One line per `RunOptions` field: the command line's ``--help`` (one flag per field)."""

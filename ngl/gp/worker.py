@@ -20,11 +20,11 @@ from ngl.gp.spec import RunOptions, SearchSpec
 from ngl.losses.registry import build_loss_spec
 from ngl.models import build_model
 
-__all__ = ["evaluate_chunk", "evaluate_losses"]
+__all__ = ["evaluate_chunk", "evaluate_losses", "load_search_data"]
 
 
 @functools.lru_cache(maxsize=2)
-def _load_data(dataset: str, root: str | None, n_train: int | None, n_val: int | None,
+def load_search_data(dataset: str, root: str | None, n_train: int | None, n_val: int | None,
                seed: int, device: str):
     """The search's data on its device, once per worker process (``seed`` is the data seed)."""
     return load_cached(dataset, root, n_train, n_val, None, seed).to(device)
@@ -35,7 +35,7 @@ def _train(sp: SearchSpec, opts: RunOptions, losses: Sequence[nn.Module], seed: 
            progress: Callable[[int], object] | None) -> list[dict]:
     """Train ``losses`` together on the search's data, model and budget from ``seed``."""
     device = opts.resolved_device()
-    data = _load_data(sp.dataset, opts.data_root, sp.n_train, sp.n_val, sp.data_seed, device)
+    data = load_search_data(sp.dataset, opts.data_root, sp.n_train, sp.n_val, sp.data_seed, device)
     c, h, _w = data.input_shape
     model_fn = functools.partial(build_model, sp.model, c, data.num_classes, h)
     results = train_population(model_fn, losses, data, sp.budget, seed=seed, device=device,

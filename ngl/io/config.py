@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import torch
 from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
-__all__ = ["STRICT", "AsTuple", "ConfigError", "ConfigMixin", "describe_error", "load_config_file",
-           "check_device"]
+__all__ = ["STRICT", "AsTuple", "OneOrMany", "ConfigError", "ConfigMixin", "describe_error", "load_config_file",
+           "check_device", "resolve_device", "require_available"]
 
 #: pydantic settings shared by every config class.
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True)
@@ -44,6 +44,17 @@ def _as_tuple(value: Any) -> Any:
 
 #: ``Annotated[tuple[...], AsTuple]``: a tuple field that also takes a list.
 AsTuple = BeforeValidator(_as_tuple)
+
+
+def _one_or_many(value: Any) -> Any:
+    """One name or number where a tuple of them is expected is that one alone."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return (value,)
+    return _as_tuple(value)
+
+
+#: ``Annotated[tuple[...], OneOrMany]``: a tuple field that also takes a list or one item.
+OneOrMany = BeforeValidator(_one_or_many)
 
 
 @functools.cache
@@ -80,6 +91,17 @@ def describe_error(exc: BaseException, prefix: str = "") -> str:
 class ConfigMixin:
     """``to_dict``/``from_dict``/``to_json``/``from_json``/``key`` for a pydantic config dataclass."""
 
+    #: Fields that say how a job runs, not what it computes (a device, a data folder): left out
+    #: of ``key`` and ``identity()``, so a job moved to another device resumes in its folder.
+    RUN_OPTIONS: tuple[str, ...] = ()
+
+    def identity(self) -> dict:
+        """``to_dict()`` without the run options: what decides the result."""
+        d = self.to_dict()
+        for k in self.RUN_OPTIONS:
+            d.pop(k, None)
+        return d
+
     def to_dict(self) -> dict:
         return _adapter(type(self)).dump_python(self, mode="json")
 
@@ -101,10 +123,21 @@ class ConfigMixin:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
 
+    def _keyed(self, d: dict) -> dict:
+        """What of ``d`` the key hashes (a config whose newer fields keep old keys drops them)."""
+        return d
+
     @property
     def key(self) -> str:
         """Stable hash of the configuration (names run directories and grid cells)."""
-        text = json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+        text = json.dumps(self._keyed(self.identity()), sort_keys=True, allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def key_with_run_options(self) -> str:
+        """The key as ngl 0.1 computed it, run options included: the name of folders written
+        before they left the key (found by :func:`ngl.io.paths.folder_of`)."""
+        text = json.dumps(self._keyed(self.to_dict()), sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -141,6 +174,14 @@ def check_device(device: str, where: str = "device") -> str:
     if device.startswith("cuda:") and device[5:].isascii() and device[5:].isdigit():
         return device
     raise ValueError(f"{where}={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` made concrete, in one place for every job: CUDA when this machine has it,
+    else CPU; any other device as it is."""
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def require_available(device: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["project_dir", "runs_dir", "figures_dir", "search_run_dir", "repo_root"]
+__all__ = ["project_dir", "runs_dir", "figures_dir", "search_run_dir", "repo_root", "folder_of"]
 
 
 def repo_root(start: Path) -> Path | None:
@@ -37,6 +37,13 @@ def runs_dir() -> Path:
 def figures_dir() -> Path:
     """Where figures go."""
     return project_dir("NGL_FIGURES_DIR", "figures")
+
+
+def folder_of(parent: Path, config) -> Path:
+    """``parent / config.key``, or the folder ngl 0.1 named by ``config.key_with_run_options``
+    (device and data folder in the key) when only that one exists, so old folders go on."""
+    new, old = parent / config.key, parent / config.key_with_run_options
+    return old if old.is_dir() and not new.exists() else new
 
 
 def search_run_dir(key: str) -> Path:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ClassificationLoss", "ElementwiseLoss"]
+__all__ = ["ClassificationLoss", "ElementwiseLoss", "ylogp"]
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -137,7 +137,7 @@ class ClassificationLoss(nn.Module):
         return z, y, (None if all_valid else valid), out_shape
 
 
-def _ylogp(y: Tensor, logp: Tensor) -> Tensor:
+def ylogp(y: Tensor, logp: Tensor) -> Tensor:
     """``y * logp`` with ``0 * log 0 = 0``: a ``-inf`` logit of a class with zero target weight
     would otherwise give ``0 * -inf = NaN`` in the value and the gradient."""
     return y * torch.where(y == 0, torch.zeros((), dtype=logp.dtype, device=logp.device), logp)

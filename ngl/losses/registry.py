@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pydantic import BeforeValidator
 from torch import Tensor, nn
 
 from ngl.losses.zoo import (
@@ -19,7 +21,7 @@ from ngl.losses.zoo import (
 
 __all__ = ["get_loss", "available_losses", "register_loss", "register_text_compiler",
            "per_sample_losses", "loss_aliases", "display_name", "DISPLAY_NAMES",
-           "normalise_loss_spec", "loss_spec_label", "build_loss_spec", "canonical_loss_name"]
+           "normalise_loss_spec", "normalise_loss_specs", "loss_specs_field", "loss_spec_label", "build_loss_spec", "canonical_loss_name"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "ce": CrossEntropy,
@@ -146,6 +148,29 @@ def normalise_loss_spec(spec: LossSpec) -> str | dict:
             raise ValueError(f"loss spec {dict(spec)!r} needs a 'name' (str)")
         return {k: spec[k] for k in sorted(spec)}
     raise TypeError(f"a loss is a name, an expression or a dict with 'name', got {spec!r}")
+
+
+def normalise_loss_specs(value: Any, field: str = "losses") -> Any:
+    """A config field of loss specs: one spec alone is a tuple of one, a list a tuple, each
+    spec as :func:`normalise_loss_spec` makes it; a bad one is named ``field[i]``. Anything
+    else is returned as it is, for the config's own type check to refuse."""
+    if isinstance(value, str | Mapping):
+        value = (value,)
+    if not isinstance(value, list | tuple):
+        return value
+    out = []
+    for i, spec in enumerate(value):
+        try:
+            out.append(normalise_loss_spec(spec))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{field}[{i}]: {exc}") from None
+    return tuple(out)
+
+
+def loss_specs_field(field: str) -> BeforeValidator:
+    """``Annotated[tuple[...], loss_specs_field("losses")]``: the pydantic validator of a config
+    field holding loss specs (:func:`normalise_loss_specs`), used by every config with one."""
+    return BeforeValidator(functools.partial(normalise_loss_specs, field=field))
 
 
 def loss_spec_label(spec: LossSpec) -> str:

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from ngl.losses.base import ClassificationLoss, ElementwiseLoss, _ylogp
+from ngl.losses.base import ClassificationLoss, ElementwiseLoss, ylogp
 
 __all__ = ["CrossEntropy", "NGL", "FocalLoss", "LabelSmoothingCE", "PolyLoss", "BaikalLoss",
            "SymmetricCE", "NGL_ALPHA", "NGL_EXPRESSION"]
@@ -24,7 +24,7 @@ class CrossEntropy(ClassificationLoss):
     """Plain cross entropy, ``-sum_c y_c log p_c`` (the baseline every table is relative to)."""
 
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:
-        return -_ylogp(y, torch.log_softmax(z, dim=-1)).sum(dim=-1)
+        return -ylogp(y, torch.log_softmax(z, dim=-1)).sum(dim=-1)
 
 
 class NGL(ElementwiseLoss):
@@ -74,10 +74,10 @@ class FocalLoss(ClassificationLoss):
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:
         logp = torch.log_softmax(z, dim=-1)
         if self.gamma == 0:
-            return -_ylogp(y, logp).sum(dim=-1)
+            return -ylogp(y, logp).sum(dim=-1)
         # (1 - p) computed as -expm1(logp): accurate when p is close to 1.
         weight = (-torch.expm1(logp)).clamp_min(0).pow(self.gamma)
-        return -(weight * _ylogp(y, logp)).sum(dim=-1)
+        return -(weight * ylogp(y, logp)).sum(dim=-1)
 
 
 class LabelSmoothingCE(ClassificationLoss):
@@ -100,7 +100,7 @@ class LabelSmoothingCE(ClassificationLoss):
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:
         logp = torch.log_softmax(z, dim=-1)
         q = (1 - self.epsilon) * y + self.epsilon / z.shape[-1]
-        return -_ylogp(q, logp).sum(dim=-1)
+        return -ylogp(q, logp).sum(dim=-1)
 
 
 class PolyLoss(ClassificationLoss):
@@ -118,7 +118,7 @@ class PolyLoss(ClassificationLoss):
 
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:
         logp = torch.log_softmax(z, dim=-1)
-        ce = -_ylogp(y, logp).sum(dim=-1)
+        ce = -ylogp(y, logp).sum(dim=-1)
         pt = (y * logp.exp()).sum(dim=-1)
         return ce + self.epsilon * (1 - pt)
 
@@ -157,7 +157,7 @@ class SymmetricCE(ClassificationLoss):
 
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:
         logp = torch.log_softmax(z, dim=-1)
-        ce = -_ylogp(y, logp).sum(dim=-1)
+        ce = -ylogp(y, logp).sum(dim=-1)
         rce = -(logp.exp() * torch.log(y.clamp(self.clamp, 1.0))).sum(dim=-1)
         return self.a * ce + self.b * rce
 

@@ -9,8 +9,11 @@ from ngl.train.loop import (
 )
 from ngl.train.optim import (
     OPTIMIZERS,
+    TrainSettings,
     all_finite,
+    apply_step,
     build_optimizer,
+    forward_backward,
     optimizer_from_config,
 )
 from ngl.train.seeding import (
@@ -20,10 +23,13 @@ from ngl.train.seeding import (
 __all__ = [
     "OPTIMIZERS",
     "TrainConfig",
+    "TrainSettings",
     "all_finite",
+    "apply_step",
     "augment_batch",
     "build_optimizer",
     "evaluate",
+    "forward_backward",
     "optimizer_from_config",
     "seed_everything",
     "train_model",

@@ -29,11 +29,9 @@ of another configuration or seed is still refused: that is a wrong path, not a d
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,15 +43,15 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ngl.io.config import STRICT, ConfigMixin
-from ngl.io.records import atomic_write
-from ngl.train.optim import all_finite, optimizer_from_config
+from ngl.io.config import STRICT
+from ngl.train.optim import TrainSettings, apply_step, forward_backward, optimizer_from_config
+from ngl.train.run_state import RunState, save_state, start_or_resume
 
 __all__ = ["TrainConfig", "train_model", "evaluate", "augment_batch", "zoom_shift"]
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
-class TrainConfig(ConfigMixin):
+class TrainConfig(TrainSettings):
     """Everything that defines how one downstream run trains (hashable, JSON round-trips).
 
     ``random_crop`` is the zero padding (in pixels) of a random crop back to the input size
@@ -67,30 +65,18 @@ class TrainConfig(ConfigMixin):
     ``optimizer="sgd"`` uses ``momentum`` and, only when asked, Nesterov momentum.
     """
 
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: Annotated[float, Field(gt=0)] = 1e-3
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    nesterov: bool = False
     schedule: Literal["none", "cosine", "plateau"] = "none"
     plateau_factor: Annotated[float, Field(gt=0, lt=1)] = 0.2
     plateau_patience: Annotated[int, Field(ge=0)] = 5
     min_lr: Annotated[float, Field(ge=0)] = 0.0
     epochs: Annotated[int, Field(ge=1)] = 10
-    batch_size: Annotated[int, Field(ge=1)] = 128
     random_crop: Annotated[int, Field(ge=0)] = 0
     hflip: bool = False
     zoom: Annotated[float, Field(ge=0, lt=1)] = 0.0
     shift: Annotated[float, Field(ge=0, lt=1)] = 0.0
     amp: bool = True
     eval_every: Annotated[int, Field(ge=1)] = 1
-    eval_batch_size: Annotated[int, Field(ge=1)] = 1024
     max_steps_per_epoch: Annotated[int, Field(ge=1)] | None = None
-
-    def __post_init__(self) -> None:
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
-            raise ValueError(f"TrainConfig.nesterov=True needs optimizer='sgd' with momentum > 0, "
-                             f"got optimizer={self.optimizer!r}, momentum={self.momentum}")
 
 
 # -- augmentation -------------------------------------------------------------------------------
@@ -192,55 +178,6 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024,
     return out
 
 
-# -- checkpoints -------------------------------------------------------------------------------
-def _save_checkpoint(path: Path, state: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def _read_checkpoint(path: Path, device: torch.device) -> dict | None:
-    """The checkpoint's state dict, or None (and the file moved aside) if it cannot be read."""
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-        if not isinstance(state, dict):
-            raise ValueError(f"expected a dict of run state, found {type(state).__name__}")
-        missing = {"config", "seed", "model", "history"} - set(state)
-        if missing:  # e.g. a bare model state_dict: not a train_model checkpoint at all
-            raise ValueError(f"not a train_model checkpoint (no {sorted(missing)})")
-    except Exception as exc:  # noqa: BLE001 - garbage, truncation, foreign pickles: all unreadable
-        _set_aside(path, exc)
-        return None
-    return state
-
-
-def _set_aside(path: Path, exc: BaseException) -> None:
-    """Rename an unusable checkpoint to ``<name>.corrupt-<timestamp>`` (kept for a post-mortem,
-    out of the way of the rerun) and warn, naming the file and the problem."""
-    problem = f"{type(exc).__name__}: {exc}"
-    if len(problem) > 300:
-        problem = problem[:300] + " ..."
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while dest.exists():
-        n += 1
-        dest = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    try:
-        os.replace(path, dest)
-        where = f"moved it to {dest}"
-    except OSError as err:
-        where = f"could not move it aside ({err}); the next checkpoint overwrites it"
-    warnings.warn(f"checkpoint {path} cannot be loaded ({problem}); {where} and training this "
-                  "run from scratch", RuntimeWarning, stacklevel=3)
-
-
-def _rng_list(state: Tensor) -> list[int]:
-    return [int(v) for v in state.tolist()]
-
-
-def _rng_tensor(values: list[int]) -> Tensor:
-    return torch.tensor(values, dtype=torch.uint8)
-
-
 def _build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The shared builder (:func:`ngl.train.optim.build_optimizer`): Nesterov only if ``config.nesterov``."""
     return optimizer_from_config([p for p in model.parameters() if p.requires_grad], config)
@@ -285,129 +222,100 @@ def train_model(model: nn.Module, loss: nn.Module, data, config: TrainConfig, se
     if n_train == 0:
         raise ValueError("the training split is empty")
 
-    def fresh() -> tuple[torch.Generator, torch.optim.Optimizer, Any, torch.amp.GradScaler]:
-        """Generator, optimizer, scheduler and scaler of a run that starts from scratch."""
+    def fresh() -> RunState:
+        """The state of a run that starts from scratch."""
         torch.manual_seed(seed)
         opt = _build_optimizer(model, config)
-        return (torch.Generator().manual_seed(seed), opt, _build_scheduler(opt, config),
-                torch.amp.GradScaler("cuda", enabled=amp))
+        return RunState(torch.Generator().manual_seed(seed), opt, _build_scheduler(opt, config),
+                        torch.amp.GradScaler("cuda", enabled=amp))
 
-    generator, optimizer, scheduler, scaler = fresh()
-    history: list[dict] = []
-    start_epoch, steps, elapsed, status = 0, 0, 0.0, "ok"
-    resumed_from = None
+    identity = {"config": config.to_dict(), "seed": seed}
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    state = _read_checkpoint(ckpt, device) if ckpt is not None and ckpt.exists() else None
-    if state is not None:
-        assert ckpt is not None
-        if state.get("config") != config.to_dict() or state.get("seed") != seed:
-            raise ValueError(f"{ckpt} belongs to another run (config or seed differ); "
-                             "delete it or use another checkpoint_path")
-        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        try:
-            history = json.loads(state["history"])
-            start_epoch, steps = int(state["epoch"]), int(state["steps"])
-            elapsed, status = float(state["time_s"]), str(state.get("status", "ok"))
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None and state.get("scheduler") is not None:
-                scheduler.load_state_dict(state["scheduler"])
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            generator.set_state(_rng_tensor(state["generator"]))
-            torch.set_rng_state(_rng_tensor(state["torch_rng"]))
-            if device.type == "cuda" and state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(_rng_tensor(state["cuda_rng"]), device)
-            resumed_from = start_epoch
-        except Exception as exc:  # noqa: BLE001 - a damaged file must not sink the run forever
-            # Loading may have failed half way: undo it all and start from scratch.
-            model.load_state_dict(initial)
-            generator, optimizer, scheduler, scaler = fresh()
-            history, start_epoch, steps, elapsed, status = [], 0, 0, 0.0, "ok"
-            _set_aside(ckpt, exc)
-
-    bs = config.batch_size
-    steps_per_epoch = math.ceil(n_train / bs)
+    state = start_or_resume(model, fresh, identity, ckpt, device)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
     if config.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
 
-    bar = tqdm(total=config.epochs, initial=start_epoch, disable=not progress, desc="epochs",
+    bar = tqdm(total=config.epochs, initial=state.epoch, disable=not progress, desc="epochs",
                leave=False)
     model.train()
     try:
-        for epoch in range(start_epoch, config.epochs):
-            if status != "ok":
+        for epoch in range(state.epoch, config.epochs):
+            if state.status != "ok":
                 break
             t0 = time.perf_counter()
-            perm = torch.randperm(n_train, generator=generator).to(device)
-            total, count = torch.zeros((), device=device), 0
-            for i in range(steps_per_epoch):
-                idx = perm[i * bs:(i + 1) * bs]
-                xb = augment_batch(data.x_train[idx], config, generator)
-                yb = data.y_train[idx]
-                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
-                    out = model(xb)
-                logits = out.float()
-                if amp and logits.requires_grad:
-                    logits.retain_grad()  # the loss's own gradient, checked below
-                value = loss(logits, yb)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(value).backward()
-                # One host sync per step: the loss and its gradients must be finite, or no step
-                # is taken (ngl.train.optim's policy). Under AMP, overflow of the scaled parameter
-                # gradients is the GradScaler's to handle (it skips the step).
-                checked = [logits.grad] if amp else [p.grad for p in model.parameters()]
-                if not bool(all_finite(value, checked)):
-                    status = "nonfinite"
-                    break
-                scaler.step(optimizer)
-                scaler.update()
-                total += value.detach() * len(idx)
-                count += len(idx)
-                steps += 1
-            row: dict[str, Any] = {"epoch": epoch + 1,
-                                   "train_loss": float(total) / count if count else float("nan"),
-                                   "lr": float(optimizer.param_groups[0]["lr"])}
-            if status == "ok" and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-                val = evaluate(model, data.x_val, data.y_val, config.eval_batch_size, amp)
-                row.update({"val_accuracy": val["accuracy"], "val_ce": val["ce"]})
-                if "top5" in val:
-                    row["val_top5"] = val["top5"]
-                if len(data.y_test):  # an empty test split is one a caller keeps unseen
-                    test = evaluate(model, data.x_test, data.y_test, config.eval_batch_size, amp)
-                    row.update({"test_accuracy": test["accuracy"], "test_ce": test["ce"]})
-                    if "top5" in test:
-                        row["test_top5"] = test["top5"]
-                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    scheduler.step(val["accuracy"])
-            if status == "ok" and scheduler is not None and not isinstance(
-                    scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step()
-            if status != "ok":
-                row["status"] = status
-            elapsed += time.perf_counter() - t0
-            history.append(row)
+            row = _train_epoch(model, loss, data, config, state, steps_per_epoch, amp)
+            row["epoch"] = epoch + 1
+            if state.status == "ok":
+                row.update(_evaluate_epoch(model, data, config, state, epoch, amp))
+            else:
+                row["status"] = state.status
+            state.elapsed += time.perf_counter() - t0
+            state.history.append(dict(sorted(row.items(), key=lambda kv: _ROW_ORDER.get(kv[0], 99))))
+            state.epoch = epoch + 1
             if ckpt is not None:
-                _save_checkpoint(ckpt, {
-                    "config": config.to_dict(), "seed": seed, "epoch": epoch + 1, "steps": steps,
-                    "time_s": elapsed, "status": status, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict() if amp else None,
-                    "generator": _rng_list(generator.get_state()),
-                    "torch_rng": _rng_list(torch.get_rng_state()),
-                    "cuda_rng": (_rng_list(torch.cuda.get_rng_state(device))
-                                 if device.type == "cuda" else None),
-                    "history": json.dumps(history),
-                })
+                save_state(ckpt, identity, state, model, device, amp)
             bar.update(1)
             if "val_accuracy" in row:
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{row['val_accuracy']:.4f}")
             if callback is not None:
-                callback(row)
+                callback(state.history[-1])
     finally:
         bar.close()
-    return _summarise(history, status, steps, elapsed, resumed_from)
+    return _summarise(state.history, state.status, state.steps, state.elapsed,
+                      state.resumed_from)
+
+
+# the order of an epoch's history row, as it always was
+_ROW_ORDER = {k: i for i, k in enumerate(
+    ["epoch", "train_loss", "lr", "val_accuracy", "val_ce", "val_top5", "test_accuracy",
+     "test_ce", "test_top5", "status"])}
+
+
+def _train_epoch(model: nn.Module, loss: nn.Module, data, config: TrainConfig, state: RunState,
+                 steps_per_epoch: int, amp: bool) -> dict[str, Any]:
+    """One epoch of steps in the order of the run's generator; a non-finite step ends it (and
+    the run: ``state.status``). Returns the epoch's mean training loss and learning rate."""
+    bs, device = config.batch_size, data.y_train.device
+    perm = torch.randperm(len(data.y_train), generator=state.generator).to(device)
+    total, count = torch.zeros((), device=device), 0
+    for i in range(steps_per_epoch):
+        idx = perm[i * bs:(i + 1) * bs]
+        xb = augment_batch(data.x_train[idx], config, state.generator)
+        value, finite = forward_backward(model, loss, xb, data.y_train[idx], state.optimizer,
+                                         state.scaler, amp)
+        if not bool(finite):  # one host sync per step (ngl.train.optim's policy)
+            state.status = "nonfinite"
+            break
+        apply_step(state.optimizer, state.scaler)
+        total += value.detach() * len(idx)
+        count += len(idx)
+        state.steps += 1
+    return {"train_loss": float(total) / count if count else float("nan"),
+            "lr": float(state.optimizer.param_groups[0]["lr"])}
+
+
+def _evaluate_epoch(model: nn.Module, data, config: TrainConfig, state: RunState, epoch: int,
+                    amp: bool) -> dict[str, Any]:
+    """Validation (and test, unless the split is kept unseen) scores when this epoch is an
+    evaluation epoch, then the scheduler's step (a plateau schedule steps on validation)."""
+    row: dict[str, Any] = {}
+    plateau = isinstance(state.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+        val = evaluate(model, data.x_val, data.y_val, config.eval_batch_size, amp)
+        row.update({"val_accuracy": val["accuracy"], "val_ce": val["ce"]})
+        if "top5" in val:
+            row["val_top5"] = val["top5"]
+        if len(data.y_test):  # an empty test split is one a caller keeps unseen
+            test = evaluate(model, data.x_test, data.y_test, config.eval_batch_size, amp)
+            row.update({"test_accuracy": test["accuracy"], "test_ce": test["ce"]})
+            if "top5" in test:
+                row["test_top5"] = test["top5"]
+        if plateau:
+            state.scheduler.step(val["accuracy"])
+    if state.scheduler is not None and not plateau:
+        state.scheduler.step()
+    return row
 
 
 def _summarise(history: list[dict], status: str, steps: int, elapsed: float,

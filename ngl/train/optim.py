@@ -26,25 +26,48 @@ not a non-finite run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import Tensor
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "optimizer_from_config", "all_finite"]
+from ngl.io.config import STRICT, ConfigMixin
+
+__all__ = ["OPTIMIZERS", "TrainSettings", "build_optimizer", "nesterov_problem",
+           "optimizer_from_config", "all_finite", "forward_backward", "apply_step"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
-class OptimizerSettings(Protocol):
-    """What :class:`ngl.train.loop.TrainConfig` and :class:`ngl.fitness.budget.TrainBudget` share."""
+def nesterov_problem(optimizer: str, momentum: float, nesterov: bool) -> str | None:
+    """The one Nesterov rule: ``nesterov=True`` needs SGD with momentum; what is wrong, or None."""
+    if nesterov and (optimizer != "sgd" or momentum <= 0):
+        return (f"nesterov=True needs optimizer='sgd' with momentum > 0, got "
+                f"optimizer={optimizer!r}, momentum={momentum}")
+    return None
 
-    optimizer: str
-    lr: float
-    weight_decay: float
-    momentum: float
-    nesterov: bool
+
+@pydantic_dataclass(frozen=True, config=STRICT)
+class TrainSettings(ConfigMixin):
+    """The training settings the search's `ngl.fitness.TrainBudget` and downstream
+    `ngl.train.TrainConfig` share (each adds its own length and schedule): one definition, one
+    Nesterov rule, one optimizer builder (:func:`optimizer_from_config`)."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = False
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    eval_batch_size: Annotated[int, Field(ge=1)] = 1024
+
+    def __post_init__(self) -> None:
+        problem = nesterov_problem(self.optimizer, self.momentum, self.nesterov)
+        if problem:
+            raise ValueError(f"{type(self).__name__}.{problem}")
 
 
 def build_optimizer(params: Iterable[Tensor] | Iterable[dict[str, Any]], *, optimizer: str,
@@ -58,9 +81,9 @@ def build_optimizer(params: Iterable[Tensor] | Iterable[dict[str, Any]], *, opti
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={optimizer!r}; expected one of {OPTIMIZERS}")
-    if nesterov and (optimizer != "sgd" or momentum <= 0):
-        raise ValueError(f"nesterov=True needs optimizer='sgd' with momentum > 0, got "
-                         f"optimizer={optimizer!r}, momentum={momentum}")
+    problem = nesterov_problem(optimizer, momentum, nesterov)
+    if problem:
+        raise ValueError(problem)
     if optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, capturable=capturable)
     if optimizer == "adamw":
@@ -69,7 +92,7 @@ def build_optimizer(params: Iterable[Tensor] | Iterable[dict[str, Any]], *, opti
                            nesterov=nesterov)
 
 
-def optimizer_from_config(params: Iterable[Tensor], config: OptimizerSettings,
+def optimizer_from_config(params: Iterable[Tensor], config: TrainSettings,
                           capturable: bool = False) -> torch.optim.Optimizer:
     """:func:`build_optimizer` with the settings of a ``TrainConfig`` or ``TrainBudget``."""
     return build_optimizer(params, optimizer=config.optimizer, lr=config.lr,
@@ -88,3 +111,31 @@ def all_finite(value: Tensor, tensors: Iterable[Tensor | None] = ()) -> Tensor:
         if t is not None:
             finite = finite & torch.isfinite(t).all()
     return finite
+
+
+def forward_backward(model: torch.nn.Module, loss: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+                     y: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                     amp: bool, params: Iterable[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """One step of a training loop up to the update, under the policy above: forward (fp16
+    autocast when ``amp``), the loss on float32 logits, zeroed and (scaled) backward. Returns
+    the loss value and :func:`all_finite` of it and of what the policy checks (the logit
+    gradient under AMP, else every parameter gradient, of ``params`` or the model's), as device
+    tensors: the loop decides when to sync, and a multi-GPU loop can agree across ranks first.
+    Apply the update with :func:`apply_step` only when it is finite."""
+    with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
+        out = model(x)
+    logits = out.float()
+    if amp and logits.requires_grad:
+        logits.retain_grad()  # the loss's own gradient, checked below
+    value = loss(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(value).backward()
+    checked = [logits.grad] if amp else [p.grad for p in (params if params is not None
+                                                         else model.parameters())]
+    return value, all_finite(value, checked)
+
+
+def apply_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """The update after a finite :func:`forward_backward` (the scaler skips an overflowed one)."""
+    scaler.step(optimizer)
+    scaler.update()

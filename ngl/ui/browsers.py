@@ -31,12 +31,11 @@ __all__ = [
 def search_runs(root: str | os.PathLike | None = None) -> list[Path]:
     """The search runs under ``root`` (default ``runs/search/``), the latest changed first.
 
-    A run is a directory with ``spec.json`` (or an older ngl's ``config.json``) and
-    ``history.jsonl`` (partial runs count); ties in time go by name, so the order is stable.
+    A run is a directory with ``spec.json`` and ``history.jsonl`` (partial runs count); ties in time go by name, so the order is stable.
     """
     root = Path(root) if root is not None else runs_dir() / "search"
     runs = [p.parent for p in root.glob("*/history.jsonl")
-            if (p.parent / "spec.json").is_file() or (p.parent / "config.json").is_file()]
+            if (p.parent / "spec.json").is_file()]
     return sorted(runs, key=lambda p: ((p / "history.jsonl").stat().st_mtime_ns, p.name),
                   reverse=True)
 
@@ -71,7 +70,7 @@ def search_or_tiny(search_dir: str | os.PathLike | None = None, quick: bool = Tr
     """
     if search_dir:
         given = Path(search_dir)
-        if not ((given / "spec.json").is_file() or (given / "config.json").is_file()):
+        if not (given / "spec.json").is_file():
             raise FileNotFoundError(
                 f"SEARCH_DIR={str(search_dir)!r}: no search there (no spec.json); expected a run "
                 f"directory such as {runs_dir() / 'search' / '<key>'}, or None for the latest")

@@ -90,7 +90,7 @@ class SearchRunner(InBackground):
                              f"<br><code>{self.run_dir}</code>")
 
     def _show_existing(self) -> None:
-        if (self.run_dir / "spec.json").exists() or (self.run_dir / "config.json").exists():
+        if (self.run_dir / "spec.json").exists():
             try:
                 res = load_result(self.run_dir)
             except (OSError, ValueError) as exc:
@@ -232,6 +232,10 @@ class SearchRunner(InBackground):
 
 
 def search_runner(spec: SearchSpec, run_dir=None, options: RunOptions | None = None,
-                  executor=None, plot_every: float = 1.0) -> SearchRunner:
-    """Build the start/stop/resume panel for a search; display ``runner.widget``."""
+                  executor=None, plot_every: float = 1.0, **option_keywords) -> SearchRunner:
+    """Build the start/stop/resume panel for a search; display ``runner.widget``.
+
+    Run options as ``ngl.search`` takes them (``device="cuda", chunk_size=32``...), or a
+    `RunOptions` object; keywords replace its fields."""
+    options = (options if options is not None else RunOptions()).replaced(**option_keywords)
     return SearchRunner(spec, run_dir, options, executor=executor, plot_every=plot_every)

@@ -93,13 +93,13 @@ def test_stopped_candidates_score_their_rung_and_survivors_end_exact(data, metho
 def test_the_compute_really_shrinks(data, monkeypatch):
     """Each step runs a batched network of only the candidates still in the running."""
     seen: list[int] = []
-    real = population._Pass.step
+    real = population.PopulationPass.step
 
     def spy(self, idx):
         seen.append(self.pop)
         return real(self, idx)
 
-    monkeypatch.setattr(population._Pass, "step", spy)
+    monkeypatch.setattr(population.PopulationPass, "step", spy)
     train_population(tiny_cnn, nine_losses(), data, BUDGET, seed=0, method="folded",
                      max_population_per_pass=None, halving=HALVING)
     assert seen == [9] * 1 + [3] * 2 + [1] * 6  # 9 + 6 + 6 = 21 candidate-steps, not 81

@@ -317,13 +317,13 @@ def test_cuda_graph_flag_is_ignored_on_cpu(data):
 
 def test_auto_pass_size_is_cache_sized_on_cpu(data, monkeypatch):
     seen: list[int] = []
-    original = population._Pass.__init__
+    original = population.PopulationPass.__init__
 
     def spy(self, run, ids):
         seen.append(len(ids))
         return original(self, run, ids)
 
-    monkeypatch.setattr(population._Pass, "__init__", spy)
+    monkeypatch.setattr(population.PopulationPass, "__init__", spy)
     n = population.CPU_PASS_SIZE + 1
     train_population(tiny_cnn, (losses() * n)[:n], data, BUDGET, seed=0)
     assert seen == [population.CPU_PASS_SIZE, 1]
@@ -345,7 +345,7 @@ def test_cuda_graph_refuses_validating_losses_before_anything_runs(data, monkeyp
         built.append(1)
         return tiny_cnn()
 
-    monkeypatch.setattr(population._Pass, "train", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(population.PopulationPass, "train", lambda *a, **k: pytest.fail("trained"))
 
     class Wrapper(nn.Module):  # a validating loss inside a user's module is found too
         def __init__(self) -> None:

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import ngl.gp.search as search_module
+import ngl.gp.side as side_module
 from ngl.__main__ import main
 from ngl.data import load_cached
 from ngl.fitness import SuccessiveHalving, TrainBudget, train_sequential
@@ -227,7 +228,7 @@ def test_search_is_complete_only_once_rescoring_is_done(searched, tmp_path):
 
 
 def test_with_halving_only_entries_of_the_last_rung_are_rescored(tmp_path):
-    halving = SuccessiveHalving(eta=3, rungs=2)  # rungs at 3 and 9 steps
+    halving = SuccessiveHalving(eta=3, rungs=2, bracket=3)  # rungs at 3 and 9 steps
     spec = tiny(halving=halving, budget=TrainBudget(steps=9, batch_size=64, lr=3e-2),
                 population_size=6, generations=1, references=("ce",), rescore=3,
                 rescore_seeds=1)
@@ -312,14 +313,14 @@ def test_findings_search_loads_and_resumes_with_its_key(tmp_path, monkeypatch):
     assert res.hall_of_fame()["delta_ce"].isna().all() and res.references.empty
     # resume: fashion_mnist is not on this machine and nothing needs training; the GP is
     # replayed from the history (no checkpoint there), which checks every recorded candidate
-    monkeypatch.setattr(search_module, "_load_data",
+    monkeypatch.setattr(search_module, "load_search_data",
                         lambda *a, **k: types.SimpleNamespace(num_classes=10))
 
     def no_training(*a, **k):
         raise AssertionError("a finished old search trained something")
 
     monkeypatch.setattr(search_module, "evaluate_chunk", no_training)
-    monkeypatch.setattr(search_module, "evaluate_losses", no_training)
+    monkeypatch.setattr(side_module, "evaluate_losses", no_training)  # references, rescoring
     again = GPSearch(res.spec, run_dir, res.options, progress=False).run()
     assert again.complete and again.spec.key == rows[0]["run"]
     assert json.loads((run_dir / "checkpoint.json").read_text())["spec_key"] == rows[0]["run"]

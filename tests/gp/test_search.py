@@ -204,7 +204,7 @@ def test_cli_show_and_example_config(finished, tmp_path, capsys):
 
 
 def test_load_result_of_missing_dir_is_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither spec.json nor config.json"):
+    with pytest.raises(FileNotFoundError, match="no spec.json there"):
         load_result(tmp_path)
 
 
@@ -227,7 +227,7 @@ def test_interrupt_in_a_notebook_is_one_line_and_keeps_the_partial_run(tmp_path,
     import ngl.api
     import ngl.fitness.population as population
 
-    real, calls = population._Pass.train, {"n": 0}
+    real, calls = population.PopulationPass.train, {"n": 0}
 
     def interrupted(self, batches, rng):
         calls["n"] += 1
@@ -236,7 +236,7 @@ def test_interrupt_in_a_notebook_is_one_line_and_keeps_the_partial_run(tmp_path,
         return real(self, batches, rng)
 
     cfg = tiny(population_size=4, generations=2)
-    monkeypatch.setattr(population._Pass, "train", interrupted)
+    monkeypatch.setattr(population.PopulationPass, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):  # a script
         ngl.search(cfg, tmp_path / "script", chunk_size=1, progress=False)
     calls["n"] = 0
@@ -245,5 +245,5 @@ def test_interrupt_in_a_notebook_is_one_line_and_keeps_the_partial_run(tmp_path,
     assert not partial.complete and len(partial.history) >= 1
     err = capsys.readouterr().err
     assert "stopped - run again to resume" in err and "Traceback" not in err
-    monkeypatch.setattr(population._Pass, "train", real)
+    monkeypatch.setattr(population.PopulationPass, "train", real)
     assert ngl.resume(tmp_path / "nb", progress=False).complete

@@ -10,14 +10,14 @@ import pytest
 
 import ngl.fitness.population as population
 from ngl.fitness import SuccessiveHalving, TrainBudget
-from ngl.gp import RunOptions, SearchSpec, load_result, resume, run_search
+from ngl.gp import RunDirError, RunOptions, SearchSpec, load_result, resume, run_search
 from ngl.gp.search import selection_scores
 from ngl.io.config import ConfigError
 from ngl.losses import NGL_EXPRESSION
 
 COLS = ["generation", "index", "expression", "status", "cache_hit", "origin", "parents",
         "val_accuracy", "fitness", "rung", "steps_done"]
-HALVING = SuccessiveHalving(eta=3, rungs=2)  # rungs at 3 and 9 steps
+HALVING = SuccessiveHalving(eta=3, rungs=2, bracket=3)  # rungs at 3 and 9 steps
 
 
 def spec(**kw) -> SearchSpec:
@@ -91,7 +91,7 @@ def test_hall_of_fame_puts_candidates_that_reached_the_end_first(straight):
 def test_resume_after_a_kill_in_the_middle_of_a_rung_is_exact(straight, tmp_path, monkeypatch):
     """Interrupted while the second chunk of generation 1 trains its second rung: the chunk
     is the unit of resume, so it is retrained and the run ends as the uninterrupted one."""
-    real = population._Pass.train
+    real = population.PopulationPass.train
     calls = {"n": 0}
     stop_at = None
 
@@ -107,7 +107,7 @@ def test_resume_after_a_kill_in_the_middle_of_a_rung_is_exact(straight, tmp_path
     chunks0 = -(-int((trained["generation"] == 0).sum()) // 3)
     assert (trained["generation"] == 1).sum() > 0
     stop_at = 2 * chunks0 + 2  # generation 1, first chunk, its second rung
-    monkeypatch.setattr(population._Pass, "train", spy)
+    monkeypatch.setattr(population.PopulationPass, "train", spy)
     run_dir = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         run_search(spec(), run_dir, RunOptions(chunk_size=3), progress=False)
@@ -115,7 +115,7 @@ def test_resume_after_a_kill_in_the_middle_of_a_rung_is_exact(straight, tmp_path
     assert calls["n"] == stop_at
     assert not any(r["generation"] == 1 and r["status"] == "ok" and not r["cache_hit"]
                    for r in partial)
-    monkeypatch.setattr(population._Pass, "train", real)
+    monkeypatch.setattr(population.PopulationPass, "train", real)
     resumed = resume(run_dir, progress=False)
     assert resumed.complete
     pd.testing.assert_frame_equal(resumed.history[COLS], straight.history[COLS])
@@ -142,6 +142,44 @@ def test_a_search_without_halving_keeps_its_key():
     assert SearchSpec.from_dict({**saved, "halving": {"eta": 3, "rungs": 3}}).key != "fb06424ff92f"
 
 
+@pytest.mark.parametrize("halving", [SuccessiveHalving(eta=2, rungs=2, bracket=4), None],
+                         ids=["halving", "no_halving"])
+def test_chunk_size_does_not_change_the_history(tmp_path, halving):
+    """The bracket is the spec's: chunk sizes 2, 4 and 8 give the same rows (which candidates
+    survive each rung, every score), with halving and without."""
+    sp = spec(population_size=10, generations=2, seed_expressions=(), halving=halving,
+              budget=TrainBudget(steps=8, batch_size=32))
+    histories = [run_search(sp, tmp_path / f"chunk{c}", RunOptions(chunk_size=c),
+                            progress=False).history[COLS] for c in (2, 4, 8)]
+    trained = histories[0][~histories[0]["cache_hit"].astype(bool)
+                           & (histories[0]["status"] == "ok")]
+    assert len(trained) >= 5  # more than one bracket of 4: the chunk sizes cut them differently
+    if halving is not None:
+        assert set(trained["rung"]) == {0, 1}
+    for other in histories[1:]:
+        pd.testing.assert_frame_equal(other, histories[0], check_exact=False, atol=1e-6)
+
+
+def test_a_halving_search_from_before_the_bracket_continues_only_with_its_brackets(tmp_path):
+    """Written before ``halving.bracket`` existed (no bracket in spec.json) with chunk size 3:
+    its brackets held 3 candidates, so continuing it under the default bracket of 16 would
+    mix two selection regimes. It loads; continuing it is refused in one line."""
+    old_spec = spec(halving=SuccessiveHalving(eta=3, rungs=2))
+    run_dir = tmp_path / "old"
+    run_search(old_spec, run_dir, RunOptions(chunk_size=16), progress=False)
+    saved = json.loads((run_dir / "spec.json").read_text())
+    del saved["halving"]["bracket"]
+    (run_dir / "spec.json").write_text(json.dumps(saved))
+    assert load_result(run_dir).spec == old_spec  # bracket 16, and the same key as before
+    assert resume(run_dir, progress=False).complete  # it ran with chunks of 16: fine
+    options = json.loads((run_dir / "options.json").read_text())
+    (run_dir / "options.json").write_text(json.dumps({**options, "chunk_size": 3}))
+    with pytest.raises(RunDirError) as err:
+        resume(run_dir, progress=False)
+    assert "\n" not in str(err.value) and "halving.bracket=3" in str(err.value)
+    assert len(load_result(run_dir).history) == old_spec.population_size * old_spec.generations
+
+
 def test_load_result_of_a_halving_run(straight):
     again = load_result(straight.run_dir)
     assert again.spec.halving == HALVING
@@ -166,7 +204,8 @@ def test_the_progress_bar_advances_within_a_chunk(tmp_path, monkeypatch):
             pass
 
     monkeypatch.setattr(search_module, "tqdm", Bar)
-    run_search(spec(generations=1, population_size=6, seed_expressions=()), tmp_path / "r",
+    run_search(spec(generations=1, population_size=6, seed_expressions=(),
+                    halving=SuccessiveHalving(eta=3, rungs=2, bracket=6)), tmp_path / "r",
                RunOptions(chunk_size=6), progress=False)
     steps = bars[0]
     assert sum(steps) == 6 and len([s for s in steps if s > 0]) >= 2, steps

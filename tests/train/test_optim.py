@@ -179,3 +179,29 @@ def test_analysis_optimizer_sweep_asks_for_nesterov_sgd(monkeypatch):
                       optimizers={"sgd": ("sgd", 0.05, False), "adam": ("adam", 1e-3, False)})
     assert seen[("sgd", 0.05)].nesterov is True and seen[("sgd", 0.05)].momentum == 0.9
     assert seen[("adam", 1e-3)].nesterov is False
+
+
+def test_search_budget_and_downstream_training_share_one_settings_class():
+    """One definition of the shared training settings and one Nesterov rule: a field of the
+    base is a field of both, with the same default, and both refuse the same bad Nesterov."""
+    import dataclasses
+
+    from ngl.fitness import TrainBudget
+    from ngl.train import TrainConfig
+    from ngl.train.optim import TrainSettings, nesterov_problem
+
+    shared = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
+    assert set(shared) == {"optimizer", "lr", "weight_decay", "momentum", "nesterov",
+                           "batch_size", "eval_batch_size"}
+    for cls in (TrainBudget, TrainConfig):
+        assert issubclass(cls, TrainSettings)
+        assert {f.name: f.default for f in dataclasses.fields(cls) if f.name in shared} == shared
+        with pytest.raises(ValueError, match=rf"{cls.__name__}\.nesterov=True needs optimizer='sgd'"):
+            cls(optimizer="adam", nesterov=True)
+        with pytest.raises(ValueError, match="momentum > 0"):
+            cls(optimizer="sgd", momentum=0.0, nesterov=True)
+        assert cls(optimizer="sgd", nesterov=True).nesterov
+    assert nesterov_problem("sgd", 0.9, True) is None
+    with pytest.raises(ValueError, match="momentum > 0"):
+        build_optimizer([torch.zeros(1, requires_grad=True)], optimizer="sgd", lr=0.1,
+                        momentum=0.0, nesterov=True)

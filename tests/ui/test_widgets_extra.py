@@ -221,12 +221,13 @@ def test_hall_of_fame_browser_without_trained_candidates(finished_run):
 
 def test_latest_search_is_the_run_whose_history_changed_last(finished_run, tmp_path, monkeypatch):
     assert latest_search(finished_run.run_dir.parent) == finished_run.run_dir  # a real run directory
-    for age, name in ((30, "old"), (10, "new"), (20, "middle"), (0, "no_config")):
+    for age, name in ((5, "pre_0_1"), (10, "new"), (20, "middle"), (0, "no_config")):
         run = tmp_path / "search" / name
         run.mkdir(parents=True)
         (run / "history.jsonl").write_text("")
-        if name != "no_config":  # not a search directory: ignored however new
-            (run / ("config.json" if name == "old" else "spec.json")).write_text("{}")
+        # not search directories, ignored however new: no spec, or ngl before 0.1's config.json
+        if name != "no_config":
+            (run / ("config.json" if name == "pre_0_1" else "spec.json")).write_text("{}")
         os.utime(run / "history.jsonl", (1e9 - age, 1e9 - age))
     (tmp_path / "search" / "stray.jsonl").write_text("")
     assert latest_search(tmp_path / "search") == tmp_path / "search" / "new"

@@ -39,9 +39,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ngl.data import load_cached
+from ngl.evaluate.grid import (
+    build_loss,
+    loss_label,
+    run_grid,
+)
 
 # the configuration and the report have their own modules; a calibration is imported from here
-from ngl.evaluate.calibration_config import (
+from ngl.evaluate.proxy_config import (
     DEFAULT_PROXIES,
     PANEL_REFERENCES,
     PLAIN_LOSSES,
@@ -52,12 +57,7 @@ from ngl.evaluate.calibration_config import (
     proxy_key,
     proxy_of,
 )
-from ngl.evaluate.calibration_report import CalibrationReport, proxy_table, report_of, write_report
-from ngl.evaluate.grid import (
-    build_loss,
-    loss_label,
-    run_grid,
-)
+from ngl.evaluate.proxy_report import CalibrationReport, proxy_table, report_of, write_report
 from ngl.fitness import train_population
 from ngl.gp.expression import LossExpression
 from ngl.gp.result import load_result

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ngl.data import load_cached
-from ngl.evaluate.calibration_config import CalibrationConfig, proxy_key
 from ngl.evaluate.grid import load_results
+from ngl.evaluate.proxy_config import CalibrationConfig, proxy_key
 from ngl.evaluate.ranking import rank_agreement
 from ngl.evaluate.tables import latex_escape
 from ngl.io.records import (

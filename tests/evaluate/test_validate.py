@@ -116,7 +116,9 @@ def test_found_losses_carry_the_search_mean_over_its_seeds(search_dir, report):
         assert f["search_seeds"] == len(values) == 3
         assert f["search_fitness_mean"] == pytest.approx(np.mean(values), abs=1e-12)
         assert table.loc[f["expression"], "search_fitness_mean"] == pytest.approx(np.mean(values))
+        assert f"| {100 * np.mean(values):.2f} |" in report.to_markdown()
     assert rescored == len(plan["found"])  # the top 2 of a rescore-3 search are all rescored
+    assert "| search fitness, mean of seeds |" in report.to_markdown()
     assert table.loc[["ce", "ngl"], "search_fitness_mean"].isna().all()
 
 

@@ -136,6 +136,29 @@ def plan_grids(config: ValidateConfig, plan: dict) -> dict[str, GridConfig]:
 
 
 # -- the stage -----------------------------------------------------------------------------------
+def _check_found(plan: dict, path: Path) -> None:
+    """A plan file is shared and hand-edited: every found entry's numbers are checked before
+    they reach a table (fitness scores are fractions in [0, 1], seed counts at least 1)."""
+    found = plan.get("found")
+    if not isinstance(found, list):
+        raise ConfigError(f"{path}: found = {found!r}: expected a list of found losses")
+    for i, f in enumerate(found):
+        if not isinstance(f, dict) or not isinstance(f.get("expression"), str):
+            raise ConfigError(f"{path}: found[{i}] = {f!r}: expected an entry with an expression")
+        for name, required in (("search_fitness", True), ("search_fitness_mean", False)):
+            v = f.get(name)
+            if v is None and not required:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
+                raise ConfigError(f"{path}: found[{i}].{name} = {v!r}: expected a fraction "
+                                  "in [0, 1]")
+        seeds = f.get("search_seeds")
+        if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int)
+                                  or seeds < 1):
+            raise ConfigError(f"{path}: found[{i}].search_seeds = {seeds!r}: expected a "
+                              "whole number >= 1")
+
+
 def _read_plan(out_dir: Path, config: ValidateConfig) -> dict | None:
     path = out_dir / "plan.json"
     if not path.exists():
@@ -146,6 +169,7 @@ def _read_plan(out_dir: Path, config: ValidateConfig) -> dict | None:
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a validation plan ({exc}); move it aside to start "
                           "over") from None
+    _check_found(plan, path)
     # device and data folder are how it runs: a validation moved to a GPU resumes here
     saved = {k: v for k, v in plan["config"].items() if k not in ValidateConfig.RUN_OPTIONS}
     if saved != config.identity():
@@ -198,4 +222,5 @@ def load_validation(out_dir: str | os.PathLike) -> ValidationReport:
         raise FileNotFoundError(f"{out}: no plan.json; not a validation folder")
     plan = read_json(path)
     config = ValidateConfig.from_dict(plan["config"])
+    _check_found(plan, path)
     return report_of(config, plan, out, plan_grids(config, plan))

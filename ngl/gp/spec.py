@@ -240,9 +240,9 @@ OPTION_HELP: dict[str, str] = {
     "device": "auto, cpu, cuda or cuda:N",
     "chunk_size": "candidates per worker task (the unit of resume)",
     "cuda_graph": "replay each training step as a CUDA graph (CUDA only)",
-    "compile": "torch.compile the batched network that trains a chunk's candidates (off by "
-               "default; about 30 s to compile on a CPU, so only for long searches; not with "
-               "cuda_graph)",
+    "compile": "torch.compile the folded batched network (models without dropout, such as "
+               "small_cnn; the default dense_cnn is not folded, so there it changes nothing); "
+               "about 30 s to compile on a CPU, so only for long searches; not with cuda_graph",
     "data_root": "folder holding the dataset's files",
     "hall_of_fame_size": "entries of the hall of fame shown and kept by ngl.load",
 }

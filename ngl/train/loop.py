@@ -244,14 +244,14 @@ def train_model(model: nn.Module, loss: nn.Module, data, config: TrainConfig, se
             if state.status != "ok":
                 break
             t0 = time.perf_counter()
-            row = _train_epoch(model, loss, data, config, state, steps_per_epoch, amp)
-            row["epoch"] = epoch + 1
+            row = {"epoch": epoch + 1,
+                   **_train_epoch(model, loss, data, config, state, steps_per_epoch, amp)}
             if state.status == "ok":
                 row.update(_evaluate_epoch(model, data, config, state, epoch, amp))
             else:
                 row["status"] = state.status
             state.elapsed += time.perf_counter() - t0
-            state.history.append(dict(sorted(row.items(), key=lambda kv: _ROW_ORDER.get(kv[0], 99))))
+            state.history.append(row)
             state.epoch = epoch + 1
             if ckpt is not None:
                 save_state(ckpt, identity, state, model, device, amp)
@@ -264,12 +264,6 @@ def train_model(model: nn.Module, loss: nn.Module, data, config: TrainConfig, se
         bar.close()
     return _summarise(state.history, state.status, state.steps, state.elapsed,
                       state.resumed_from)
-
-
-# the order of an epoch's history row, as it always was
-_ROW_ORDER = {k: i for i, k in enumerate(
-    ["epoch", "train_loss", "lr", "val_accuracy", "val_ce", "val_top5", "test_accuracy",
-     "test_ce", "test_top5", "status"])}
 
 
 def _train_epoch(model: nn.Module, loss: nn.Module, data, config: TrainConfig, state: RunState,

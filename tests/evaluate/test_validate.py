@@ -122,6 +122,20 @@ def test_found_losses_carry_the_search_mean_over_its_seeds(search_dir, report):
     assert table.loc[["ce", "ngl"], "search_fitness_mean"].isna().all()
 
 
+@pytest.mark.parametrize(("field", "value"), [("search_fitness_mean", 7.5),
+                                              ("search_fitness", "high"),
+                                              ("search_seeds", 0)])
+def test_a_hand_edited_plan_with_numbers_out_of_range_is_refused(report, tmp_path, field,
+                                                                 value):
+    out = tmp_path / "copy"
+    out.mkdir()
+    plan = json.loads((report.out_dir / "plan.json").read_text())
+    plan["found"][0][field] = value
+    (out / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(ConfigError, match=rf"found\[0\]\.{field} = "):
+        load_validation(out)
+
+
 def test_numbers_come_from_the_held_out_test_split(report):
     data = load_cached("digits", None, None, None, None, 0)
     main = report.results[report.results["model"] == "small_cnn"]

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -45,12 +43,12 @@ from tqdm.auto import tqdm
 
 from ngl.data import load_cached
 from ngl.io.config import STRICT, ConfigMixin, OneOrMany, check_device, resolve_device
-from ngl.io.records import append_rows, exclusive_lock, read_rows
+from ngl.io.runs import Rows, RunFolder, versions
 from ngl.losses import build_loss_spec, loss_spec_label, loss_specs_field
 from ngl.models import build_model
 from ngl.train import TrainConfig, train_model
 
-__all__ = ["GridConfig", "run_grid", "run_cell", "grid_cells", "loss_label", "load_results",
+__all__ = ["GridConfig", "run_grid", "run_cell", "grid_cells", "loss_label", "load_results", "results_rows", "results_folder",
            "DONE_STATUSES"]
 
 DONE_STATUSES = ("ok", "nonfinite")
@@ -160,11 +158,6 @@ def grid_cells(config: GridConfig) -> list[dict]:
     return cells
 
 
-def _versions() -> dict:
-    return {"torch_version": torch.__version__, "ngl_version": importlib.metadata.version("ngl"),
-            "python_version": platform.python_version(), "host": platform.node()}
-
-
 def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = False) -> dict:
     """Train one cell and return its result row (a plain, picklable function for executors).
 
@@ -176,7 +169,7 @@ def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = 
     row = {k: cell[k] for k in ("cell_key", "dataset", "model", "loss", "loss_spec", "seed",
                                 "n_train", "n_val", "n_test", "data_seed", "head")}
     row["train"] = cell["train"]
-    row.update(_versions())
+    row.update(versions())
     row["device"] = device
     t0 = time.perf_counter()
     try:
@@ -205,13 +198,25 @@ def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = 
     return row
 
 
+def results_rows(path: str | os.PathLike) -> Rows:
+    """A grid's results file as kernel rows: one per cell key, the last written counting (an
+    error row is replaced by its retry)."""
+    return Rows(Path(path), lambda r: r.get("cell_key"), what="grid cell's row", keep="last")
+
+
+def results_folder(path: str | os.PathLike) -> RunFolder:
+    """The folder of a results file, locked by ``<file>.lock`` beside it."""
+    path = Path(path)
+    return RunFolder(path.parent, f"results file {path.name} in", lock_name=f"{path.name}.lock")
+
+
 def load_results(path: str | os.PathLike, config: GridConfig | None = None,
                  latest: bool = True) -> pd.DataFrame:
     """The results file as a DataFrame (one row per run; ``latest`` keeps the last row per cell).
 
     With ``config``, only the cells of that grid are returned.
     """
-    rows = read_rows(path)
+    rows = results_rows(path).raw()
     if config is not None:
         keys = {c["cell_key"] for c in grid_cells(config)}
         rows = [r for r in rows if r.get("cell_key") in keys]
@@ -238,8 +243,7 @@ def run_grid(config: GridConfig, results_path: str | os.PathLike,
     stop button; running the grid again continues with the cells not done).
     """
     results_path = Path(results_path)
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(f"{results_path}.lock", str(results_path)):
+    with results_folder(results_path).lock():
         return _run_grid_locked(config, results_path, executor, progress, callback,
                                 checkpoint_dir, retry_errors, should_stop)
 
@@ -253,14 +257,15 @@ def _run_grid_locked(config: GridConfig, results_path: Path, executor: Executor 
     checkpoint_dir = str(checkpoint_dir)
     cells = grid_cells(config)
     done_statuses = DONE_STATUSES if retry_errors else (*DONE_STATUSES, "error")
-    done = {r.get("cell_key") for r in read_rows(results_path) if r.get("status") in done_statuses}
+    rows = results_rows(results_path)
+    done = rows.done(lambda r: r.get("status") in done_statuses)
     todo = [c for c in cells if c["cell_key"] not in done]
 
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not progress,
                desc="grid cells")
 
     def finish(row: dict) -> None:
-        append_rows(results_path, [row])
+        rows.append([row])
         if row["status"] in DONE_STATUSES:
             Path(checkpoint_dir, f"{row['cell_key']}.pt").unlink(missing_ok=True)
         bar.update(1)

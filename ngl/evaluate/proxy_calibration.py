@@ -56,6 +56,7 @@ from ngl.evaluate.proxy_config import (
     config_for,
     proxy_key,
     proxy_of,
+    proxy_rows,
 )
 from ngl.evaluate.proxy_report import CalibrationReport, proxy_table, report_of, write_report
 from ngl.fitness import train_population
@@ -64,13 +65,7 @@ from ngl.gp.result import load_result
 from ngl.gp.sampling import sample_expressions
 from ngl.gp.sanity import check_candidate, make_probe
 from ngl.io.config import ConfigError, check_device, resolve_device
-from ngl.io.records import (
-    append_rows,
-    exclusive_lock,
-    read_json,
-    read_rows,
-    write_json_atomic,
-)
+from ngl.io.runs import RunFolder
 from ngl.losses import display_name
 from ngl.models import build_model
 
@@ -148,28 +143,25 @@ def _reference_name(spec: str | dict) -> str:
     return display_name(spec["name"]) + (f" ({kw})" if kw else "")
 
 
+def calibration_folder(out: str | os.PathLike) -> RunFolder:
+    """A calibration's folder as the run kernel sees it (``plan.json`` frozen in it)."""
+    return RunFolder(Path(out), "calibration folder", "plan.json", "calibrate.lock")
+
+
+def _identity(plan: dict) -> dict:
+    """The plan's config as it reads now (fields added since it was written read as their
+    defaults), its panel checked."""
+    panel = plan["panel"]
+    if not isinstance(panel, list) or not all(isinstance(p, dict) and "loss" in p
+                                              and "loss_spec" in p for p in panel):
+        raise ValueError("panel is not a list of losses")
+    return CalibrationConfig.from_dict(plan["config"]).to_dict()
+
+
 def _read_plan(out: Path, config: CalibrationConfig) -> dict | None:
-    path = out / "plan.json"
-    if not path.exists():
-        return None
-    try:
-        plan = read_json(path)
-        saved = plan["config"]
-        panel = plan["panel"]
-        if not isinstance(panel, list) or not all(isinstance(p, dict) and "loss" in p
-                                                  and "loss_spec" in p for p in panel):
-            raise ValueError("panel is not a list of losses")
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        raise ConfigError(f"{path}: not a calibration plan ({exc}); move it aside to start "
-                          "over") from None
-    try:  # fields added since the plan was written read as their defaults
-        same = CalibrationConfig.from_dict(saved) == config
-    except (ValueError, TypeError):
-        same = False
-    if not same:
-        raise ConfigError(f"{path}: this folder calibrates another configuration; use its "
-                          "config or another --out folder")
-    return plan
+    return calibration_folder(out).read_plan(
+        "calibration plan", _identity, config.to_dict(), "calibrates another configuration",
+        "use its config or another --out folder")
 
 
 # -- proxies -------------------------------------------------------------------------------------
@@ -178,7 +170,8 @@ def _run_proxy(config: CalibrationConfig, proxy: Proxy, panel: list[dict], path:
                should_stop) -> bool:
     """Score every panel loss not yet in ``path`` with ``proxy``; False if stopped early."""
     key = proxy_key(config, proxy)
-    done = {r["loss"] for r in read_rows(path) if r.get("proxy_key") == key}
+    rows = proxy_rows(path.parent)
+    done = {loss for k, loss in rows.done() if k == key}
     todo = [p for p in panel if p["loss"] not in done]
     bar.update(len(panel) - len(todo))
     if not todo:
@@ -195,7 +188,7 @@ def _run_proxy(config: CalibrationConfig, proxy: Proxy, panel: list[dict], path:
         results = train_population(model_fn, [build_loss(p["loss_spec"]) for p in chunk],
                                    data.to(device), proxy.budget, seed=config.seed, device=device)
         wall = time.perf_counter() - start
-        append_rows(path, [{
+        rows.append([{
             "proxy_key": key, "proxy": proxy.name, "loss": p["loss"], "split": "search_validation",
             **{k: getattr(r, k) for k in ("val_accuracy", "val_ce", "status", "steps_done",
                                           "train_time_s")},
@@ -232,10 +225,11 @@ def calibrate(config: CalibrationConfig | None = None, out_dir: str | os.PathLik
                 "panel": _panel(config, data.num_classes)}
         if config.run_dir is not None:
             plan["search_key"] = load_result(config.run_dir).spec.key
-    out.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(out / "calibrate.lock", str(out)):
-        if not (out / "plan.json").exists():
-            write_json_atomic(out / "plan.json", plan)
+    folder = calibration_folder(out)
+    with folder.lock():
+        folder.freeze(plan)
+        folder.record_sitting({"device": device, "data_root": data_root,
+                               "chunk_size": chunk_size, "proxies_only": proxies_only})
         panel = plan["panel"]
         device = resolve_device(device)
         bar = tqdm(total=len(panel) * len(config.proxies), desc="proxies", disable=not progress)
@@ -260,12 +254,10 @@ def calibrate(config: CalibrationConfig | None = None, out_dir: str | os.PathLik
 def load_calibration(out_dir: str | os.PathLike) -> CalibrationReport:
     """The report of a calibration folder, read back without training anything."""
     out = Path(out_dir)
-    path = out / "plan.json"
-    if not path.exists():
+    found = calibration_folder(out).read_spec(
+        lambda p: (p, _identity(p), CalibrationConfig.from_dict(p["config"])),
+        "calibration plan", "restore it from a copy")
+    if found is None:
         raise FileNotFoundError(f"{out}: no plan.json; not a calibration folder")
-    try:
-        config = CalibrationConfig.from_dict(read_json(path)["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: not a calibration plan ({exc})") from None
-    plan = _read_plan(out, config)
+    plan, _, config = found
     return report_of(config, plan, out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,12 +25,14 @@ from ngl.gp.primitives import PrimitiveSet, preset
 from ngl.gp.spec import SearchSpec, primitive_set_from
 from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin
 from ngl.io.paths import runs_dir
+from ngl.io.runs import Rows
 from ngl.losses import loss_specs_field
 from ngl.models import available_models
 from ngl.train import TrainConfig
 
 __all__ = ["Proxy", "CalibrationConfig", "DEFAULT_PROXIES", "PANEL_REFERENCES",
-           "PLAIN_LOSSES", "calibration_dir", "proxy_of", "config_for", "proxy_key"]
+           "PLAIN_LOSSES", "calibration_dir", "proxy_of", "config_for", "proxy_key",
+           "proxy_rows"]
 
 PANEL_REFERENCES: tuple[str | dict[str, Any], ...] = (
     "ce", "ngl", {"name": "focal", "gamma": 2.0}, "label_smoothing", "poly", "sce")
@@ -185,3 +188,10 @@ def proxy_key(config: CalibrationConfig, proxy: Proxy) -> str:
     d.update(dataset=config.dataset, n_train=proxy.n_train or config.n_train,
              n_val=config.n_val, data_seed=config.data_seed, seed=config.seed)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def proxy_rows(out: str | os.PathLike) -> Rows:
+    """``proxies.jsonl`` of a calibration folder: one row per (proxy key, panel loss), the first
+    written counting."""
+    return Rows(Path(out) / "proxies.jsonl", lambda r: (r.get("proxy_key"), r.get("loss")),
+                what="proxy score's row")

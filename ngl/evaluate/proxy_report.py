@@ -13,14 +13,10 @@ import pandas as pd
 
 from ngl.data import load_cached
 from ngl.evaluate.grid import load_results
-from ngl.evaluate.proxy_config import CalibrationConfig, proxy_key
+from ngl.evaluate.proxy_config import CalibrationConfig, proxy_key, proxy_rows
 from ngl.evaluate.ranking import rank_agreement
 from ngl.evaluate.tables import latex_escape
-from ngl.io.records import (
-    read_rows,
-    write_json_atomic,
-    write_text_atomic,
-)
+from ngl.io.records import write_json_atomic, write_text_atomic
 
 __all__ = ["CalibrationReport", "proxy_table", "report_of", "write_report"]
 
@@ -179,7 +175,7 @@ def report_of(config: CalibrationConfig, plan: dict, out: Path) -> CalibrationRe
     # a loss counts for the target only once every seed has its row
     if len(per_seed.columns):
         scores.loc[per_seed.isna().any(axis=1).to_numpy(), "target"] = math.nan
-    rows = read_rows(out / "proxies.jsonl") if (out / "proxies.jsonl").exists() else []
+    rows = proxy_rows(out).read()
     costs: dict[str, tuple[float, int]] = {}
     complete = complete_target
     for proxy in config.proxies:

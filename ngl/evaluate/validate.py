@@ -51,10 +51,10 @@ from ngl.evaluate.validate_report import (
 )
 from ngl.gp.result import SearchResult, load_result
 from ngl.io.config import ConfigError
-from ngl.io.records import exclusive_lock, read_json, write_json_atomic
+from ngl.io.runs import RunFolder
 
 __all__ = ["ValidateConfig", "ValidationReport", "DEFAULT_TRAIN", "DEFAULT_REFERENCES",
-           "validate", "load_validation", "fidelity_correlation", "verdicts", "validation_dir"]
+           "validate", "load_validation", "validation_folder", "fidelity_correlation", "verdicts", "validation_dir"]
 
 
 # -- which losses --------------------------------------------------------------------------------
@@ -159,22 +159,25 @@ def _check_found(plan: dict, path: Path) -> None:
                               "whole number >= 1")
 
 
+def validation_folder(out_dir: str | os.PathLike) -> RunFolder:
+    """A validation's folder as the run kernel sees it (``plan.json`` frozen in it)."""
+    return RunFolder(Path(out_dir), "validation folder", "plan.json", "validate.lock")
+
+
+def _identity(plan: dict) -> dict:
+    """What of a plan's config decides the result: device and data folder are how it runs, so
+    a validation moved to a GPU resumes in its folder."""
+    ValidateConfig.from_dict(plan["config"])
+    return {k: v for k, v in plan["config"].items() if k not in ValidateConfig.RUN_OPTIONS}
+
+
 def _read_plan(out_dir: Path, config: ValidateConfig) -> dict | None:
-    path = out_dir / "plan.json"
-    if not path.exists():
-        return None
-    try:
-        plan = read_json(path)
-        ValidateConfig.from_dict(plan["config"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a validation plan ({exc}); move it aside to start "
-                          "over") from None
-    _check_found(plan, path)
-    # device and data folder are how it runs: a validation moved to a GPU resumes here
-    saved = {k: v for k, v in plan["config"].items() if k not in ValidateConfig.RUN_OPTIONS}
-    if saved != config.identity():
-        raise ConfigError(f"{path}: this folder validates another configuration; use its "
-                          "config or another --out folder")
+    folder = validation_folder(out_dir)
+    plan = folder.read_plan("validation plan", _identity, config.identity(),
+                            "validates another configuration",
+                            "use its config or another --out folder")
+    if plan is not None:
+        _check_found(plan, folder.spec_path)
     return plan
 
 
@@ -195,12 +198,14 @@ def validate(run_dir: str | os.PathLike, config: ValidateConfig | None = None,
     out = Path(out_dir) if out_dir is not None else validation_dir(result, config)
     # refused before anything is written: a config for another folder, a search with no result
     fresh = None if _read_plan(out, config) is not None else _plan(result, config)
-    out.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(out / "validate.lock", str(out)):
+    folder = validation_folder(out)
+    with folder.lock():
         plan = _read_plan(out, config)
         if plan is None:
             plan = fresh if fresh is not None else _plan(result, config)
-            write_json_atomic(out / "plan.json", plan)
+            folder.freeze(plan)
+        folder.record_sitting({k: getattr(config, k) for k in ValidateConfig.RUN_OPTIONS},
+                              grids=None if grids is None else list(grids))
         planned = plan_grids(config, plan)
         unknown = set(grids or ()) - set(planned)
         if unknown:
@@ -217,10 +222,11 @@ def validate(run_dir: str | os.PathLike, config: ValidateConfig | None = None,
 def load_validation(out_dir: str | os.PathLike) -> ValidationReport:
     """The report of a validation folder, read back without training anything."""
     out = Path(out_dir)
-    path = out / "plan.json"
-    if not path.exists():
+    folder = validation_folder(out)
+    plan = folder.read_spec(lambda p: (p, ValidateConfig.from_dict(p["config"])),
+                            "validation plan", "restore it from a copy")
+    if plan is None:
         raise FileNotFoundError(f"{out}: no plan.json; not a validation folder")
-    plan = read_json(path)
-    config = ValidateConfig.from_dict(plan["config"])
-    _check_found(plan, path)
+    plan, config = plan
+    _check_found(plan, folder.spec_path)
     return report_of(config, plan, out, plan_grids(config, plan))

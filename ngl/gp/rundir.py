@@ -1,7 +1,11 @@
 """A search's run directory: its files, its lock, and the checks that keep its rows consistent.
 
+The folder, lock, keyed rows and sittings are the run kernel's (:mod:`ngl.io.runs`); what is
+the search's own is which files it holds and how its checkpoint is checked:
+
     spec.json          the SearchSpec (its hash is the directory's default name)
     options.json       the RunOptions last used (informational: they never change results)
+    sittings.jsonl     one row per sitting: its RunOptions, start time, versions, host
     history.jsonl      one row per candidate, appended and fsync'ed as each chunk finishes
     checkpoint.json    population + RNG after each generation (rebuilt from the history if lost)
     references.jsonl   one row per reference loss (``SearchSpec.references``), trained before
@@ -31,10 +35,10 @@ import numpy as np
 from ngl.gp.expression import LossExpression
 from ngl.gp.spec import RunOptions, SearchSpec
 from ngl.io.config import ConfigError, load_config_file
-from ngl.io.records import exclusive_lock, read_rows
+from ngl.io.runs import Rows, RunFolder, RunFolderError, config_diff
 from ngl.losses.registry import loss_spec_label
 
-__all__ = ["RunDirError", "RunFiles", "run_dir_lock", "config_diff", "read_run_files",
+__all__ = ["RunDirError", "RunFiles", "search_folder", "search_rows", "run_dir_lock", "config_diff", "read_run_files",
            "read_checkpoint", "history_rows", "reference_rows", "rescore_rows",
            "read_rescore_plan", "planned_rescores", "rescore_seed", "rescore_ident", "rng_to_json", "rng_from_json", "SPEC", "OPTIONS",
            "HISTORY", "CHECKPOINT", "PRE_01_CONFIG", "REFERENCES", "RESCORE", "RESCORE_PLAN",
@@ -48,35 +52,27 @@ OFF_WHEN_ABSENT = {"references": (), "rescore": 0}
 them means: off, which is what those searches did (and keeps their key)."""
 
 
-class RunDirError(ValueError):
-    """A run directory that cannot be used as it is; the message says which file and what to do."""
+#: A run directory that cannot be used as it is (the kernel's one-line error).
+RunDirError = RunFolderError
 
 
 @dataclass(frozen=True)
 class RunFiles:
-    """What a run directory says about itself."""
+    """What a run directory says about itself (``written``: spec.json as it is on disk)."""
 
     spec: SearchSpec
     options: RunOptions
+    written: dict = dataclasses.field(default_factory=dict, compare=False)
+
+
+def search_folder(run_dir: Path) -> RunFolder:
+    """A search's run directory as the run kernel sees it."""
+    return RunFolder(Path(run_dir), "search directory", SPEC, "search.lock")
 
 
 def run_dir_lock(run_dir: Path):
     """An exclusive lock on a search's run directory (``search.lock`` inside it)."""
-    return exclusive_lock(run_dir / "search.lock", f"search directory {run_dir}")
-
-
-def config_diff(old: dict, new: dict, prefix: str = "") -> str:
-    """``field: old -> new`` for every differing field (nested dicts as ``budget.steps``)."""
-    parts = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k, "(absent)"), new.get(k, "(absent)")
-        if isinstance(a, dict) and isinstance(b, dict):
-            inner = config_diff(a, b, f"{prefix}{k}.")
-            if inner:
-                parts.append(inner)
-        elif a != b:
-            parts.append(f"{prefix}{k}: {json.dumps(a)} -> {json.dumps(b)}")
-    return ", ".join(parts)
+    return search_folder(run_dir).lock()
 
 
 def _load(cls: type, path: Path) -> Any:
@@ -102,7 +98,7 @@ def read_run_files(run_dir: Path) -> RunFiles:
         spec = dataclasses.replace(spec, **absent)
     options = (_load(RunOptions, run_dir / OPTIONS) if (run_dir / OPTIONS).exists()
                else RunOptions())
-    return RunFiles(spec, options)
+    return RunFiles(spec, options, saved)
 
 
 def rng_to_json(rng: np.random.RandomState) -> list:
@@ -153,79 +149,49 @@ def read_checkpoint(path: Path, spec: SearchSpec) -> dict:
     return ckpt
 
 
+def _history_ident(r: dict) -> tuple:
+    return r["generation"], r["index"]
+
+
+def search_rows(run_dir: Path, name: str, spec: SearchSpec) -> Rows:
+    """One of the search's row files (``history.jsonl``, ``references.jsonl``,
+    ``rescore.jsonl``) as kernel rows: keyed by candidate (generation, index), reference label
+    or rescoring, the first row written counting; rows of another spec refused (``spec.json``
+    was edited after the start)."""
+    ident, what = {HISTORY: (_history_ident, "candidate's row"),
+                   REFERENCES: (lambda r: r.get("loss"), "reference's row"),
+                   RESCORE: (rescore_ident, "rescored loss's row")}[name]
+    hint = None
+    if name == HISTORY:
+        def hint() -> str:  # the checkpoint remembers the spec the rows were written with
+            try:
+                saved = json.loads((Path(run_dir) / CHECKPOINT).read_text()).get("spec")
+                return (f" ({config_diff(saved, spec.to_dict())})" if isinstance(saved, dict)
+                        else "")
+            except (OSError, ValueError, AttributeError):
+                return ""
+    return search_folder(run_dir).rows(name, ident, what=what, owner=spec.key,
+                                       spec_name=SPEC, owner_hint=hint)
+
+
 def history_rows(run_dir: Path, spec: SearchSpec) -> list[dict]:
     """The history with each (generation, index) once (the first row written for it).
 
     Rows of another spec are refused: they mean ``spec.json`` was edited after the start.
     """
-    path = run_dir / HISTORY
-    rows, seen, foreign = [], set(), set()
-    try:
-        raw = read_rows(path)
-    except ValueError as exc:  # a damaged line inside the file (not a torn tail)
-        raise RunDirError(f"{exc}; repair or remove that line (each line is one candidate's "
-                          "row; a removed row is retrained)") from None
-    for r in raw:
-        if r.get("run") != spec.key:
-            foreign.add(r.get("run"))
-            continue
-        ident = (r["generation"], r["index"])
-        if ident in seen:
-            continue
-        seen.add(ident)
-        rows.append(r)
-    if foreign:
-        diff = ""
-        try:  # the checkpoint remembers the spec the rows were written with
-            saved = json.loads((run_dir / CHECKPOINT).read_text()).get("spec")
-            diff = f" ({config_diff(saved, spec.to_dict())})" if isinstance(saved, dict) else ""
-        except (OSError, ValueError, AttributeError):
-            pass
-        raise RunDirError(
-            f"{path} holds rows of another spec (run key(s) {sorted(map(str, foreign))}, "
-            f"{SPEC} has {spec.key}); {SPEC} was changed after the search started{diff}: "
-            "restore it or use a new run directory")
-    return rows
-
-
-def _own_rows(run_dir: Path, name: str, spec: SearchSpec, ident, what: str) -> list[dict]:
-    """The rows of ``name`` written by ``spec``, each identity once (the first row for it);
-    rows of another spec are refused as in the history (``spec.json`` was edited)."""
-    path = run_dir / name
-    try:
-        raw = read_rows(path)
-    except ValueError as exc:
-        raise RunDirError(f"{exc}; repair or remove that line (each line is one {what}; a "
-                          "removed row is retrained)") from None
-    rows, seen, foreign = [], set(), set()
-    for r in raw:
-        if r.get("run") != spec.key:
-            foreign.add(r.get("run"))
-            continue
-        key = ident(r)
-        if key in seen:
-            continue
-        seen.add(key)
-        rows.append(r)
-    if foreign:
-        raise RunDirError(
-            f"{path} holds rows of another spec (run key(s) {sorted(map(str, foreign))}, "
-            f"{SPEC} has {spec.key}); {SPEC} was changed after the search started: restore it "
-            "or use a new run directory")
-    return rows
+    return search_rows(run_dir, HISTORY, spec).read()
 
 
 def reference_rows(run_dir: Path, spec: SearchSpec) -> list[dict]:
     """``references.jsonl``: one row per reference label of ``spec`` (the first written)."""
     labels = {loss_spec_label(r) for r in spec.references}
-    rows = _own_rows(Path(run_dir), REFERENCES, spec, lambda r: r.get("loss"),
-                     "reference's row")
+    rows = search_rows(run_dir, REFERENCES, spec).read()
     return [r for r in rows if r.get("loss") in labels]
 
 
 def rescore_rows(run_dir: Path, spec: SearchSpec) -> list[dict]:
     """``rescore.jsonl``: one row per (kind, entry key or reference label, seed)."""
-    return _own_rows(Path(run_dir), RESCORE, spec, rescore_ident, "rescored loss's row")
+    return search_rows(run_dir, RESCORE, spec).read()
 
 
 def read_rescore_plan(run_dir: Path, spec: SearchSpec) -> dict | None:

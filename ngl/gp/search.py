@@ -23,7 +23,6 @@ cache or the history; both resume like the history (only missing rows are traine
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from ngl.gp.rundir import (
     PRE_01_CONFIG,
     SPEC,
     RunDirError,
+    RunFiles,
     config_diff,
     history_rows,
     read_checkpoint,
@@ -54,6 +54,8 @@ from ngl.gp.rundir import (
     rng_from_json,
     rng_to_json,
     run_dir_lock,
+    search_folder,
+    search_rows,
 )
 from ngl.gp.sanity import check_candidate, make_probe
 from ngl.gp.side import SideTrainings
@@ -62,7 +64,7 @@ from ngl.gp.variation import Variation, selection_scores
 from ngl.gp.worker import evaluate_chunk, load_search_data
 from ngl.io.config import ConfigError, require_available
 from ngl.io.paths import search_run_dir
-from ngl.io.records import append_rows, write_json_atomic
+from ngl.io.records import write_json_atomic
 
 __all__ = ["GPSearch", "run_search", "resume", "selection_scores"]
 
@@ -100,7 +102,7 @@ class GPSearch(SideTrainings):
         return self.run_dir / HISTORY
 
     def _check_run_dir(self) -> None:
-        """The directory must hold this spec (or nothing yet); the options are recorded."""
+        """The directory must hold this spec (or nothing yet); nothing is written here."""
         # a folder of ngl before 0.1 (config.json) is refused by read_run_files in one line
         if (self.run_dir / SPEC).exists() or (self.run_dir / PRE_01_CONFIG).exists():
             files = read_run_files(self.run_dir)
@@ -111,18 +113,23 @@ class GPSearch(SideTrainings):
                     f"({config_diff(saved.to_dict(), self.spec.to_dict())}); "
                     "use another run directory, or resume this one (ngl.resume / python -m ngl "
                     "resume)")
-            self._check_bracket(files.options)
-        else:
-            write_json_atomic(self.run_dir / SPEC, self.spec.to_dict())
-        write_json_atomic(self.run_dir / OPTIONS, self.options.to_dict())
+            self._check_bracket(files)
 
-    def _check_bracket(self, saved: RunOptions) -> None:
+    def _start_sitting(self) -> None:
+        """Once every file has been checked: freeze the spec (first sitting), record the
+        options (``options.json``, the last used, which ``resume`` takes) and the sitting."""
+        folder = search_folder(self.run_dir)
+        folder.freeze(self.spec.to_dict())
+        write_json_atomic(self.run_dir / OPTIONS, self.options.to_dict())
+        folder.record_sitting(self.options.to_dict())
+
+    def _check_bracket(self, files: RunFiles) -> None:
         """A halving search written before ``halving.bracket`` existed bracketed by its chunk
         size; reading its spec gives bracket 16, which is right only if it ran with chunks of
         16. Otherwise continuing it would mix two selection regimes: refused (loading works)."""
         if self.spec.halving is None:
             return
-        written = json.loads((self.run_dir / SPEC).read_text(encoding="utf-8")).get("halving")
+        saved, written = files.options, files.written.get("halving")
         if isinstance(written, dict) and "bracket" not in written \
                 and saved.chunk_size != self.spec.halving.bracket:
             raise RunDirError(
@@ -178,7 +185,7 @@ class GPSearch(SideTrainings):
         fresh = [rows[i] for i in sorted(rows) if i not in done_rows and "status" in rows[i]]
         for r in fresh:
             r["fitness"] = self._fitness(r)
-        append_rows(self.history_path, fresh)
+        search_rows(self.run_dir, HISTORY, self.spec).append(fresh)
 
         # one representative per fingerprint, in fixed chunks: a chunk is the unit of resume;
         # with halving a chunk is one bracket of the spec, so chunk_size cannot change survivors
@@ -203,7 +210,7 @@ class GPSearch(SideTrainings):
                                    train_time_s=0.0, cache_hit=True, cache_of=rows[i]["key"])
                     rows[j]["fitness"] = self._fitness(rows[j])
                     chunk_rows.append(rows[j])
-            append_rows(self.history_path, chunk_rows)
+            search_rows(self.run_dir, HISTORY, self.spec).append(chunk_rows)
             # in-process the bar advanced as each candidate finished; add its equivalents
             bar.update(sum(len(to_train[rows[i]["fingerprint"]]) - (1 if in_process else 0)
                            for i in chunk))
@@ -268,6 +275,7 @@ class GPSearch(SideTrainings):
         rescore_rows(self.run_dir, spec)
         read_rescore_plan(self.run_dir, spec)
         gen, population, rng, done_rows = self._restore(history, ckpt)
+        self._start_sitting()
         if not (self.run_dir / CHECKPOINT).exists():
             self._checkpoint(gen, population, rng)
         self._train_references()  # before generation 0, once: never part of the population

@@ -21,9 +21,10 @@ from ngl.gp.rundir import (
     rescore_ident,
     rescore_rows,
     rescore_seed,
+    search_rows,
 )
 from ngl.gp.worker import evaluate_losses
-from ngl.io.records import append_rows, write_json_atomic
+from ngl.io.records import write_json_atomic
 from ngl.losses.registry import loss_spec_label
 
 __all__ = ["SideTrainings", "SIDE_FIELDS"]
@@ -54,9 +55,9 @@ class SideTrainings:
         in_process = isinstance(self.executor, InProcessExecutor)
         done = 0
         for chunk, results in zip(chunks, self._run_tasks(tasks, bar.update), strict=False):
-            append_rows(self.run_dir / name,
-                        [{"run": self.spec.key, **t, **{k: res.get(k) for k in SIDE_FIELDS}}
-                         for t, res in zip(chunk, results, strict=True)])
+            search_rows(self.run_dir, name, self.spec).append(
+                [{"run": self.spec.key, **t, **{k: res.get(k) for k in SIDE_FIELDS}}
+                 for t, res in zip(chunk, results, strict=True)])
             done += len(chunk)
             if not in_process:
                 bar.update(len(chunk))

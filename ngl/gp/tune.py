@@ -39,16 +39,11 @@ from ngl.gp.spec import RunOptions, SearchSpec
 from ngl.gp.worker import evaluate_chunk
 from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin
 from ngl.io.paths import runs_dir
-from ngl.io.records import (
-    append_rows,
-    atomic_write,
-    exclusive_lock,
-    read_json,
-    read_rows,
-    write_json_atomic,
-)
+from ngl.io.records import atomic_write
+from ngl.io.runs import Rows, RunFolder, config_diff
 
-__all__ = ["TuneSpec", "TuneResult", "tune_constants", "with_constants", "load_tuning"]
+__all__ = ["TuneSpec", "TuneResult", "tune_constants", "with_constants", "load_tuning",
+           "tuning_folder"]
 
 Fitness = Callable[[list[str]], list[dict]]
 """``fitness(texts) -> rows`` with at least ``val_accuracy`` and ``status`` per text."""
@@ -191,17 +186,34 @@ def tune_constants(expression: str | LossExpression, search: SearchSpec,
                     bounds=bounds, seed=seed)
     options = options or RunOptions()
     run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "tune" / spec.key
-    spec_file = run_dir / "tune_spec.json"
-    if spec_file.exists():
-        old = TuneSpec.from_dict(read_json(spec_file))
-        if old != spec:
-            raise ConfigError(f"{spec_file}: this folder tunes another spec (key {old.key}, "
-                              f"asked {spec.key}); use another run_dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(run_dir / "tune.lock", f"tuning directory {run_dir}"):
-        write_json_atomic(spec_file, spec.to_dict())
-        _run(spec, run_dir, fitness or _fitness_of(spec, options), progress)
+    folder = tuning_folder(run_dir)
+    old = _read_spec(folder)
+    if old is not None and old != spec:
+        raise ConfigError(f"{folder.spec_path}: this folder tunes another spec (key {old.key}, "
+                          f"asked {spec.key}: {config_diff(old.to_dict(), spec.to_dict())}); "
+                          "use another run_dir")
+    with folder.lock():
+        history = _history(folder).read()
+        folder.freeze(spec.to_dict())
+        folder.record_sitting(options.to_dict(), own_fitness=fitness is not None)
+        _run(spec, run_dir, fitness or _fitness_of(spec, options), progress, history)
     return load_tuning(run_dir)
+
+
+def tuning_folder(run_dir: str | os.PathLike) -> RunFolder:
+    """A tuning run's folder as the run kernel sees it (``tune_spec.json`` frozen in it)."""
+    return RunFolder(Path(run_dir), "tuning directory", "tune_spec.json", "tune.lock")
+
+
+def _history(folder: RunFolder) -> Rows:
+    """``history.jsonl``: one row per (generation, index), the first written counting (a
+    generation re-asked after a kill between its rows and the checkpoint is written again)."""
+    return folder.rows("history.jsonl", lambda r: (r.get("generation"), r.get("index")),
+                       what="evaluation's row")
+
+
+def _read_spec(folder: RunFolder) -> TuneSpec | None:
+    return folder.read_spec(TuneSpec.from_dict, "tuning spec", "use another run_dir")
 
 
 def _rows(gen: int, values: list[np.ndarray], texts: list[str], results: list[dict]) -> list[dict]:
@@ -211,12 +223,14 @@ def _rows(gen: int, values: list[np.ndarray], texts: list[str], results: list[di
             for i, (x, t, r) in enumerate(zip(values, texts, results, strict=True))]
 
 
-def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool) -> None:
+def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool,
+         rows_so_far: list[dict]) -> None:
     expr = LossExpression.parse(spec.expression)
     idx = spec.indices()
     lo, hi = spec.resolved_bounds()
-    history = {}
-    for r in read_rows(run_dir / "history.jsonl"):
+    table = _history(tuning_folder(run_dir))
+    history: dict[int, list[dict]] = {}
+    for r in rows_so_far:
         history.setdefault(r["generation"], []).append(r)
     ckpt_path = run_dir / "checkpoint.pkl"
     if ckpt_path.exists():
@@ -234,8 +248,7 @@ def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool) -> Non
         done = -1
     if -1 not in history:  # the untuned start, scored with the same fitness
         x0 = np.array([expr.constants[i] for i in idx], dtype=float)
-        append_rows(run_dir / "history.jsonl",
-                    _rows(-1, [x0], [str(expr)], fitness([str(expr)])))
+        table.append(_rows(-1, [x0], [str(expr)], fitness([str(expr)])))
     bar = tqdm(total=spec.generations, initial=done + 1, disable=not progress,
                desc="CMA-ES generations")
     try:
@@ -253,7 +266,7 @@ def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool) -> Non
                 rows = _rows(gen, xs, texts, fitness(texts))
                 for r in rows:
                     r["wall_s"] = (time.perf_counter() - t0) / len(rows)
-                append_rows(run_dir / "history.jsonl", rows)
+                table.append(rows)
             cma.tell([(x, -float(r["val_accuracy"])) for x, r in zip(xs, rows, strict=True)])
             atomic_write(ckpt_path, lambda tmp, g=gen: tmp.write_bytes(
                 pickle.dumps({"cma": cma, "rng": cma._rng.get_state(), "generation": g})))
@@ -266,14 +279,13 @@ def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool) -> Non
 def load_tuning(run_dir: str | os.PathLike) -> TuneResult:
     """A tuning run read back (finished or not), without training anything."""
     run_dir = Path(run_dir)
-    spec_file = run_dir / "tune_spec.json"
-    if not spec_file.exists():
+    folder = tuning_folder(run_dir)
+    spec = _read_spec(folder)
+    if spec is None:
         raise FileNotFoundError(f"no tuning run in {run_dir}: tune_spec.json is missing")
-    spec = TuneSpec.from_dict(read_json(spec_file))
-    rows = read_rows(run_dir / "history.jsonl")
-    history = pd.DataFrame(rows)
-    if len(history):  # a re-asked generation written twice (kill between rows and checkpoint)
-        history = history.drop_duplicates(["generation", "index"], keep="first")
+    # a re-asked generation written twice (kill between rows and checkpoint) counts once
+    history = pd.DataFrame(_history(folder).read())
+    if len(history):
         history = history.sort_values(["generation", "index"]).reset_index(drop=True)
     complete = bool(len(history)) and int(history["generation"].max()) == spec.generations - 1 \
         and (history["generation"] == spec.generations - 1).sum() == (

@@ -28,6 +28,7 @@ from ngl.io.records import (
     write_json_atomic,
     write_text_atomic,
 )
+from ngl.io.runs import Rows, RunFolder, RunFolderError, config_diff
 
 __all__ = [
     "AsTuple",
@@ -35,10 +36,14 @@ __all__ = [
     "ConfigMixin",
     "InUseError",
     "OneOrMany",
+    "Rows",
+    "RunFolder",
+    "RunFolderError",
     "STRICT",
     "append_rows",
     "atomic_write",
     "check_device",
+    "config_diff",
     "describe_error",
     "exclusive_lock",
     "figures_dir",

@@ -1,0 +1,192 @@
+"""The run kernel (``ngl.io.runs``): one folder, lock, frozen spec, sittings and keyed rows that
+every long job uses, and the jobs using it rather than their own copies."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from ngl.evaluate.grid import results_folder, results_rows
+from ngl.evaluate.proxy_calibration import calibration_folder
+from ngl.evaluate.proxy_config import proxy_rows
+from ngl.evaluate.validate import validation_folder
+from ngl.fitness import TrainBudget
+from ngl.gp import RunOptions, SearchSpec, run_search
+from ngl.gp.rundir import HISTORY, search_folder, search_rows
+from ngl.gp.tune import tuning_folder
+from ngl.io.records import InUseError
+from ngl.io.runs import Rows, RunFolder, RunFolderError, config_diff
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- rows ----------------------------------------------------------------------------------------
+def _write(path: Path, rows: list) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_rows_count_each_identity_once_first_or_last(tmp_path):
+    path = tmp_path / "r.jsonl"
+    _write(path, [{"u": 0, "i": 0, "v": "a"}, {"u": 0, "i": 1, "v": "b"},
+                  {"u": 0, "i": 0, "v": "c"}])
+    first = Rows(path, lambda r: (r["u"], r["i"]))
+    last = Rows(path, lambda r: (r["u"], r["i"]), keep="last")
+    assert [r["v"] for r in first.read()] == ["a", "b"]
+    assert sorted(r["v"] for r in last.read()) == ["b", "c"]
+    assert first.done() == {(0, 0), (0, 1)}
+    assert first.done(lambda r: r["v"] == "b") == {(0, 1)}
+    assert len(first.raw()) == 3
+
+
+def test_rows_repair_a_torn_tail_before_appending(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"i": 0}\n{"i": 1')  # killed mid-write
+    rows = Rows(path, lambda r: r["i"])
+    assert [r["i"] for r in rows.read()] == [0]
+    rows.append([{"i": 1}])
+    assert path.read_text() == '{"i": 0}\n{"i": 1}\n'
+
+
+def test_rows_of_another_spec_are_refused_with_the_hint(tmp_path):
+    path = tmp_path / "r.jsonl"
+    _write(path, [{"run": "aaa", "i": 0}, {"run": "bbb", "i": 1}])
+    rows = Rows(path, lambda r: r["i"], owner="aaa", spec_name="spec.json",
+                owner_hint=lambda: " (seed: 1 -> 2)")
+    with pytest.raises(RunFolderError) as err:
+        rows.read()
+    msg = str(err.value)
+    assert "holds rows of another spec" in msg and "['bbb']" in msg and "spec.json has aaa" in msg
+    assert "(seed: 1 -> 2)" in msg and "\n" not in msg
+
+
+def test_a_damaged_inner_line_is_named(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"i": 0}\nnot json\n{"i": 2}\n')
+    with pytest.raises(RunFolderError, match=r"r\.jsonl: line 2 is not valid JSON.*run again"):
+        Rows(path, lambda r: r["i"], what="cell's row").read()
+
+
+# -- the folder ----------------------------------------------------------------------------------
+def test_the_lock_refuses_a_second_holder(tmp_path):
+    folder = RunFolder(tmp_path / "job", "test folder", "spec.json", "job.lock")
+    with folder.lock():
+        assert (tmp_path / "job" / "job.lock").exists()
+        second = RunFolder(tmp_path / "job", "test folder", "spec.json", "job.lock")
+        with pytest.raises(InUseError, match=r"test folder .*job is in use by another run"), \
+                second.lock():
+            pass
+    with folder.lock():  # released
+        pass
+
+
+def test_freeze_writes_once_and_read_plan_checks_identity(tmp_path):
+    folder = RunFolder(tmp_path, "test folder", "plan.json", "job.lock")
+    assert folder.read_plan("test plan", lambda p: p["config"], {"a": 1}, "runs another", "x") \
+        is None
+    assert folder.freeze({"config": {"a": 1, "b": 2}, "chosen": [1]})
+    assert not folder.freeze({"config": {"a": 9}})  # never rewritten
+    plan = folder.read_plan("test plan", lambda p: p["config"], {"a": 1, "b": 2},
+                            "runs another", "x")
+    assert plan == {"config": {"a": 1, "b": 2}, "chosen": [1]}
+    with pytest.raises(RunFolderError) as err:
+        folder.read_plan("test plan", lambda p: p["config"], {"a": 1, "b": 3},
+                         "runs another configuration", "use another folder")
+    assert str(err.value) == (f"{tmp_path / 'plan.json'}: this folder runs another configuration "
+                              "(b: 2 -> 3); use another folder")
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"other": 1}', ""])
+def test_a_damaged_plan_is_one_line(tmp_path, text):
+    folder = RunFolder(tmp_path, "test folder", "plan.json")
+    (tmp_path / "plan.json").write_text(text)
+    with pytest.raises(RunFolderError, match=r"plan\.json: not a test plan \(.*\); move it aside"):
+        folder.read_plan("test plan", lambda p: p["config"], {}, "x", "y")
+
+
+def test_sittings_are_numbered_and_record_their_options(tmp_path):
+    folder = RunFolder(tmp_path, "test folder")
+    folder.record_sitting({"device": "cpu"})
+    folder.record_sitting({"device": "cuda"}, note=1)
+    s = folder.sittings()
+    assert [r["sitting"] for r in s] == [0, 1]
+    assert [r["options"]["device"] for r in s] == ["cpu", "cuda"]
+    assert s[1]["note"] == 1 and s[0]["ngl_version"] and s[0]["torch_version"]
+
+
+def test_config_diff_names_nested_fields():
+    assert config_diff({"a": 1, "b": {"c": 2}}, {"a": 1, "b": {"c": 3}, "d": 4}) == \
+        'b.c: 2 -> 3, d: "(absent)" -> 4'
+
+
+# -- the jobs use it -----------------------------------------------------------------------------
+def test_every_long_job_has_a_kernel_folder(tmp_path):
+    folders = {
+        "search": search_folder(tmp_path), "tuning": tuning_folder(tmp_path),
+        "validation": validation_folder(tmp_path), "calibration": calibration_folder(tmp_path),
+        "grid": results_folder(tmp_path / "results.jsonl"),
+    }
+    assert all(isinstance(f, RunFolder) for f in folders.values())
+    assert {f.lock_name for f in folders.values()} == {
+        "search.lock", "tune.lock", "validate.lock", "calibrate.lock", "results.jsonl.lock"}
+    spec = SearchSpec(population_size=4)
+    assert isinstance(search_rows(tmp_path, HISTORY, spec), Rows)
+    assert isinstance(results_rows(tmp_path / "r.jsonl"), Rows)
+    assert isinstance(proxy_rows(tmp_path), Rows)
+
+
+def test_no_job_writes_rows_or_locks_by_itself():
+    """Locks and row files go through the kernel: outside ``ngl/io`` nothing imports the raw
+    record functions (a job with its own copy would drift from the others again)."""
+    raw = {"exclusive_lock", "append_rows", "read_rows"}
+    offenders = []
+    for path in sorted((ROOT / "ngl").rglob("*.py")):
+        if path.parts[-2] == "io":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ngl.io"):
+                offenders += [f"{path.relative_to(ROOT)}: {a.name}" for a in node.names
+                              if a.name in raw]
+    assert offenders == []
+
+
+def test_the_check_has_teeth(tmp_path):
+    """The scan above finds an import of a raw record function (a control)."""
+    tree = ast.parse("from ngl.io.records import append_rows\n")
+    found = [a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+             for a in n.names if a.name in {"append_rows"}]
+    assert found == ["append_rows"]
+
+
+# -- a search through the kernel -----------------------------------------------------------------
+def _tiny() -> SearchSpec:
+    return SearchSpec(population_size=2, generations=1, n_train=60, n_val=30,
+                      budget=TrainBudget(steps=1, batch_size=16), seed=1)
+
+
+def test_a_search_records_each_sitting(tmp_path):
+    run_dir = tmp_path / "s"
+    run_search(_tiny(), run_dir, RunOptions(chunk_size=1), progress=False)
+    run_search(_tiny(), run_dir, RunOptions(chunk_size=2), progress=False)
+    sittings = search_folder(run_dir).sittings()
+    assert [s["options"]["chunk_size"] for s in sittings] == [1, 2]
+    assert json.loads((run_dir / "options.json").read_text())["chunk_size"] == 2
+
+
+def test_a_refused_search_writes_nothing(tmp_path):
+    """The checkpoint and history are checked before spec.json / options.json are touched."""
+    run_dir = tmp_path / "s"
+    run_search(_tiny(), run_dir, RunOptions(chunk_size=1), progress=False)
+    (run_dir / "checkpoint.json").write_text("{torn")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    with pytest.raises(RunFolderError, match="checkpoint.json is corrupt"):
+        run_search(_tiny(), run_dir, RunOptions(chunk_size=2), progress=False)
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert after == before
+    # with spec.json gone, the refusal does not write a new one either
+    (run_dir / "spec.json").unlink()
+    with pytest.raises(RunFolderError, match="checkpoint.json"):
+        run_search(_tiny(), run_dir, RunOptions(chunk_size=2), progress=False)
+    assert not (run_dir / "spec.json").exists()

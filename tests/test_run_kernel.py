@@ -28,17 +28,96 @@ def _write(path: Path, rows: list) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def test_rows_count_each_identity_once_first_or_last(tmp_path):
+def test_an_exact_duplicate_counts_once_and_a_conflicting_one_is_refused(tmp_path):
     path = tmp_path / "r.jsonl"
+    _write(path, [{"u": 0, "i": 0, "v": "a", "wall_s": 1.0}, {"u": 0, "i": 1, "v": "b"},
+                  {"u": 0, "i": 0, "v": "a", "wall_s": 2.0}])  # a timing may differ
+    rows = Rows(path, lambda r: (r["u"], r["i"]))
+    assert [(r["v"], r["wall_s"]) for r in rows.read() if r["i"] == 0] == [("a", 1.0)]
+    assert rows.done() == {(0, 0), (0, 1)}
+    assert rows.done(lambda r: r["v"] == "b") == {(0, 1)}
+    assert len(rows.raw()) == 3
     _write(path, [{"u": 0, "i": 0, "v": "a"}, {"u": 0, "i": 1, "v": "b"},
                   {"u": 0, "i": 0, "v": "c"}])
-    first = Rows(path, lambda r: (r["u"], r["i"]))
-    last = Rows(path, lambda r: (r["u"], r["i"]), keep="last")
-    assert [r["v"] for r in first.read()] == ["a", "b"]
-    assert sorted(r["v"] for r in last.read()) == ["b", "c"]
-    assert first.done() == {(0, 0), (0, 1)}
-    assert first.done(lambda r: r["v"] == "b") == {(0, 1)}
-    assert len(first.raw()) == 3
+    with pytest.raises(RunFolderError) as err:
+        rows.read()
+    assert str(err.value) == (f"{path}: lines 1 and 3 are two different rows for [0, 0] "
+                              '(v: "a" vs "c"); which one is true cannot be known: remove the '
+                              "wrong line (a removed row is run again)")
+    # only the compared fields count
+    assert len(Rows(path, lambda r: (r["u"], r["i"]), compare=("u",)).read()) == 2
+
+
+def test_a_result_wins_over_an_error_row_whichever_comes_first(tmp_path):
+    path = tmp_path / "r.jsonl"
+    done = lambda r: r["status"] == "ok"  # noqa: E731
+    for order in ([{"k": 1, "status": "error"}, {"k": 1, "status": "ok"}],
+                  [{"k": 1, "status": "ok"}, {"k": 1, "status": "error"}]):
+        _write(path, order)
+        assert [r["status"] for r in Rows(path, lambda r: r["k"], final=done).read()] == ["ok"]
+    _write(path, [{"k": 1, "status": "error", "e": 1}, {"k": 1, "status": "error", "e": 2}])
+    last = Rows(path, lambda r: r["k"], final=done, keep="last").read()
+    first = Rows(path, lambda r: r["k"], final=done, keep="first").read()
+    assert [r["e"] for r in last] == [2] and [r["e"] for r in first] == [1]
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ('{"generation": "0"}', 'line 2: generation = "0": Input should be a valid integer'),
+    ('{"index": 99}', "line 2: index = 99: expected an index below the population size 8"),
+    ('{"val_accuracy": 1e308}', "val_accuracy = 1e+308: expected a fraction in [0, 1]"),
+    ('{"val_accuracy": "0.5"}', 'val_accuracy = "0.5": expected a number'),
+    ('{"fitness": NaN}', "fitness = NaN: expected a finite number"),
+    ('{"status": "ok", "val_accuracy": NaN}', "val_accuracy is NaN although status is 'ok'"),
+])
+def test_a_row_out_of_range_is_refused_naming_file_line_and_field(tmp_path, line, says):
+    from ngl.io.schemas import HistoryRow
+
+    good = {"run": "k", "generation": 0, "index": 0, "expression": "y_pred", "status": "ok",
+            "fitness": 0.5, "val_accuracy": 0.5}
+    bad = {**good, "index": 1, **json.loads(line)}
+    path = tmp_path / "history.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    rows = Rows(path, lambda r: (r["generation"], r["index"]), what="candidate's row",
+                schema=HistoryRow, context={"population_size": 8, "generations": 3})
+    with pytest.raises(RunFolderError) as err:
+        rows.read()
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: line 2") and says in msg and "\n" not in msg
+    assert msg.endswith("repair or remove that line (each line is one candidate's row; a "
+                        "removed row is run again)")
+
+
+def test_non_finite_metrics_round_trip_explicitly(tmp_path):
+    """-inf and NaN are written as JSON's NaN / -Infinity tokens and read back as themselves
+    (ngl 0.1 wrote null, which read back as a missing value)."""
+    import math
+
+    path = tmp_path / "r.jsonl"
+    Rows(path, lambda r: r["k"]).append([{"k": 1, "val_ce": float("nan"),
+                                          "loss": float("-inf"), "x": float("inf")}])
+    assert path.read_text() == '{"k": 1, "loss": -Infinity, "val_ce": NaN, "x": Infinity}\n'
+    (row,) = Rows(path, lambda r: r["k"]).read()
+    assert math.isnan(row["val_ce"]) and row["loss"] == -math.inf and row["x"] == math.inf
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ('{"k": 1, "k": 2}\n', "key 'k' appears twice"),
+    ('[1, 2]\n', "line 1 is [1, 2], not a JSON object"),
+    ('{"k": ' + "1" * 5000 + "}\n", "an integer of more than 4300 digits"),
+    (b'{"k": "\xff"}\n', "not UTF-8 text"),
+])
+def test_unreadable_rows_are_one_line(tmp_path, text, says):
+    path = tmp_path / "r.jsonl"
+    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
+    with pytest.raises(RunFolderError) as err:
+        Rows(path, lambda r: r["k"]).read()
+    assert says in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_rows_file_that_is_a_directory_is_one_line(tmp_path):
+    (tmp_path / "r.jsonl").mkdir()
+    with pytest.raises(RunFolderError, match=r"r\.jsonl: is a directory"):
+        Rows(tmp_path / "r.jsonl", lambda r: r["k"]).read()
 
 
 def test_rows_repair_a_torn_tail_before_appending(tmp_path):

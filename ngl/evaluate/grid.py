@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from ngl.data import load_cached
 from ngl.io.config import STRICT, ConfigMixin, OneOrMany, check_device, resolve_device
 from ngl.io.runs import Rows, RunFolder, versions
+from ngl.io.schemas import FINISHED, ResultRow
 from ngl.losses import build_loss_spec, loss_spec_label, loss_specs_field
 from ngl.models import build_model
 from ngl.train import TrainConfig, train_model
@@ -51,7 +52,7 @@ from ngl.train import TrainConfig, train_model
 __all__ = ["GridConfig", "run_grid", "run_cell", "grid_cells", "loss_label", "load_results", "results_rows", "results_folder",
            "DONE_STATUSES"]
 
-DONE_STATUSES = ("ok", "nonfinite")
+DONE_STATUSES = FINISHED
 
 
 # the loss-spec rules are shared with a search's references (ngl.gp sits below this layer)
@@ -201,7 +202,9 @@ def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = 
 def results_rows(path: str | os.PathLike) -> Rows:
     """A grid's results file as kernel rows: one per cell key, the last written counting (an
     error row is replaced by its retry)."""
-    return Rows(Path(path), lambda r: r.get("cell_key"), what="grid cell's row", keep="last")
+    return Rows(Path(path), lambda r: r["cell_key"], what="grid cell's row", keep="last",
+                schema=ResultRow, final=lambda r: r["status"] in DONE_STATUSES,
+                compare=("status", "val_accuracy", "test_accuracy", "val_ce", "test_ce"))
 
 
 def results_folder(path: str | os.PathLike) -> RunFolder:
@@ -212,18 +215,18 @@ def results_folder(path: str | os.PathLike) -> RunFolder:
 
 def load_results(path: str | os.PathLike, config: GridConfig | None = None,
                  latest: bool = True) -> pd.DataFrame:
-    """The results file as a DataFrame (one row per run; ``latest`` keeps the last row per cell).
+    """The results file as a DataFrame, every row checked (:class:`ngl.io.schemas.ResultRow`).
 
-    With ``config``, only the cells of that grid are returned.
+    ``latest``: one row per cell, its result (``ok``/``nonfinite``) over an error row, two
+    different results for one cell refused; else every row as written. With ``config``, only
+    the cells of that grid are returned.
     """
-    rows = results_rows(path).raw()
+    table = results_rows(path)
+    rows = table.read() if latest else table.raw()
     if config is not None:
         keys = {c["cell_key"] for c in grid_cells(config)}
         rows = [r for r in rows if r.get("cell_key") in keys]
-    df = pd.DataFrame(rows)
-    if latest and not df.empty:
-        df = df.drop_duplicates("cell_key", keep="last").reset_index(drop=True)
-    return df
+    return pd.DataFrame(rows)
 
 
 def run_grid(config: GridConfig, results_path: str | os.PathLike,

@@ -26,6 +26,7 @@ from ngl.gp.spec import SearchSpec, primitive_set_from
 from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin
 from ngl.io.paths import runs_dir
 from ngl.io.runs import Rows
+from ngl.io.schemas import ProxyRow
 from ngl.losses import loss_specs_field
 from ngl.models import available_models
 from ngl.train import TrainConfig
@@ -193,5 +194,5 @@ def proxy_key(config: CalibrationConfig, proxy: Proxy) -> str:
 def proxy_rows(out: str | os.PathLike) -> Rows:
     """``proxies.jsonl`` of a calibration folder: one row per (proxy key, panel loss), the first
     written counting."""
-    return Rows(Path(out) / "proxies.jsonl", lambda r: (r.get("proxy_key"), r.get("loss")),
-                what="proxy score's row")
+    return Rows(Path(out) / "proxies.jsonl", lambda r: (r["proxy_key"], r["loss"]),
+                what="proxy score's row", schema=ProxyRow, compare=("status", "val_accuracy"))

@@ -36,6 +36,7 @@ from ngl.gp.expression import LossExpression
 from ngl.gp.spec import RunOptions, SearchSpec
 from ngl.io.config import ConfigError, load_config_file
 from ngl.io.runs import Rows, RunFolder, RunFolderError, config_diff
+from ngl.io.schemas import HistoryRow, SideRow
 from ngl.losses.registry import loss_spec_label
 
 __all__ = ["RunDirError", "RunFiles", "search_folder", "search_rows", "run_dir_lock", "config_diff", "read_run_files",
@@ -158,9 +159,9 @@ def search_rows(run_dir: Path, name: str, spec: SearchSpec) -> Rows:
     ``rescore.jsonl``) as kernel rows: keyed by candidate (generation, index), reference label
     or rescoring, the first row written counting; rows of another spec refused (``spec.json``
     was edited after the start)."""
-    ident, what = {HISTORY: (_history_ident, "candidate's row"),
-                   REFERENCES: (lambda r: r.get("loss"), "reference's row"),
-                   RESCORE: (rescore_ident, "rescored loss's row")}[name]
+    ident, what, schema = {HISTORY: (_history_ident, "candidate's row", HistoryRow),
+                           REFERENCES: (lambda r: r.get("loss"), "reference's row", SideRow),
+                           RESCORE: (rescore_ident, "rescored loss's row", SideRow)}[name]
     hint = None
     if name == HISTORY:
         def hint() -> str:  # the checkpoint remembers the spec the rows were written with
@@ -170,8 +171,11 @@ def search_rows(run_dir: Path, name: str, spec: SearchSpec) -> Rows:
                         else "")
             except (OSError, ValueError, AttributeError):
                 return ""
-    return search_folder(run_dir).rows(name, ident, what=what, owner=spec.key,
-                                       spec_name=SPEC, owner_hint=hint)
+    return search_folder(run_dir).rows(
+        name, ident, what=what, owner=spec.key, spec_name=SPEC, owner_hint=hint, schema=schema,
+        context={"population_size": spec.population_size, "generations": spec.generations},
+        compare=("expression", "status", "val_accuracy", "fitness") if name == HISTORY
+        else ("status", "val_accuracy"))
 
 
 def history_rows(run_dir: Path, spec: SearchSpec) -> list[dict]:

@@ -9,9 +9,10 @@ budget and seeds, so every evaluation shares the search's common random numbers 
 fitness is comparable to the search's.
 
 Resumable and exact: one row per evaluation is appended to ``history.jsonl`` when its
-generation's pass finishes, then the CMA-ES state (its RNG included) is pickled atomically to
-``checkpoint.pkl``. A killed run restarts from the last checkpoint; a generation whose rows were
-written but not checkpointed is re-asked (the restored RNG gives the same vectors) and its rows
+generation's pass finishes, then the CMA-ES state (its RNG included) is written atomically as
+JSON to ``checkpoint.json`` (:mod:`ngl.gp.tune_state`; no pickle: a run folder is untrusted).
+A killed run restarts from the last checkpoint; a generation whose rows were written but not
+checkpointed is re-asked (the restored RNG gives the same vectors) and its rows
 reused, not retrained. Generation ``-1`` is the expression as given (the untuned start).
 """
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,14 +36,19 @@ from tqdm.auto import tqdm
 
 from ngl.gp.expression import LossExpression
 from ngl.gp.spec import RunOptions, SearchSpec
+from ngl.gp.tune_state import cma_from_json, cma_to_json
 from ngl.gp.worker import evaluate_chunk
 from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin
 from ngl.io.paths import runs_dir
-from ngl.io.records import atomic_write
-from ngl.io.runs import Rows, RunFolder, config_diff
+from ngl.io.records import read_json, write_json_atomic
+from ngl.io.runs import Rows, RunFolder, RunFolderError, config_diff
+from ngl.io.schemas import TuneRow
 
 __all__ = ["TuneSpec", "TuneResult", "tune_constants", "with_constants", "load_tuning",
            "tuning_folder"]
+
+CHECKPOINT = "checkpoint.json"
+"""The CMA-ES state after the last finished generation (JSON; ngl 0.1 wrote checkpoint.pkl)."""
 
 Fitness = Callable[[list[str]], list[dict]]
 """``fitness(texts) -> rows`` with at least ``val_accuracy`` and ``status`` per text."""
@@ -196,7 +201,9 @@ def tune_constants(expression: str | LossExpression, search: SearchSpec,
         history = _history(folder).read()
         folder.freeze(spec.to_dict())
         folder.record_sitting(options.to_dict(), own_fitness=fitness is not None)
-        _run(spec, run_dir, fitness or _fitness_of(spec, options), progress, history)
+        # a caller's own objective is any number; the search's fitness is an accuracy
+        split = "search_validation" if fitness is None else "own_objective"
+        _run(spec, run_dir, fitness or _fitness_of(spec, options), progress, history, split)
     return load_tuning(run_dir)
 
 
@@ -208,23 +215,25 @@ def tuning_folder(run_dir: str | os.PathLike) -> RunFolder:
 def _history(folder: RunFolder) -> Rows:
     """``history.jsonl``: one row per (generation, index), the first written counting (a
     generation re-asked after a kill between its rows and the checkpoint is written again)."""
-    return folder.rows("history.jsonl", lambda r: (r.get("generation"), r.get("index")),
-                       what="evaluation's row")
+    return folder.rows("history.jsonl", lambda r: (r["generation"], r["index"]),
+                       what="evaluation's row", schema=TuneRow,
+                       compare=("constants", "status", "val_accuracy"))
 
 
 def _read_spec(folder: RunFolder) -> TuneSpec | None:
     return folder.read_spec(TuneSpec.from_dict, "tuning spec", "use another run_dir")
 
 
-def _rows(gen: int, values: list[np.ndarray], texts: list[str], results: list[dict]) -> list[dict]:
+def _rows(gen: int, values: list[np.ndarray], texts: list[str], results: list[dict],
+          split: str) -> list[dict]:
     return [{"generation": gen, "index": i, "constants": [float(v) for v in x],
              "expression": t, "val_accuracy": float(r["val_accuracy"]), "status": r["status"],
-             "split": "search_validation"}
+             "split": split}
             for i, (x, t, r) in enumerate(zip(values, texts, results, strict=True))]
 
 
 def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool,
-         rows_so_far: list[dict]) -> None:
+         rows_so_far: list[dict], split: str) -> None:
     expr = LossExpression.parse(spec.expression)
     idx = spec.indices()
     lo, hi = spec.resolved_bounds()
@@ -232,23 +241,19 @@ def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool,
     history: dict[int, list[dict]] = {}
     for r in rows_so_far:
         history.setdefault(r["generation"], []).append(r)
-    ckpt_path = run_dir / "checkpoint.pkl"
+    x0 = np.array([expr.constants[i] for i in idx], dtype=float)
+    cma = CMA(mean=x0, sigma=spec.sigma or (hi - lo) / 6,
+              bounds=np.array([[lo, hi]] * len(idx)), seed=spec.seed,
+              population_size=spec.population_size)
+    done = -1
+    # without a checkpoint (lost, or a 0.1 folder's checkpoint.pkl, never opened) generations
+    # are re-asked from the seed and their recorded rows reused: the same state, exactly
+    ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists():
-        with open(ckpt_path, "rb") as fh:
-            state = pickle.load(fh)  # our own file, written below
-        cma, done = state["cma"], state["generation"]
-        # cmaes drops its RandomState when pickled (and unpickles an unseeded one): restore it,
-        # or a resumed run would ask for other vectors than an uninterrupted one
-        cma._rng.set_state(state["rng"])
-    else:
-        x0 = np.array([expr.constants[i] for i in idx], dtype=float)
-        cma = CMA(mean=x0, sigma=spec.sigma or (hi - lo) / 6,
-                  bounds=np.array([[lo, hi]] * len(idx)), seed=spec.seed,
-                  population_size=spec.population_size)
-        done = -1
+        cma, done = _read_checkpoint(ckpt_path, spec, cma)
     if -1 not in history:  # the untuned start, scored with the same fitness
         x0 = np.array([expr.constants[i] for i in idx], dtype=float)
-        table.append(_rows(-1, [x0], [str(expr)], fitness([str(expr)])))
+        table.append(_rows(-1, [x0], [str(expr)], fitness([str(expr)]), split))
     bar = tqdm(total=spec.generations, initial=done + 1, disable=not progress,
                desc="CMA-ES generations")
     try:
@@ -263,17 +268,37 @@ def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool,
                                   "written by another run")
             if rows is None or len(rows) != len(xs):
                 t0 = time.perf_counter()
-                rows = _rows(gen, xs, texts, fitness(texts))
+                rows = _rows(gen, xs, texts, fitness(texts), split)
                 for r in rows:
                     r["wall_s"] = (time.perf_counter() - t0) / len(rows)
                 table.append(rows)
             cma.tell([(x, -float(r["val_accuracy"])) for x, r in zip(xs, rows, strict=True)])
-            atomic_write(ckpt_path, lambda tmp, g=gen: tmp.write_bytes(
-                pickle.dumps({"cma": cma, "rng": cma._rng.get_state(), "generation": g})))
+            write_json_atomic(ckpt_path, {"generation": gen, "spec_key": spec.key,
+                                          "cma": cma_to_json(cma)})
             bar.update(1)
             bar.set_postfix_str(f"best {max(r['val_accuracy'] for r in rows):.4f}")
     finally:
         bar.close()
+
+
+def _read_checkpoint(path: Path, spec: TuneSpec, fresh: CMA) -> tuple[CMA, int]:
+    """The saved optimiser and its last finished generation, checked (see
+    :func:`ngl.gp.tune_state.cma_from_json`); a damaged file is one line saying what to do."""
+    what_to_do = (f"move {path.name} aside and run again: the state is then rebuilt exactly by "
+                  "re-asking CMA-ES over the recorded rows")
+    try:
+        ckpt = read_json(path)
+        if not isinstance(ckpt, dict) or set(ckpt) != {"generation", "spec_key", "cma"}:
+            raise ValueError("expected {generation, spec_key, cma}")
+        gen = ckpt["generation"]
+        if type(gen) is not int or not 0 <= gen < spec.generations:
+            raise ValueError(f"generation = {gen!r}: expected 0..{spec.generations - 1}")
+        if ckpt["spec_key"] != spec.key:
+            raise ValueError(f"spec_key = {ckpt['spec_key']!r}, tune_spec.json has {spec.key}")
+        return cma_from_json(ckpt["cma"], fresh), gen
+    except (ValueError, OSError) as exc:
+        raise RunFolderError(f"{path} is not a valid tuning checkpoint ({exc}); "
+                             f"{what_to_do}") from None
 
 
 def load_tuning(run_dir: str | os.PathLike) -> TuneResult:

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 import torch
 from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
+from ngl.io.records import JSONError, loads_strict
+
 __all__ = ["STRICT", "AsTuple", "OneOrMany", "ConfigError", "ConfigMixin", "describe_error", "load_config_file",
            "check_device", "resolve_device", "require_available"]
 
@@ -155,9 +157,9 @@ def load_config_file(cls: type[T], path: str | os.PathLike) -> T:
     if not text.strip():
         raise ConfigError(f"{path}: the file is empty; expected a JSON object of {cls.__name__} fields")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        data = loads_strict(text)
+    except JSONError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object of {cls.__name__} fields, got "
                           f"{json.dumps(data)[:80]}")

@@ -18,20 +18,61 @@ from typing import Any
 
 import filelock
 
-__all__ = ["InUseError", "exclusive_lock", "atomic_write", "write_text_atomic", "json_safe", "append_rows", "read_rows", "write_json_atomic", "read_json"]
+__all__ = ["InUseError", "JSONError", "loads_strict", "read_numbered_rows", "exclusive_lock", "atomic_write", "write_text_atomic", "json_safe", "append_rows", "read_rows", "write_json_atomic", "read_json"]
 
 
 def json_safe(value: Any) -> Any:
-    """JSON has no NaN/inf: a result row stores a non-finite *metric* as None (its ``status``
-    says why), so every reader can parse the file. Configs and checkpoints are not passed
-    through this: :func:`write_json_atomic` refuses non-finite numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """A row as plain JSON values (tuples as lists, numpy scalars as Python numbers).
+
+    A non-finite metric stays what it is: rows are written with the ``NaN``, ``Infinity`` and
+    ``-Infinity`` tokens (Python's ``json``, pandas and most JSON-lines readers take them), so
+    ``-inf`` reads back as ``-inf`` and NaN as NaN, never as ``null`` (ngl 0.1 wrote ``null``;
+    those rows still read). Configs and checkpoints are not written this way:
+    :func:`write_json_atomic` refuses non-finite numbers."""
     if isinstance(value, Mapping):
         return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+        return value.item()
     return value
+
+
+class JSONError(ValueError):
+    """Text that is not the JSON a run file holds (invalid, duplicate keys, a huge integer)."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise JSONError(f"not valid JSON for ngl (key {k!r} appears twice in one object; "
+                            "which one counts would be a guess)")
+        out[k] = v
+    return out
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """``json.loads`` that refuses what a hand edit can slip in: duplicate keys in an object
+    (json keeps the last silently), integers too long to convert (Python's 4,300-digit limit,
+    a ``ValueError`` inside the parser) and invalid UTF-8; every refusal is one
+    :class:`JSONError` line."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JSONError(f"not valid JSON (not UTF-8 text: {exc.reason} at byte "
+                            f"{exc.start})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except JSONError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise JSONError(f"not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # e.g. "Exceeds the limit (4300 digits)"
+        why = ("an integer of more than 4300 digits" if "digits" in str(exc)
+               else str(exc).splitlines()[0][:120] or type(exc).__name__)
+        raise JSONError(f"not valid JSON for ngl ({why})") from None
 
 
 def _repair_tail(path: Path) -> None:
@@ -66,7 +107,8 @@ def append_rows(path: str | os.PathLike, rows: Iterable[Mapping]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _repair_tail(path)
-    text = "".join(json.dumps(json_safe(dict(r)), sort_keys=True) + "\n" for r in rows)
+    text = "".join(json.dumps(json_safe(dict(r)), sort_keys=True, allow_nan=True) + "\n"
+                   for r in rows)
     if not text:
         return
     with open(path, "a") as fh:
@@ -75,23 +117,33 @@ def append_rows(path: str | os.PathLike, rows: Iterable[Mapping]) -> None:
         os.fsync(fh.fileno())
 
 
-def read_rows(path: str | os.PathLike) -> list[dict]:
-    """All complete rows; a torn last line (from a kill mid-write) is skipped."""
+def read_numbered_rows(path: str | os.PathLike) -> list[tuple[int, Any]]:
+    """``(line number, value)`` of every complete line; a torn last line (a kill mid-write) is
+    skipped, any other unreadable line is a :class:`JSONError` naming the file and the line."""
     path = Path(path)
     if not path.exists():
         return []
+    if path.is_dir():
+        raise JSONError(f"{path}: is a directory, expected a JSON-lines file")
+    data = path.read_bytes()
+    lines = data.split(b"\n")
     rows = []
-    lines = path.read_text().split("\n")
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:  # torn tail: the row was never finished
-                break
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON: {line[:80]!r}") from None
+            rows.append((i + 1, loads_strict(line)))
+        except JSONError as exc:
+            if i == len(lines) - 1 and not data.endswith(b"\n"):
+                break  # torn tail: the row was never finished
+            raise JSONError(f"{path}: line {i + 1} is {exc}: "
+                            f"{line[:80].decode('utf-8', 'replace')!r}") from None
     return rows
+
+
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """All complete rows; a torn last line (from a kill mid-write) is skipped."""
+    return [r for _, r in read_numbered_rows(path)]
 
 
 def _current_umask() -> int:
@@ -156,7 +208,14 @@ def _first_non_finite(value: Any, where: str = "") -> str:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file read strictly (:func:`loads_strict`); problems name the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise JSONError(f"{path}: is a directory, expected a JSON file")
+    try:
+        return loads_strict(path.read_bytes())
+    except JSONError as exc:
+        raise JSONError(f"{path}: {exc}") from None
 
 
 class InUseError(RuntimeError):

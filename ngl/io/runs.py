@@ -29,8 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ngl.io.config import ConfigError
-from ngl.io.records import append_rows, exclusive_lock, read_rows, write_json_atomic
+from pydantic import ValidationError
+
+from ngl.io.config import ConfigError, describe_error
+from ngl.io.records import (
+    JSONError,
+    append_rows,
+    exclusive_lock,
+    read_numbered_rows,
+    write_json_atomic,
+)
+from ngl.io.schemas import SittingRow
 
 __all__ = ["RunFolderError", "RunFolder", "Rows", "config_diff", "versions", "SITTINGS"]
 
@@ -61,11 +70,16 @@ def config_diff(old: Mapping, new: Mapping, prefix: str = "") -> str:
 class Rows:
     """One JSON-lines file of a run folder, each row identified by ``ident(row)``.
 
-    ``owner``: the spec key every row carries in ``owner_field``; a row of another key means
-    the spec (``spec_name``) was edited after the start and is refused; ``owner_hint()`` may
-    say what changed. ``keep``: which row of an identity
-    written twice counts (``"first"``: a unit re-run after a kill between its row and the
-    checkpoint gives the same row again; ``"last"``: a retried error is replaced by its retry).
+    Each row is checked with ``schema`` (a :class:`ngl.io.schemas.RowModel`; ``context`` gives
+    it the spec's sizes) before anything uses it: the first bad row is one line naming the file,
+    the line and the field. ``owner``: the spec key every row carries in ``owner_field``; a row
+    of another key means the spec (``spec_name``) was edited after the start and is refused;
+    ``owner_hint()`` may say what changed.
+
+    An identity written twice: ``final(row)`` says which rows are results (default: all). Two
+    results that agree on ``compare`` (default: every field but timings) count once; two that
+    disagree are refused (which one is true cannot be known). A result wins over a row that is
+    not one (an error row and its retry); among those, ``keep`` says which counts.
     """
 
     path: Path
@@ -76,27 +90,79 @@ class Rows:
     keep: Literal["first", "last"] = "first"
     spec_name: str = "the spec"
     owner_hint: Callable[[], str] | None = None
+    schema: type | None = None
+    context: Mapping | None = None
+    final: Callable[[dict], bool] | None = None
+    compare: tuple[str, ...] | None = None
 
-    def raw(self) -> list[dict]:
-        """Every complete row as written (a torn last line skipped); a damaged inner line is
-        refused naming the line."""
+    def _fix(self, line: int | None = None) -> str:
+        where = f"{self.path}: line {line}" if line else str(self.path)
+        return (f"{where}; repair or remove that line (each line is one {self.what}; a "
+                "removed row is run again)")
+
+    def numbered(self) -> list[tuple[int, dict]]:
+        """``(line, row)`` of every complete row as written (a torn last line skipped), each
+        an object that passes ``schema``; the first that does not is refused naming its line."""
+        if self.path.is_dir():
+            raise RunFolderError(f"{self.path}: is a directory, expected a JSON-lines file (one "
+                                 f"{self.what} per line); move it aside")
         try:
-            return read_rows(self.path)
-        except ValueError as exc:
+            raw = read_numbered_rows(self.path)
+        except JSONError as exc:
             raise RunFolderError(f"{exc}; repair or remove that line (each line is one "
                                  f"{self.what}; a removed row is run again)") from None
+        except OSError as exc:
+            raise RunFolderError(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
+        for n, r in raw:
+            if not isinstance(r, dict):
+                raise RunFolderError(f"{self.path}: line {n} is {json.dumps(r)[:60]}, not a JSON "
+                                     f"object; repair or remove that line (each line is one "
+                                     f"{self.what}; a removed row is run again)")
+            if self.schema is not None:
+                try:
+                    self.schema.model_validate(r, context=dict(self.context or {}))
+                except ValidationError as exc:
+                    raise RunFolderError(f"{self.path}: line {n}: {describe_error(exc)}; repair "
+                                         f"or remove that line (each line is one {self.what}; "
+                                         "a removed row is run again)") from None
+        return raw
+
+    def raw(self) -> list[dict]:
+        """Every complete row as written, checked (see :meth:`numbered`)."""
+        return [r for _, r in self.numbered()]
+
+    def _differs(self, a: dict, b: dict) -> str:
+        fields = self.compare if self.compare is not None else sorted(
+            (set(a) | set(b)) - TIMINGS)
+        for f in fields:
+            ja, jb = (json.dumps(r.get(f), sort_keys=True, default=repr) for r in (a, b))
+            if ja != jb:
+                return f"{f}: {ja[:40]} vs {jb[:40]}"
+        return ""
 
     def read(self) -> list[dict]:
         """The rows, each identity once, in the order first written."""
-        out: dict[Hashable, dict] = {}
+        out: dict[Hashable, tuple[int, dict]] = {}
         foreign = set()
-        for r in self.raw():
+        final = self.final or (lambda r: True)
+        for n, r in self.numbered():
             if self.owner is not None and r.get(self.owner_field) != self.owner:
                 foreign.add(r.get(self.owner_field))
                 continue
             key = self.ident(r)
-            if key not in out or self.keep == "last":
-                out[key] = r
+            if key not in out:
+                out[key] = (n, r)
+                continue
+            m, prev = out[key]
+            if final(prev) and final(r):
+                diff = self._differs(prev, r)
+                if diff:
+                    raise RunFolderError(
+                        f"{self.path}: lines {m} and {n} are two different rows for "
+                        f"{_show(key)} ({diff}); which one is true cannot be known: remove the "
+                        "wrong line (a removed row is run again)")
+            elif final(r) or (not final(prev) and self.keep == "last"):
+                out[key] = (n, r)
         if foreign:
             hint = self.owner_hint() if self.owner_hint is not None else ""
             raise RunFolderError(
@@ -104,7 +170,7 @@ class Rows:
                 f"{sorted(map(str, foreign))}, {self.spec_name} has {self.owner}); "
                 f"{self.spec_name} was changed after the run started{hint}: restore it or use "
                 "a new folder")
-        return list(out.values())
+        return [r for _, r in out.values()]
 
     def done(self, where: Callable[[dict], bool] | None = None) -> set:
         """The identities with a row (and ``where(row)`` true)."""
@@ -113,6 +179,14 @@ class Rows:
     def append(self, rows: Iterable[Mapping]) -> None:
         """Append and fsync (a torn tail is repaired first, see :func:`append_rows`)."""
         append_rows(self.path, rows)
+
+
+TIMINGS = frozenset({"wall_s", "train_time_s", "started", "host", "pid", "traceback"})
+"""Fields two runs of the same unit may differ in without either being wrong."""
+
+
+def _show(key: Hashable) -> str:
+    return json.dumps(list(key) if isinstance(key, tuple) else key, default=repr)
 
 
 @dataclass(frozen=True)
@@ -198,7 +272,8 @@ class RunFolder:
 
     def sittings(self) -> list[dict]:
         """The recorded sittings, oldest first."""
-        return self.rows(SITTINGS, lambda r: r.get("sitting"), what="sitting's row").read()
+        return self.rows(SITTINGS, lambda r: r["sitting"], what="sitting's row",
+                         schema=SittingRow, keep="last", final=lambda r: False).read()
 
     def record_sitting(self, options: Mapping, **extra: Any) -> dict:
         """Append this sitting (its options, start time, versions): how each part of the run

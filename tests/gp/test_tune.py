@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -74,12 +76,16 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
 
 def test_rows_written_but_not_checkpointed_are_reused_not_retrained(tmp_path):
     run = tmp_path / "t"
-    tune_constants(START, ngl.SearchSpec(), run, generations=3, progress=False, fitness=quadratic)
-    # simulate a kill between the rows of generation 2 and its checkpoint: restore the
-    # checkpoint of generation 1 by re-running generations 0..1 into a fresh folder
-    other = tmp_path / "u"
-    tune_constants(START, ngl.SearchSpec(), other, generations=2, progress=False, fitness=quadratic)
-    (run / "checkpoint.pkl").write_bytes((other / "checkpoint.pkl").read_bytes())
+    seen = []
+
+    def snapshot(texts):  # called for the start, then generations 0, 1, 2
+        seen.append((run / "checkpoint.json").read_bytes() if len(seen) == 3 else None)
+        return quadratic(texts)
+
+    tune_constants(START, ngl.SearchSpec(), run, generations=3, progress=False, fitness=snapshot)
+    # a kill between the rows of generation 2 and its checkpoint: the checkpoint of generation 1
+    (run / "checkpoint.json").write_bytes(seen[3])
+    assert json.loads(seen[3])["generation"] == 1
     trained = []
 
     def counting(texts):
@@ -90,6 +96,84 @@ def test_rows_written_but_not_checkpointed_are_reused_not_retrained(tmp_path):
                          fitness=counting)
     assert trained == []  # generation 2 came from its rows
     assert len(res.history) == 1 + 3 * res.history[res.history["generation"] == 0].shape[0]
+
+
+COLS = ["generation", "index", "constants", "expression", "val_accuracy"]
+
+
+def test_the_checkpoint_is_json_and_resumes_bit_identically(tmp_path):
+    """Stopped after every generation in turn and resumed from its JSON checkpoint, the run
+    asks for exactly the vectors of an uninterrupted one (floats stored as hex)."""
+    straight = tune_constants(START, ngl.SearchSpec(), tmp_path / "a", generations=5,
+                              progress=False, fitness=quadratic)
+    ckpt = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
+    assert ckpt["generation"] == 4 and "_C" in ckpt["cma"]["attributes"]
+    assert not list((tmp_path / "a").glob("*.pkl"))
+    for stop in range(1, 5):
+        run = tmp_path / f"s{stop}"
+        calls = []
+
+        def dies(texts, stop=stop, calls=calls):
+            calls.append(1)
+            if len(calls) == stop + 2:
+                raise KeyboardInterrupt
+            return quadratic(texts)
+
+        with pytest.raises(KeyboardInterrupt):
+            tune_constants(START, ngl.SearchSpec(), run, generations=5, progress=False,
+                           fitness=dies)
+        resumed = tune_constants(START, ngl.SearchSpec(), run, generations=5, progress=False,
+                                 fitness=quadratic)
+        assert resumed.history[COLS].equals(straight.history[COLS])
+
+
+def test_a_planted_pickle_is_never_loaded(tmp_path):
+    """A tuning folder of ngl 0.1 (or a crafted one) holds checkpoint.pkl: it is never opened,
+    and the run resumes exactly by re-asking CMA-ES over its rows."""
+    import pickle
+
+    straight = tune_constants(START, ngl.SearchSpec(), tmp_path / "a", generations=4,
+                              progress=False, fitness=quadratic)
+    run = tmp_path / "b"
+    tune_constants(START, ngl.SearchSpec(), run, generations=4, progress=False,
+                   fitness=quadratic)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (run / "checkpoint.json").unlink()
+    (run / "checkpoint.pkl").write_bytes(pickle.dumps(Evil()))
+    trained = []
+    res = tune_constants(START, ngl.SearchSpec(), run, generations=4, progress=False,
+                         fitness=lambda t: trained.append(t) or quadratic(t))
+    assert not marker.exists() and trained == []
+    assert res.history[COLS].equals(straight.history[COLS])
+    assert load_tuning(run).complete and not marker.exists()
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda c: "{torn", "not valid JSON"),
+    (lambda c: json.dumps({**c, "generation": 99}), "generation = 99"),
+    (lambda c: json.dumps({**c, "spec_key": "x"}), "spec_key"),
+    (lambda c: json.dumps({**c, "cma": {**c["cma"], "attributes": {
+        **c["cma"]["attributes"], "_mean": {"ndarray": {"dtype": "<f8", "shape": [3],
+                                                        "data": ["0x0p+0"] * 3}}}}}),
+     "_mean: shape (3,)"),
+    (lambda c: json.dumps({**c, "cma": {**c["cma"], "attributes": {
+        **c["cma"]["attributes"], "__class__": None}}}), "unexpected ['__class__']"),
+])
+def test_a_damaged_checkpoint_is_one_line(tmp_path, edit, says):
+    run = tmp_path / "t"
+    tune_constants(START, ngl.SearchSpec(), run, generations=2, progress=False, fitness=quadratic)
+    path = run / "checkpoint.json"
+    path.write_text(edit(json.loads(path.read_text())))
+    with pytest.raises(ConfigError) as err:
+        tune_constants(START, ngl.SearchSpec(), run, generations=2, progress=False,
+                       fitness=quadratic)
+    msg = str(err.value)
+    assert says in msg and "move checkpoint.json aside" in msg and "\n" not in msg
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -27,11 +27,11 @@ from pathlib import Path
 import pandas as pd
 
 import ngl
-from ngl.gp import RunDirError, RunOptions, SearchResult, SearchSpec, read_run_files
+from ngl.gp import RunOptions, SearchResult, SearchSpec, read_run_files
 from ngl.gp.spec import OPTION_FIELDS, OPTION_HELP
 from ngl.io.config import ConfigError, check_device, load_config_file, require_available
 from ngl.io.paths import search_run_dir
-from ngl.io.records import InUseError
+from ngl.io.records import InUseError, RunFileError
 
 
 def _executor(address: str | None):
@@ -121,10 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return _run(args)
-    except (ConfigError, RunDirError, InUseError, FileNotFoundError, NotADirectoryError) as exc:
-        # a user error: one line naming the file/field, no traceback, nothing written
-        print(f"ngl {args.cmd}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, InUseError) as exc:
+        # a user error (a config, a damaged or edited run file, a read-only folder, a full
+        # disk, a file where a folder belongs...): one line naming the file or field, no
+        # traceback, nothing written; anything else is a bug and keeps its traceback
+        print(f"ngl {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error as one line: an OSError of the system (not ngl's own) names its file."""
+    if isinstance(exc, OSError) and not isinstance(exc, RunFileError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from ngl.data import load_cached
 from ngl.io.config import STRICT, ConfigMixin, OneOrMany, check_device, resolve_device
-from ngl.io.runs import Rows, RunFolder, versions
+from ngl.io.runs import Rows, RunFolder, remove_stale_temps, versions
 from ngl.io.schemas import FINISHED, ResultRow
 from ngl.losses import build_loss_spec, loss_spec_label, loss_specs_field
 from ngl.models import build_model
@@ -84,12 +84,12 @@ class GridConfig(ConfigMixin):
     datasets: Annotated[tuple[str, ...], OneOrMany] = ("digits",)
     models: Annotated[tuple[str, ...], OneOrMany] = ("dense_cnn",)
     losses: Annotated[tuple[str | dict[str, Any], ...], loss_specs_field("losses")] = ("ce", "ngl")
-    seeds: Annotated[tuple[Annotated[int, Field(ge=0)], ...], OneOrMany] = (0, 1, 2)
+    seeds: Annotated[tuple[Annotated[int, Field(ge=0, lt=2**32)], ...], OneOrMany] = (0, 1, 2)
     train: TrainConfig = field(default_factory=TrainConfig)
-    n_train: Annotated[int, Field(ge=1)] | None = None
-    n_val: Annotated[int, Field(ge=1)] | None = None
-    n_test: Annotated[int, Field(ge=1)] | None = None
-    data_seed: Annotated[int, Field(ge=0)] = 0
+    n_train: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    n_val: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    n_test: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    data_seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     data_root: str | None = None
     head: Literal["linear", "paper"] = "linear"
     device: str = "auto"
@@ -210,7 +210,8 @@ def results_rows(path: str | os.PathLike) -> Rows:
 def results_folder(path: str | os.PathLike) -> RunFolder:
     """The folder of a results file, locked by ``<file>.lock`` beside it."""
     path = Path(path)
-    return RunFolder(path.parent, f"results file {path.name} in", lock_name=f"{path.name}.lock")
+    return RunFolder(path.parent, f"results file {path.name} in", lock_name=f"{path.name}.lock",
+                     dedicated=False)
 
 
 def load_results(path: str | os.PathLike, config: GridConfig | None = None,
@@ -227,6 +228,18 @@ def load_results(path: str | os.PathLike, config: GridConfig | None = None,
         keys = {c["cell_key"] for c in grid_cells(config)}
         rows = [r for r in rows if r.get("cell_key") in keys]
     return pd.DataFrame(rows)
+
+
+def _clean_checkpoints(folder: Path, cells: list[dict], finished: set) -> None:
+    """On start, under the lock: a finished cell's epoch checkpoint (left by a kill between its
+    row and the clean-up) and a killed checkpoint write's temp file are removed; only the names
+    of this grid's cells are touched."""
+    if not folder.is_dir():
+        return
+    keys = {c["cell_key"] for c in cells}
+    for key in finished & keys:
+        (folder / f"{key}.pt").unlink(missing_ok=True)
+    remove_stale_temps(folder, lambda name: name.removesuffix(".pt") in keys)
 
 
 def run_grid(config: GridConfig, results_path: str | os.PathLike,
@@ -262,6 +275,7 @@ def _run_grid_locked(config: GridConfig, results_path: Path, executor: Executor 
     done_statuses = DONE_STATUSES if retry_errors else (*DONE_STATUSES, "error")
     rows = results_rows(results_path)
     done = rows.done(lambda r: r.get("status") in done_statuses)
+    _clean_checkpoints(Path(checkpoint_dir), cells, rows.done(lambda r: r["status"] in DONE_STATUSES))
     todo = [c for c in cells if c["cell_key"] not in done]
 
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not progress,

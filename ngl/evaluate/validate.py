@@ -93,12 +93,27 @@ def _plan(result: SearchResult, config: ValidateConfig) -> dict:
                 fidelity.append({"expression": r["expression"],
                                  "search_fitness": float(r["val_accuracy"]) if r["status"] == "ok"
                                  else 0.0, "source": "random"})
-    return {"search_key": result.spec.key, "search_dir": str(result.run_dir),
+    return {"search_key": result.spec.key, "search_spec_sha256": result.spec.digest,
+            "search_dir": str(result.run_dir),
             "search_complete": bool(result.complete),
             "search_generations_seen": int(result.history["generation"].max()) + 1,
             "dataset": config.dataset or result.spec.dataset,
             "data_seed": config.data_seed if config.data_seed is not None else result.spec.data_seed,
             "found": found, "fidelity": fidelity, "config": config.to_dict()}
+
+
+def _check_search(plan: dict, path: Path, result: SearchResult) -> None:
+    """A validation folder belongs to the search it was planned from: another search's folder
+    would report that search's found losses and fitness as this one's finding."""
+    key = plan.get("search_key")
+    if key != result.spec.key:
+        raise ConfigError(f"{path}: this folder validates search {key!r} (from "
+                          f"{plan.get('search_dir')}), not {result.spec.key} ({result.run_dir}); "
+                          "use another --out folder for this search")
+    sha = plan.get("search_spec_sha256")
+    if sha is not None and sha != result.spec.digest:
+        raise ConfigError(f"{path}: search_spec_sha256 does not match the spec of "
+                          f"{result.run_dir}; the plan or the search's spec.json was edited")
 
 
 def _transfer_pairs(config: ValidateConfig, dataset: str) -> tuple[tuple[str, str], ...]:
@@ -171,13 +186,16 @@ def _identity(plan: dict) -> dict:
     return {k: v for k, v in plan["config"].items() if k not in ValidateConfig.RUN_OPTIONS}
 
 
-def _read_plan(out_dir: Path, config: ValidateConfig) -> dict | None:
+def _read_plan(out_dir: Path, config: ValidateConfig,
+               result: SearchResult | None = None) -> dict | None:
     folder = validation_folder(out_dir)
     plan = folder.read_plan("validation plan", _identity, config.identity(),
                             "validates another configuration",
                             "use its config or another --out folder")
     if plan is not None:
         _check_found(plan, folder.spec_path)
+        if result is not None:
+            _check_search(plan, folder.spec_path, result)
     return plan
 
 
@@ -196,20 +214,22 @@ def validate(run_dir: str | os.PathLike, config: ValidateConfig | None = None,
     config = config if config is not None else ValidateConfig()
     result = load_result(run_dir)
     out = Path(out_dir) if out_dir is not None else validation_dir(result, config)
-    # refused before anything is written: a config for another folder, a search with no result
-    fresh = None if _read_plan(out, config) is not None else _plan(result, config)
+    # refused before anything is written: a config or a search for another folder, a search
+    # with no result, grids the plan does not have
+    fresh = _read_plan(out, config, result) or _plan(result, config)
+    unknown = set(grids or ()) - set(plan_grids(config, fresh))
+    if unknown:
+        raise ConfigError(f"grids={sorted(unknown)}: expected some of "
+                          f"{list(plan_grids(config, fresh))}")
     folder = validation_folder(out)
     with folder.lock():
-        plan = _read_plan(out, config)
+        plan = _read_plan(out, config, result)
         if plan is None:
-            plan = fresh if fresh is not None else _plan(result, config)
+            plan = fresh
             folder.freeze(plan)
         folder.record_sitting({k: getattr(config, k) for k in ValidateConfig.RUN_OPTIONS},
                               grids=None if grids is None else list(grids))
         planned = plan_grids(config, plan)
-        unknown = set(grids or ()) - set(planned)
-        if unknown:
-            raise ConfigError(f"grids={sorted(unknown)}: expected some of {list(planned)}")
         for name, grid in planned.items():
             if grids is None or name in grids:
                 run_grid(grid, out / "results.jsonl", executor=executor, progress=progress,

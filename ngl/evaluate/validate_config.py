@@ -30,7 +30,7 @@ DEFAULT_TRAIN = TrainConfig(epochs=4, batch_size=128, lr=1e-3, optimizer="adam",
 DEFAULT_REFERENCES: tuple[str | dict[str, Any], ...] = (
     "ce", "ngl", {"name": "focal", "gamma": 2.0}, "label_smoothing")
 
-_SEEDS = Annotated[tuple[Annotated[int, Field(ge=0)], ...], OneOrMany]
+_SEEDS = Annotated[tuple[Annotated[int, Field(ge=0, lt=2**32)], ...], OneOrMany]
 
 
 def _pairs(value: Any) -> Any:
@@ -63,7 +63,7 @@ class ValidateConfig(ConfigMixin):
     ``fidelity_seeds``. ``margin`` is the paper's "same as CE" band in percentage points.
     """
 
-    top_k: Annotated[int, Field(ge=1)] = 5
+    top_k: Annotated[int, Field(ge=1, le=10_000)] = 5
     references: Annotated[tuple[str | dict[str, Any], ...],
                           loss_specs_field("references")] = DEFAULT_REFERENCES
     baseline: str = "ce"
@@ -71,17 +71,17 @@ class ValidateConfig(ConfigMixin):
     model: str = "dense_cnn"
     train: TrainConfig = field(default_factory=lambda: DEFAULT_TRAIN)
     dataset: str | None = None
-    data_seed: Annotated[int, Field(ge=0)] | None = None
-    n_train: Annotated[int, Field(ge=1)] | None = None
-    n_val: Annotated[int, Field(ge=1)] | None = None
-    n_test: Annotated[int, Field(ge=1)] | None = None
+    data_seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None
+    n_train: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    n_val: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    n_test: Annotated[int, Field(ge=1, le=10**9)] | None = None
     transfer: Annotated[tuple[tuple[str, str], ...] | None, BeforeValidator(_pairs)] = None
-    fidelity_top: Annotated[int, Field(ge=0)] = 10
-    fidelity_sample: Annotated[int, Field(ge=0)] = 10
+    fidelity_top: Annotated[int, Field(ge=0, le=10_000)] = 10
+    fidelity_sample: Annotated[int, Field(ge=0, le=10_000)] = 10
     fidelity_seeds: _SEEDS = (0,)
-    margin: Annotated[float, Field(ge=0)] = SAME_AS_CE_BAND
+    margin: Annotated[float, Field(ge=0, le=1)] = SAME_AS_CE_BAND
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    bootstrap_resamples: Annotated[int, Field(ge=100)] = 2000
+    bootstrap_resamples: Annotated[int, Field(ge=100, le=100_000)] = 2000
     data_root: str | None = None
     device: str = "auto"
 

@@ -40,7 +40,7 @@ class TrainBudget(TrainSettings):
     candidate stopped at a rung has trained exactly the first steps of the same schedule.
     """
 
-    steps: Annotated[int, Field(ge=0)] = 200
+    steps: Annotated[int, Field(ge=0, le=10**9)] = 200
     schedule: Literal["constant", "cosine"] = "constant"
 
     def lr_at(self, step: int) -> float:
@@ -79,9 +79,9 @@ class SuccessiveHalving(ConfigMixin):
     is what the default chunk size gave before the bracket existed.
     """
 
-    eta: Annotated[int, Field(ge=2)] = 3
-    rungs: Annotated[int, Field(ge=2)] = 3
-    bracket: Annotated[int, Field(ge=2)] = DEFAULT_BRACKET
+    eta: Annotated[int, Field(ge=2, le=1_000)] = 3
+    rungs: Annotated[int, Field(ge=2, le=20)] = 3
+    bracket: Annotated[int, Field(ge=2, le=100_000)] = DEFAULT_BRACKET
 
     def rung_steps(self, steps: int) -> tuple[int, ...]:
         """Steps trained at the end of each rung, e.g. (11, 33, 100) for 100 steps."""

@@ -35,6 +35,7 @@ import numpy as np
 from ngl.gp.expression import LossExpression
 from ngl.gp.spec import RunOptions, SearchSpec
 from ngl.io.config import ConfigError, load_config_file
+from ngl.io.records import read_json
 from ngl.io.runs import Rows, RunFolder, RunFolderError, config_diff
 from ngl.io.schemas import HistoryRow, SideRow
 from ngl.losses.registry import loss_spec_label
@@ -119,9 +120,10 @@ def read_checkpoint(path: Path, spec: SearchSpec) -> dict:
     what_to_do = (f"move {path.name} aside (e.g. `mv {path} {path}.bad`) and run again: the "
                   "search is then rebuilt exactly from the history")
     try:
-        ckpt = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{path} is corrupt ({exc}); {what_to_do}") from None
+        ckpt = read_json(path)
+    except (ValueError, OSError) as exc:
+        raise RunDirError(f"{path} is corrupt ({str(exc).removeprefix(f'{path}: ')}); "
+                          f"{what_to_do}") from None
     missing = [k for k in ("generation", "population", "rng_state", "spec_key")
                if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
@@ -137,6 +139,7 @@ def read_checkpoint(path: Path, spec: SearchSpec) -> dict:
     gen, pop = ckpt["generation"], ckpt["population"]
     if not (type(gen) is int and 0 <= gen <= spec.generations and isinstance(pop, list)):
         raise RunDirError(f"{path}: generation={gen!r} / population are not valid; {what_to_do}")
+
     try:
         rng_from_json(ckpt["rng_state"])
         for entry in pop:  # [text, origin, parents]; the text must be a loss the search can train
@@ -166,9 +169,9 @@ def search_rows(run_dir: Path, name: str, spec: SearchSpec) -> Rows:
     if name == HISTORY:
         def hint() -> str:  # the checkpoint remembers the spec the rows were written with
             try:
-                saved = json.loads((Path(run_dir) / CHECKPOINT).read_text()).get("spec")
-                return (f" ({config_diff(saved, spec.to_dict())})" if isinstance(saved, dict)
-                        else "")
+                saved = read_json(Path(run_dir) / CHECKPOINT).get("spec")
+                diff = config_diff(saved, spec.to_dict()) if isinstance(saved, dict) else ""
+                return f" ({diff})" if diff else ""
             except (OSError, ValueError, AttributeError):
                 return ""
     return search_folder(run_dir).rows(
@@ -206,9 +209,10 @@ def read_rescore_plan(run_dir: Path, spec: SearchSpec) -> dict | None:
     what_to_do = (f"move {path.name} aside and run again: the plan is chosen again from the "
                   "hall of fame (the same entries, the history being the same)")
     try:
-        plan = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{path} is corrupt ({exc}); {what_to_do}") from None
+        plan = read_json(path)
+    except (ValueError, OSError) as exc:
+        raise RunDirError(f"{path} is corrupt ({str(exc).removeprefix(f'{path}: ')}); "
+                          f"{what_to_do}") from None
     if not (isinstance(plan, dict) and isinstance(plan.get("candidates"), list)
             and isinstance(plan.get("seeds"), list) and isinstance(plan.get("references"), list)):
         raise RunDirError(f"{path} lacks candidates / seeds / references; {what_to_do}")

@@ -327,6 +327,12 @@ class GPSearch(SideTrainings):
                 f"{ckpt_path} is at generation {gen} but {HISTORY} already holds generation(s) "
                 f"{later}: the checkpoint is older than the history. Move {ckpt_path.name} aside "
                 "and run again: the search is then rebuilt from the history")
+        size = 0 if gen == self.spec.generations else self.spec.population_size
+        if len(population) != size:
+            raise RunDirError(
+                f"{ckpt_path}: the population holds {len(population)} candidates at generation "
+                f"{gen}, the spec has {size}; move {ckpt_path.name} aside and run again: the "
+                "search is then rebuilt exactly from the history")
         self._check_population(gen, population, done_rows)
         return gen, population, rng_from_json(ckpt["rng_state"]), done_rows
 

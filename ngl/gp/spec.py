@@ -81,8 +81,8 @@ class SearchSpec(ConfigMixin):
     primitive_set: Annotated[PrimitiveSet, PlainValidator(primitive_set_from),
                              PlainSerializer(lambda p: p.to_dict())] = field(
         default_factory=lambda: preset("paper"))
-    population_size: Annotated[int, Field(ge=2)] = 16
-    generations: Annotated[int, Field(ge=1)] = 5
+    population_size: Annotated[int, Field(ge=2, le=100_000)] = 16
+    generations: Annotated[int, Field(ge=1, le=100_000)] = 5
     # numpy and scikit-learn take seeds below 2**32
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     data_seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
@@ -92,9 +92,9 @@ class SearchSpec(ConfigMixin):
     p_hoist_mutation: Probability = 0.05
     p_point_mutation: Probability = 0.1
     p_point_replace: Probability = 0.05
-    tournament_size: Annotated[int, Field(ge=1)] = 3
-    elitism: Annotated[int, Field(ge=0)] = 1
-    parsimony_coefficient: Annotated[float, Field(ge=0)] = 0.001
+    tournament_size: Annotated[int, Field(ge=1, le=100_000)] = 3
+    elitism: Annotated[int, Field(ge=0, le=100_000)] = 1
+    parsimony_coefficient: Annotated[float, Field(ge=0, le=1)] = 0.001
     init_depth: Annotated[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]],
                           AsTuple] = (2, 4)
     # stored populations are re-parsed: limits beyond the parser's would make them unreadable
@@ -103,8 +103,8 @@ class SearchSpec(ConfigMixin):
     seed_expressions: Annotated[tuple[str, ...], AsTuple] = ()
     # fitness
     dataset: str = "digits"
-    n_train: Annotated[int, Field(ge=1)] | None = None
-    n_val: Annotated[int, Field(ge=1)] | None = None
+    n_train: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    n_val: Annotated[int, Field(ge=1, le=10**9)] | None = None
     # the calibrated fitness (findings/calibration): dense_cnn, 100 Adam steps annealed by cosine
     # ranks losses as full training does (Spearman 0.95 on Fashion-MNIST, 0.99 on digits); the
     # former small_cnn at a constant rate did not (0.34 and 0.69)
@@ -115,13 +115,13 @@ class SearchSpec(ConfigMixin):
     # trains the whole budget)
     halving: SuccessiveHalving | None = None
     # sanity filter and equivalence cache
-    probe_size: Annotated[int, Field(ge=1)] = 64
+    probe_size: Annotated[int, Field(ge=1, le=100_000)] = 64
     equivalence: Literal["value_and_gradient", "gradient", "none"] = "value_and_gradient"
     # losses trained beside the search (never in it), and the top k retrained with other seeds
     references: Annotated[tuple[str | dict[str, Any], ...],
                           loss_specs_field("references")] = ("ce",)
-    rescore: Annotated[int, Field(ge=0)] = 3
-    rescore_seeds: Annotated[int, Field(ge=1)] = 2
+    rescore: Annotated[int, Field(ge=0, le=10_000)] = 3
+    rescore_seeds: Annotated[int, Field(ge=1, le=1_000)] = 2
 
     def __hash__(self) -> int:  # dict reference specs are not hashable: hash the canonical JSON
         return hash(self.key)
@@ -170,8 +170,13 @@ class SearchSpec(ConfigMixin):
         it has the value that means "off" (``halving=None``, ``references=()``, ``rescore=0``,
         ``budget.schedule="constant"``, ``halving.bracket=16``), so older run directories keep their key and are still
         found and continued."""
+        return self.digest[:12]
+
+    @property
+    def digest(self) -> str:
+        """The full SHA-256 of :meth:`key_dict`; ``key`` is its first 12 hex digits."""
         text = json.dumps(self.key_dict(), sort_keys=True, allow_nan=False)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def key_dict(self, *, fitness_only: bool = False) -> dict[str, Any]:
         """What :attr:`key` hashes. ``fitness_only`` also leaves out what only the end of a
@@ -206,11 +211,11 @@ class RunOptions(ConfigMixin):
     """
 
     device: str = "auto"
-    chunk_size: Annotated[int, Field(ge=1)] = 16
+    chunk_size: Annotated[int, Field(ge=1, le=100_000)] = 16
     cuda_graph: bool = False
     compile: bool = False
     data_root: str | None = None
-    hall_of_fame_size: Annotated[int, Field(ge=1)] = 10
+    hall_of_fame_size: Annotated[int, Field(ge=1, le=100_000)] = 10
 
     def __post_init__(self) -> None:
         check_device(self.device)

@@ -130,10 +130,15 @@ class ConfigMixin:
         return d
 
     @property
+    def digest(self) -> str:
+        """The full SHA-256 of what decides the result; ``key`` is its first 12 hex digits."""
+        text = json.dumps(self._keyed(self.identity()), sort_keys=True, allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
     def key(self) -> str:
         """Stable hash of the configuration (names run directories and grid cells)."""
-        text = json.dumps(self._keyed(self.identity()), sort_keys=True, allow_nan=False)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return self.digest[:12]
 
     @property
     def key_with_run_options(self) -> str:

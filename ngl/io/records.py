@@ -7,6 +7,7 @@ cut off before the next append.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import filelock
 
-__all__ = ["InUseError", "JSONError", "loads_strict", "read_numbered_rows", "exclusive_lock", "atomic_write", "write_text_atomic", "json_safe", "append_rows", "read_rows", "write_json_atomic", "read_json"]
+__all__ = ["InUseError", "JSONError", "RunFileError", "loads_strict", "read_numbered_rows", "exclusive_lock", "atomic_write", "write_text_atomic", "json_safe", "append_rows", "read_rows", "write_json_atomic", "read_json"]
 
 
 def json_safe(value: Any) -> Any:
@@ -36,6 +37,27 @@ def json_safe(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
         return value.item()
     return value
+
+
+class RunFileError(OSError):
+    """A run file that the operating system would not read or write (read-only folder, full
+    disk, a directory where a file belongs): one line naming the file, keeping the errno."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _os_error(exc: OSError, path: Path, doing: str) -> RunFileError:
+    name = errno.errorcode.get(exc.errno or 0, "")
+    where = exc.filename or path
+    remedy = {"ENOSPC": "free some space and run the same command again: every complete row "
+                        "so far is kept",
+              "EROFS": "run it in a writable folder (or copy the folder)",
+              "EACCES": "check the folder's permissions",
+              "EISDIR": "a directory stands where the file belongs; move it aside"}.get(
+                  name, "fix that and run the same command again")
+    return RunFileError(exc.errno, f"{where}: cannot {doing} ({exc.strerror or exc}"
+                                   f"{', ' + name if name else ''}); {remedy}")
 
 
 class JSONError(ValueError):
@@ -103,18 +125,26 @@ def _repair_tail(path: Path) -> None:
 
 
 def append_rows(path: str | os.PathLike, rows: Iterable[Mapping]) -> None:
-    """Append rows as JSON lines and fsync: each call's rows reach the disk before it returns."""
+    """Append rows as JSON lines and fsync: each call's rows reach the disk before it returns.
+
+    An OS failure (full disk, read-only folder) is a one-line :class:`RunFileError`; a row cut
+    by it is a torn tail, cut before the next append."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _repair_tail(path)
     text = "".join(json.dumps(json_safe(dict(r)), sort_keys=True, allow_nan=True) + "\n"
                    for r in rows)
-    if not text:
-        return
-    with open(path, "a") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _repair_tail(path)
+        if not text:
+            return
+        with open(path, "a") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except RunFileError:
+        raise
+    except OSError as exc:
+        raise _os_error(exc, path, "append to it") from None
 
 
 def read_numbered_rows(path: str | os.PathLike) -> list[tuple[int, Any]]:
@@ -160,8 +190,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     and renamed over ``path``. Readers see the old or the new file, never half of one; a failed
     write leaves the old file and no temp file behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    except OSError as exc:
+        raise _os_error(exc, path, "write it") from None
     os.close(fd)
     tmp = Path(name)
     try:
@@ -170,8 +203,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, RunFileError):
+            raise _os_error(exc, path, "write it") from None
         raise
     return path
 
@@ -235,6 +270,8 @@ def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
     except filelock.Timeout:
         raise InUseError(f"{what} is in use by another run (lock {lock_path} is held); wait for "
                          "it to finish or stop it") from None
+    except OSError as exc:  # a read-only folder, a directory named like the lock
+        raise _os_error(exc, Path(lock_path), "lock it") from None
     try:
         yield
     finally:

@@ -23,8 +23,9 @@ import datetime
 import json
 import os
 import platform
-from collections.abc import Callable, Hashable, Iterable, Mapping
-from contextlib import AbstractContextManager
+import re
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -41,7 +42,8 @@ from ngl.io.records import (
 )
 from ngl.io.schemas import SittingRow
 
-__all__ = ["RunFolderError", "RunFolder", "Rows", "config_diff", "versions", "SITTINGS"]
+__all__ = ["RunFolderError", "RunFolder", "Rows", "config_diff", "versions", "SITTINGS",
+           "remove_stale_temps"]
 
 SITTINGS = "sittings.jsonl"
 T = TypeVar("T")
@@ -200,6 +202,9 @@ class RunFolder:
     job: str
     spec_name: str | None = None
     lock_name: str = "run.lock"
+    #: the folder is the job's own (not a shared results folder): stale temp files of ngl's
+    #: atomic writer in it are removed when the job starts
+    dedicated: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -213,10 +218,20 @@ class RunFolder:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def lock(self) -> AbstractContextManager[None]:
-        """The folder's exclusive lock (created with the folder)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        return exclusive_lock(self.path / self.lock_name, f"{self.job} {self.path}")
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """The folder's exclusive lock (created with the folder). Once held, stale temp files
+        of a killed atomic write are removed (a dedicated folder only: nobody else writes
+        there while the lock is held)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"{self.path}: cannot create the {self.job.split()[0]} folder "
+                                 f"({exc.strerror or exc})") from None
+        with exclusive_lock(self.path / self.lock_name, f"{self.job} {self.path}"):
+            if self.dedicated:
+                remove_stale_temps(self.path)
+            yield
 
     # -- the spec ----------------------------------------------------------------------------
     def read_spec(self, parse: Callable[[Any], T], kind: str, remedy: str = "move it aside to "
@@ -284,6 +299,22 @@ class RunFolder:
                "pid": os.getpid(), **versions(), **extra}
         self.rows(SITTINGS, lambda r: r.get("sitting")).append([row])
         return row
+
+
+_TEMP = re.compile(r"^(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temps(folder: Path, owned: Callable[[str], bool] | None = None) -> list[Path]:
+    """Remove the temp files ngl's atomic writer leaves when killed mid-write
+    (``<name>.<8 random characters>.tmp``, :func:`ngl.io.records.atomic_write`) whose target
+    ``name`` is ``owned`` (default: any); nothing else is touched. Call it under the lock."""
+    gone = []
+    for p in folder.glob("*.tmp"):
+        m = _TEMP.match(p.name)
+        if m and p.is_file() and (owned is None or owned(m["name"])):
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
 
 
 def versions() -> dict:

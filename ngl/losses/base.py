@@ -12,7 +12,6 @@ import numbers
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["ClassificationLoss", "ElementwiseLoss", "ylogp"]
@@ -132,8 +131,11 @@ class ClassificationLoss(nn.Module):
                 )
         all_valid = self.validate and bool(valid.all())
         safe = t if all_valid else torch.where(valid, t, torch.zeros_like(t))
-        safe = safe.clamp(0, num_classes - 1)
-        y = F.one_hot(safe, num_classes).to(z.dtype)
+        # never clamped into a class it is not: unchecked (validate=False, no host sync), an
+        # out-of-range index fails in scatter (an IndexError-like RuntimeError on the CPU, a
+        # device-side assert on CUDA) instead of training on a wrong label without a word
+        y = torch.zeros(safe.shape[0], num_classes, dtype=z.dtype, device=z.device)
+        y = y.scatter_(1, safe[:, None], 1.0)
         return z, y, (None if all_valid else valid), out_shape
 
 

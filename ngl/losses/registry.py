@@ -161,9 +161,13 @@ def normalise_loss_specs(value: Any, field: str = "losses") -> Any:
     out = []
     for i, spec in enumerate(value):
         try:
-            out.append(normalise_loss_spec(spec))
-        except (TypeError, ValueError) as exc:
+            spec = normalise_loss_spec(spec)
+            # built now, so an unknown name, a misspelt or non-finite argument or text that
+            # does not parse is refused with the config, before any folder or row is written
+            build_loss_spec(spec)
+        except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"{field}[{i}]: {exc}") from None
+        out.append(spec)
     return tuple(out)
 
 

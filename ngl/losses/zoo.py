@@ -153,6 +153,9 @@ class SymmetricCE(ClassificationLoss):
         super().__init__(reduction=reduction, ignore_index=ignore_index, validate=validate)
         if not (0 < clamp < 1):
             raise ValueError(f"clamp={clamp!r} must lie in (0, 1)")
+        for name, v in (("a", a), ("b", b)):  # a NaN weight would make every loss NaN silently
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"{name}={v!r} must be a finite float")
         self.a, self.b, self.clamp = float(a), float(b), float(clamp)
 
     def per_sample(self, z: Tensor, y: Tensor) -> Tensor:

@@ -67,16 +67,16 @@ class TrainConfig(TrainSettings):
 
     schedule: Literal["none", "cosine", "plateau"] = "none"
     plateau_factor: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    plateau_patience: Annotated[int, Field(ge=0)] = 5
-    min_lr: Annotated[float, Field(ge=0)] = 0.0
-    epochs: Annotated[int, Field(ge=1)] = 10
-    random_crop: Annotated[int, Field(ge=0)] = 0
+    plateau_patience: Annotated[int, Field(ge=0, le=10**6)] = 5
+    min_lr: Annotated[float, Field(ge=0, le=100)] = 0.0
+    epochs: Annotated[int, Field(ge=1, le=100_000)] = 10
+    random_crop: Annotated[int, Field(ge=0, le=4096)] = 0
     hflip: bool = False
     zoom: Annotated[float, Field(ge=0, lt=1)] = 0.0
     shift: Annotated[float, Field(ge=0, lt=1)] = 0.0
     amp: bool = True
-    eval_every: Annotated[int, Field(ge=1)] = 1
-    max_steps_per_epoch: Annotated[int, Field(ge=1)] | None = None
+    eval_every: Annotated[int, Field(ge=1, le=100_000)] = 1
+    max_steps_per_epoch: Annotated[int, Field(ge=1, le=10**9)] | None = None
 
 
 # -- augmentation -------------------------------------------------------------------------------

@@ -57,12 +57,12 @@ class TrainSettings(ConfigMixin):
     Nesterov rule, one optimizer builder (:func:`optimizer_from_config`)."""
 
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: Annotated[float, Field(gt=0)] = 1e-3
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    lr: Annotated[float, Field(gt=0, le=100)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0, le=10)] = 0.0
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = False
-    batch_size: Annotated[int, Field(ge=1)] = 128
-    eval_batch_size: Annotated[int, Field(ge=1)] = 1024
+    batch_size: Annotated[int, Field(ge=1, le=10**6)] = 128
+    eval_batch_size: Annotated[int, Field(ge=1, le=10**7)] = 1024
 
     def __post_init__(self) -> None:
         problem = nesterov_problem(self.optimizer, self.momentum, self.nesterov)

@@ -110,7 +110,7 @@ def test_the_plan_records_the_searchs_full_spec_digest(made):
 def test_a_plan_edited_to_another_search_is_refused(made, tmp_path):
     out = copy(made["val"], tmp_path / "val")
     plan = json.loads((out / "plan.json").read_text())
-    write_json_atomic(out / "plan.json", {**plan, "search_spec_sha256": "0" * 64})
+    write_json_atomic(out / "plan.json", {**plan, "search_spec_sha256": "0" * 64}, sealed=True)
     with pytest.raises(ConfigError, match="search_spec_sha256 does not match"):
         validate(made["a"], VALIDATE, out, progress=False)
 
@@ -194,18 +194,40 @@ def test_hand_edited_results_are_refused(made, tmp_path, fields, says):
 
 
 def test_a_conflicting_second_row_for_a_cell_is_refused(made, tmp_path):
+    from ngl.evaluate.grid import results_rows
+
     out = copy(made["grid"], tmp_path / "grid")
     path = out / "results.jsonl"
-    first = json.loads(path.read_text().splitlines()[0])
-    with path.open("a") as fh:
-        fh.write(json.dumps({**first, "test_accuracy": 0.01, "wall_s": 9.0}) + "\n")
+    first = results_rows(path).raw()[0]
+    # a second result for the cell, as another process would write it (sealed)
+    results_rows(path).append([{**first, "test_accuracy": 0.01, "wall_s": 9.0}])
     with pytest.raises(ConfigError, match=r"lines 1 and 3 are two different rows for "
                                           r'"[0-9a-f]+" \(test_accuracy: '):
         load_results(path)
     # the same row again (a timing aside) counts once
     lines = path.read_text().splitlines()
-    path.write_text("\n".join([*lines[:2], json.dumps({**first, "wall_s": 9.0})]) + "\n")
+    path.write_text("\n".join(lines[:2]) + "\n")
+    results_rows(path).append([{**first, "wall_s": 9.0}])
     assert len(load_results(path)) == 2
+
+
+def test_a_result_edited_in_range_is_refused(made, tmp_path, capsys):
+    """No range check can see 0.55 -> 0.45: the row's digest does."""
+    out = copy(made["val"], tmp_path / "val")
+    row = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    edit_row(out / "results.jsonl", 0, test_accuracy=round(1 - row["test_accuracy"], 3))
+    one_line_error(capsys, ["validate", str(made["a"]), "--config", str(made["cfg"]), "--out",
+                            str(out), "--quiet"], "results.jsonl: line 1 was changed after ngl "
+                   "wrote it")
+
+
+def test_a_plan_edited_in_range_is_refused(made, tmp_path, capsys):
+    out = copy(made["val"], tmp_path / "val")
+    plan = json.loads((out / "plan.json").read_text())
+    plan["found"][0]["search_fitness"] = 0.123
+    (out / "plan.json").write_text(json.dumps(plan))
+    one_line_error(capsys, ["validate", str(made["a"]), "--config", str(made["cfg"]), "--out",
+                            str(out), "--quiet"], "plan.json: this validation plan was changed")
 
 
 def test_non_finite_metrics_are_stored_explicitly_not_as_null(made, tmp_path):

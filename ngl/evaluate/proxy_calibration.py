@@ -145,7 +145,8 @@ def _reference_name(spec: str | dict) -> str:
 
 def calibration_folder(out: str | os.PathLike) -> RunFolder:
     """A calibration's folder as the run kernel sees it (``plan.json`` frozen in it)."""
-    return RunFolder(Path(out), "calibration folder", "plan.json", "calibrate.lock")
+    return RunFolder(Path(out), "calibration folder", "plan.json", "calibrate.lock",
+                     sealed=True)
 
 
 def _identity(plan: dict) -> dict:

@@ -51,6 +51,7 @@ from ngl.evaluate.validate_report import (
 )
 from ngl.gp.result import SearchResult, load_result
 from ngl.io.config import ConfigError
+from ngl.io.records import read_json
 from ngl.io.runs import RunFolder
 
 __all__ = ["ValidateConfig", "ValidationReport", "DEFAULT_TRAIN", "DEFAULT_REFERENCES",
@@ -176,7 +177,8 @@ def _check_found(plan: dict, path: Path) -> None:
 
 def validation_folder(out_dir: str | os.PathLike) -> RunFolder:
     """A validation's folder as the run kernel sees it (``plan.json`` frozen in it)."""
-    return RunFolder(Path(out_dir), "validation folder", "plan.json", "validate.lock")
+    return RunFolder(Path(out_dir), "validation folder", "plan.json", "validate.lock",
+                     sealed=True)
 
 
 def _identity(plan: dict) -> dict:
@@ -191,11 +193,12 @@ def _read_plan(out_dir: Path, config: ValidateConfig,
     folder = validation_folder(out_dir)
     plan = folder.read_plan("validation plan", _identity, config.identity(),
                             "validates another configuration",
-                            "use its config or another --out folder")
+                            "use its config or another --out folder", check_seal=False)
     if plan is not None:
         _check_found(plan, folder.spec_path)
         if result is not None:
             _check_search(plan, folder.spec_path, result)
+        folder.unseal(read_json(folder.spec_path), "validation plan")
     return plan
 
 
@@ -244,9 +247,10 @@ def load_validation(out_dir: str | os.PathLike) -> ValidationReport:
     out = Path(out_dir)
     folder = validation_folder(out)
     plan = folder.read_spec(lambda p: (p, ValidateConfig.from_dict(p["config"])),
-                            "validation plan", "restore it from a copy")
+                            "validation plan", "restore it from a copy", check_seal=False)
     if plan is None:
         raise FileNotFoundError(f"{out}: no plan.json; not a validation folder")
     plan, config = plan
     _check_found(plan, folder.spec_path)
+    folder.unseal(read_json(folder.spec_path), "validation plan", "restore it from a copy")
     return report_of(config, plan, out, plan_grids(config, plan))

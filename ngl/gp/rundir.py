@@ -35,13 +35,13 @@ import numpy as np
 from ngl.gp.expression import LossExpression
 from ngl.gp.spec import RunOptions, SearchSpec
 from ngl.io.config import ConfigError, load_config_file
-from ngl.io.records import read_json
+from ngl.io.records import JSONError, read_json, unseal
 from ngl.io.runs import Rows, RunFolder, RunFolderError, config_diff
 from ngl.io.schemas import HistoryRow, SideRow
 from ngl.losses.registry import loss_spec_label
 
 __all__ = ["RunDirError", "RunFiles", "search_folder", "search_rows", "run_dir_lock", "config_diff", "read_run_files",
-           "read_checkpoint", "history_rows", "reference_rows", "rescore_rows",
+           "read_checkpoint", "check_checkpoint_seal", "history_rows", "reference_rows", "rescore_rows",
            "read_rescore_plan", "planned_rescores", "rescore_seed", "rescore_ident", "rng_to_json", "rng_from_json", "SPEC", "OPTIONS",
            "HISTORY", "CHECKPOINT", "PRE_01_CONFIG", "REFERENCES", "RESCORE", "RESCORE_PLAN",
            "OFF_WHEN_ABSENT"]
@@ -120,7 +120,7 @@ def read_checkpoint(path: Path, spec: SearchSpec) -> dict:
     what_to_do = (f"move {path.name} aside (e.g. `mv {path} {path}.bad`) and run again: the "
                   "search is then rebuilt exactly from the history")
     try:
-        ckpt = read_json(path)
+        ckpt = read_json(path)  # its seal is checked last (check_checkpoint_seal)
     except (ValueError, OSError) as exc:
         raise RunDirError(f"{path} is corrupt ({str(exc).removeprefix(f'{path}: ')}); "
                           f"{what_to_do}") from None
@@ -181,6 +181,16 @@ def search_rows(run_dir: Path, name: str, spec: SearchSpec) -> Rows:
         else ("status", "val_accuracy"))
 
 
+def check_checkpoint_seal(path: Path, ckpt: dict) -> dict:
+    """``ckpt`` without its seal, checked after every more specific check: a checkpoint edited
+    after ngl wrote it is refused (its state would silently change the search)."""
+    try:
+        return unseal(ckpt)
+    except JSONError as exc:
+        raise RunDirError(f"{path} was {exc}; move {path.name} aside and run again: the search "
+                          "is then rebuilt exactly from the history") from None
+
+
 def history_rows(run_dir: Path, spec: SearchSpec) -> list[dict]:
     """The history with each (generation, index) once (the first row written for it).
 
@@ -219,7 +229,10 @@ def read_rescore_plan(run_dir: Path, spec: SearchSpec) -> dict | None:
     if plan.get("run") != spec.key:
         raise RunDirError(f"{path} was written by another spec (run key {plan.get('run')!r}, "
                           f"{SPEC} has {spec.key}); restore {SPEC} or use a new run directory")
-    return plan
+    try:
+        return unseal(plan)
+    except JSONError as exc:
+        raise RunDirError(f"{path} was {exc}; {what_to_do}") from None
 
 
 def rescore_seed(seed: int, j: int) -> int:

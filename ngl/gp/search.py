@@ -44,6 +44,7 @@ from ngl.gp.rundir import (
     SPEC,
     RunDirError,
     RunFiles,
+    check_checkpoint_seal,
     config_diff,
     history_rows,
     read_checkpoint,
@@ -334,6 +335,7 @@ class GPSearch(SideTrainings):
                 f"{gen}, the spec has {size}; move {ckpt_path.name} aside and run again: the "
                 "search is then rebuilt exactly from the history")
         self._check_population(gen, population, done_rows)
+        check_checkpoint_seal(ckpt_path, ckpt)  # last: the messages above say more
         return gen, population, rng_from_json(ckpt["rng_state"]), done_rows
 
     def _replay(self, history: list[dict]):
@@ -379,7 +381,7 @@ class GPSearch(SideTrainings):
             "generation": gen, "population": [list(p) for p in population],
             "rng_state": rng_to_json(rng), "spec_key": self.spec.key,
             "spec": self.spec.to_dict(),
-        })
+        }, sealed=True)
 
 
 def run_search(spec: SearchSpec, run_dir: str | os.PathLike | None = None,

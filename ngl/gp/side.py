@@ -100,7 +100,7 @@ class SideTrainings:
                            for _, r in top.iterrows()],
             "references": [{"loss": loss_spec_label(r), "loss_spec": r} for r in spec.references],
         }
-        write_json_atomic(self.run_dir / RESCORE_PLAN, plan)
+        write_json_atomic(self.run_dir / RESCORE_PLAN, plan, sealed=True)
         return plan
 
     def _rescore(self) -> None:

@@ -40,7 +40,7 @@ from ngl.gp.tune_state import cma_from_json, cma_to_json
 from ngl.gp.worker import evaluate_chunk
 from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin
 from ngl.io.paths import runs_dir
-from ngl.io.records import read_json, write_json_atomic
+from ngl.io.records import SEAL, read_json, unseal, write_json_atomic
 from ngl.io.runs import Rows, RunFolder, RunFolderError, config_diff
 from ngl.io.schemas import TuneRow
 
@@ -274,7 +274,7 @@ def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool,
                 table.append(rows)
             cma.tell([(x, -float(r["val_accuracy"])) for x, r in zip(xs, rows, strict=True)])
             write_json_atomic(ckpt_path, {"generation": gen, "spec_key": spec.key,
-                                          "cma": cma_to_json(cma)})
+                                          "cma": cma_to_json(cma)}, sealed=True)
             bar.update(1)
             bar.set_postfix_str(f"best {max(r['val_accuracy'] for r in rows):.4f}")
     finally:
@@ -288,14 +288,16 @@ def _read_checkpoint(path: Path, spec: TuneSpec, fresh: CMA) -> tuple[CMA, int]:
                   "re-asking CMA-ES over the recorded rows")
     try:
         ckpt = read_json(path)
-        if not isinstance(ckpt, dict) or set(ckpt) != {"generation", "spec_key", "cma"}:
+        if not isinstance(ckpt, dict) or set(ckpt) - {SEAL} != {"generation", "spec_key", "cma"}:
             raise ValueError("expected {generation, spec_key, cma}")
         gen = ckpt["generation"]
         if type(gen) is not int or not 0 <= gen < spec.generations:
             raise ValueError(f"generation = {gen!r}: expected 0..{spec.generations - 1}")
         if ckpt["spec_key"] != spec.key:
             raise ValueError(f"spec_key = {ckpt['spec_key']!r}, tune_spec.json has {spec.key}")
-        return cma_from_json(ckpt["cma"], fresh), gen
+        cma = cma_from_json(ckpt["cma"], fresh)
+        unseal(ckpt)  # last: the checks above say more
+        return cma, gen
     except (ValueError, OSError) as exc:
         raise RunFolderError(f"{path} is not a valid tuning checkpoint ({exc}); "
                              f"{what_to_do}") from None

@@ -8,6 +8,7 @@ cut off before the next append.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from typing import Any
 
 import filelock
 
-__all__ = ["InUseError", "JSONError", "RunFileError", "loads_strict", "read_numbered_rows", "exclusive_lock", "atomic_write", "write_text_atomic", "json_safe", "append_rows", "read_rows", "write_json_atomic", "read_json"]
+__all__ = ["InUseError", "JSONError", "RunFileError", "SEAL", "seal", "unseal", "loads_strict", "read_numbered_rows", "exclusive_lock", "atomic_write", "write_text_atomic", "json_safe", "append_rows", "read_rows", "write_json_atomic", "read_json"]
 
 
 def json_safe(value: Any) -> Any:
@@ -37,6 +38,36 @@ def json_safe(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
         return value.item()
     return value
+
+
+SEAL = "sha"
+"""The field holding a row's (or a sealed JSON file's) digest: the first 16 hex digits of the
+SHA-256 of its canonical JSON without the field. A row changed after ngl wrote it no longer
+matches and is refused; a row without the field (written by ngl 0.1 or by hand) is read as it
+is."""
+
+
+def _canonical(obj: Mapping) -> bytes:
+    return json.dumps(obj, sort_keys=True, allow_nan=True, separators=(",", ":")).encode()
+
+
+def seal(obj: Mapping) -> dict:
+    """``obj`` as plain JSON values with its digest in :data:`SEAL`."""
+    d = json_safe({k: v for k, v in obj.items() if k != SEAL})
+    d[SEAL] = hashlib.sha256(_canonical(d)).hexdigest()[:16]
+    return d
+
+
+def unseal(obj: Any) -> Any:
+    """``obj`` without its digest, after checking it (:class:`JSONError` when it was changed
+    after ngl wrote it); anything that is not a sealed object is returned as it is."""
+    if not isinstance(obj, dict) or SEAL not in obj:
+        return obj
+    d = {k: v for k, v in obj.items() if k != SEAL}
+    if obj[SEAL] != hashlib.sha256(_canonical(d)).hexdigest()[:16]:
+        raise JSONError(f"changed after ngl wrote it (its {SEAL} {str(obj[SEAL])[:20]!r} does not "
+                        "match its content)")
+    return d
 
 
 class RunFileError(OSError):
@@ -216,13 +247,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, sealed: bool = False) -> Path:
     """Write JSON via a temp file + rename: readers see the old or the new file, never half.
 
     Non-finite numbers are refused (JSON has none; writing ``null`` instead would make a config
-    or checkpoint that reads back as something else).
+    or checkpoint that reads back as something else). ``sealed``: the object gets its digest
+    (:func:`seal`), checked by ``read_json(..., sealed=True)``.
     """
     path = Path(path)
+    if sealed:
+        obj = seal(obj)
     try:
         text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
     except ValueError as exc:
@@ -242,13 +276,15 @@ def _first_non_finite(value: Any, where: str = "") -> str:
     return ""
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """A JSON file read strictly (:func:`loads_strict`); problems name the file."""
+def read_json(path: str | os.PathLike, *, sealed: bool = False) -> Any:
+    """A JSON file read strictly (:func:`loads_strict`; ``sealed``: its digest checked and
+    dropped, :func:`unseal`); problems name the file."""
     path = Path(path)
     if path.is_dir():
         raise JSONError(f"{path}: is a directory, expected a JSON file")
     try:
-        return loads_strict(path.read_bytes())
+        data = loads_strict(path.read_bytes())
+        return unseal(data) if sealed else data
     except JSONError as exc:
         raise JSONError(f"{path}: {exc}") from None
 

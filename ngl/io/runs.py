@@ -34,10 +34,14 @@ from pydantic import ValidationError
 
 from ngl.io.config import ConfigError, describe_error
 from ngl.io.records import (
+    SEAL,
     JSONError,
     append_rows,
     exclusive_lock,
+    read_json,
     read_numbered_rows,
+    seal,
+    unseal,
     write_json_atomic,
 )
 from ngl.io.schemas import SittingRow
@@ -102,9 +106,11 @@ class Rows:
         return (f"{where}; repair or remove that line (each line is one {self.what}; a "
                 "removed row is run again)")
 
-    def numbered(self) -> list[tuple[int, dict]]:
-        """``(line, row)`` of every complete row as written (a torn last line skipped), each
-        an object that passes ``schema``; the first that does not is refused naming its line."""
+    def _checked(self) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:
+        """``(line, row)`` of every complete row as written (a torn last line skipped; each
+        an object that passes ``schema``, the first that does not refused naming its line),
+        its seal dropped; and the lines whose seal does not match (edited after ngl wrote
+        them), for the caller to refuse after its more specific checks."""
         if self.path.is_dir():
             raise RunFolderError(f"{self.path}: is a directory, expected a JSON-lines file (one "
                                  f"{self.what} per line); move it aside")
@@ -115,6 +121,7 @@ class Rows:
                                  f"{self.what}; a removed row is run again)") from None
         except OSError as exc:
             raise RunFolderError(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
+        out, tampered = [], []
         for n, r in raw:
             if not isinstance(r, dict):
                 raise RunFolderError(f"{self.path}: line {n} is {json.dumps(r)[:60]}, not a JSON "
@@ -122,12 +129,33 @@ class Rows:
                                      f"{self.what}; a removed row is run again)")
             if self.schema is not None:
                 try:
-                    self.schema.model_validate(r, context=dict(self.context or {}))
+                    self.schema.model_validate({k: v for k, v in r.items() if k != SEAL},
+                                               context=dict(self.context or {}))
                 except ValidationError as exc:
                     raise RunFolderError(f"{self.path}: line {n}: {describe_error(exc)}; repair "
                                          f"or remove that line (each line is one {self.what}; "
                                          "a removed row is run again)") from None
-        return raw
+            try:
+                r = unseal(r)
+            except JSONError as exc:
+                tampered.append((n, str(exc)))
+                r = {k: v for k, v in r.items() if k != SEAL}
+            out.append((n, r))
+        return out, tampered
+
+    def _refuse_tampered(self, tampered: list[tuple[int, str]]) -> None:
+        if tampered:
+            n, why = tampered[0]
+            more = f" (and {len(tampered) - 1} more line(s))" if len(tampered) > 1 else ""
+            raise RunFolderError(f"{self.path}: line {n} was {why}{more}; restore that line or "
+                                 f"remove it (each line is one {self.what}; a removed row is "
+                                 "run again)")
+
+    def numbered(self) -> list[tuple[int, dict]]:
+        """``(line, row)`` of every complete row, checked (schema and seal), seal dropped."""
+        rows, tampered = self._checked()
+        self._refuse_tampered(tampered)
+        return rows
 
     def raw(self) -> list[dict]:
         """Every complete row as written, checked (see :meth:`numbered`)."""
@@ -145,12 +173,12 @@ class Rows:
     def read(self) -> list[dict]:
         """The rows, each identity once, in the order first written."""
         out: dict[Hashable, tuple[int, dict]] = {}
-        foreign = set()
         final = self.final or (lambda r: True)
-        for n, r in self.numbered():
-            if self.owner is not None and r.get(self.owner_field) != self.owner:
-                foreign.add(r.get(self.owner_field))
-                continue
+        rows, tampered = self._checked()
+        if self.owner is not None:  # rows of another spec first: the more telling message
+            self._refuse_foreign({r.get(self.owner_field) for _, r in rows} - {self.owner})
+        self._refuse_tampered(tampered)
+        for n, r in rows:
             key = self.ident(r)
             if key not in out:
                 out[key] = (n, r)
@@ -165,6 +193,9 @@ class Rows:
                         "wrong line (a removed row is run again)")
             elif final(r) or (not final(prev) and self.keep == "last"):
                 out[key] = (n, r)
+        return [r for _, r in out.values()]
+
+    def _refuse_foreign(self, foreign: set) -> None:
         if foreign:
             hint = self.owner_hint() if self.owner_hint is not None else ""
             raise RunFolderError(
@@ -172,15 +203,15 @@ class Rows:
                 f"{sorted(map(str, foreign))}, {self.spec_name} has {self.owner}); "
                 f"{self.spec_name} was changed after the run started{hint}: restore it or use "
                 "a new folder")
-        return [r for _, r in out.values()]
 
     def done(self, where: Callable[[dict], bool] | None = None) -> set:
         """The identities with a row (and ``where(row)`` true)."""
         return {self.ident(r) for r in self.read() if where is None or where(r)}
 
     def append(self, rows: Iterable[Mapping]) -> None:
-        """Append and fsync (a torn tail is repaired first, see :func:`append_rows`)."""
-        append_rows(self.path, rows)
+        """Append sealed rows (:func:`ngl.io.records.seal`: a row edited later is refused) and
+        fsync (a torn tail is repaired first, see :func:`append_rows`)."""
+        append_rows(self.path, [seal(r) for r in rows])
 
 
 TIMINGS = frozenset({"wall_s", "train_time_s", "started", "host", "pid", "traceback"})
@@ -205,6 +236,9 @@ class RunFolder:
     #: the folder is the job's own (not a shared results folder): stale temp files of ngl's
     #: atomic writer in it are removed when the job starts
     dedicated: bool = True
+    #: the spec file carries its digest (a plan ngl chose, not a spec a user wrote): an edit
+    #: is refused
+    sealed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -235,19 +269,38 @@ class RunFolder:
 
     # -- the spec ----------------------------------------------------------------------------
     def read_spec(self, parse: Callable[[Any], T], kind: str, remedy: str = "move it aside to "
-                  "start over") -> T | None:
+                  "start over", *, check_seal: bool = True) -> T | None:
         """The frozen spec as ``parse(json)`` makes it (None when there is none yet); a file
-        that is not JSON or that ``parse`` refuses is one line: ``<file>: not a <kind> (...)``."""
+        that is not JSON or that ``parse`` refuses is one line: ``<file>: not a <kind> (...)``.
+
+        A sealed spec (``sealed``) has its digest checked after ``parse`` (whose messages say
+        more); ``check_seal=False`` leaves that to :meth:`unseal`, after the caller's checks."""
         path = self.spec_path
         if not path.exists():
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return parse(data)
+            data = read_json(path)
+            parsed = parse({k: v for k, v in data.items() if k != SEAL}
+                           if isinstance(data, dict) and self.sealed else data)
+            if check_seal:
+                self.unseal(data, kind, remedy)
+            return parsed
         except RunFolderError:
             raise
         except (ValueError, KeyError, TypeError, OSError) as exc:
-            raise RunFolderError(f"{path}: not a {kind} ({exc}); {remedy}") from None
+            why = str(exc).removeprefix(f"{path}: ")
+            raise RunFolderError(f"{path}: not a {kind} ({why}); {remedy}") from None
+
+    def unseal(self, data: Any, kind: str = "spec", remedy: str = "move it aside to start "
+               "over") -> Any:
+        """``data`` read from the spec file without its seal, the seal checked (sealed
+        folders only): an edit after ngl wrote it is refused."""
+        if not self.sealed:
+            return data
+        try:
+            return unseal(data)
+        except JSONError as exc:
+            raise RunFolderError(f"{self.spec_path}: this {kind} was {exc}; {remedy}") from None
 
     def check_same(self, saved: Mapping, asked: Mapping, what: str, remedy: str) -> None:
         """Refuse a folder frozen with another identity: ``<file>: this folder <what> (diff);
@@ -258,27 +311,30 @@ class RunFolder:
                                  f"{f' ({diff})' if diff else ''}; {remedy}")
 
     def read_plan(self, kind: str, identity: Callable[[dict], Mapping], asked: Mapping,
-                  what: str, remedy: str) -> dict | None:
+                  what: str, remedy: str, *, check_seal: bool = True) -> dict | None:
         """The frozen plan (a JSON object; None when there is none yet) if it was made for
         ``asked``: ``identity(plan)`` (which may raise on a damaged plan: ``not a <kind>``) must
-        equal ``asked``, else ``this folder <what> (diff); <remedy>``."""
+        equal ``asked``, else ``this folder <what> (diff); <remedy>``. The seal is checked last
+        (``check_seal=False``: by the caller, with :meth:`unseal`, after its own checks)."""
         def parse(data: Any) -> tuple[dict, Mapping]:
             if not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, got {type(data).__name__}")
             return data, identity(data)
 
-        found = self.read_spec(parse, kind)
+        found = self.read_spec(parse, kind, check_seal=False)
         if found is None:
             return None
         plan, saved = found
         self.check_same(saved, asked, what, remedy)
+        if check_seal:
+            self.unseal(read_json(self.spec_path), kind)
         return plan
 
     def freeze(self, spec: Mapping) -> bool:
         """Write the spec on the first sitting; True when it was written now."""
         if self.spec_path.exists():
             return False
-        write_json_atomic(self.spec_path, dict(spec))
+        write_json_atomic(self.spec_path, dict(spec), sealed=self.sealed)
         return True
 
     # -- sittings and rows -------------------------------------------------------------------

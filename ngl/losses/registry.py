@@ -162,11 +162,13 @@ def normalise_loss_specs(value: Any, field: str = "losses") -> Any:
     for i, spec in enumerate(value):
         try:
             spec = normalise_loss_spec(spec)
-            # built now, so an unknown name, a misspelt or non-finite argument or text that
-            # does not parse is refused with the config, before any folder or row is written
-            build_loss_spec(spec)
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"{field}[{i}]: {exc}") from None
+        try:  # built now, so an unknown name, a misspelt or non-finite argument or text that
+            build_loss_spec(spec)  # does not parse is refused with the config, before any
+        except (TypeError, ValueError, KeyError) as exc:  # folder or row is written
+            text = " ".join(str(exc).split())  # one line
+            raise ValueError(f"{field}[{i}]={spec!r}: {text}") from None
         out.append(spec)
     return tuple(out)
 

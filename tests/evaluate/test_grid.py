@@ -62,7 +62,9 @@ def test_run_cell_row_has_metrics_versions_and_status():
 
 
 def test_a_broken_loss_is_an_error_row_not_a_crash():
-    cell = grid_cells(tiny(losses=("no_such_loss",), seeds=(0,)))[0]
+    # a config refuses such a loss up front; a cell (a plain dict, e.g. from an executor) that
+    # still holds one becomes an error row
+    cell = {**grid_cells(tiny(seeds=(0,)))[0], "loss_spec": "no_such_loss"}
     row = run_cell(cell)
     assert row["status"] == "error" and "no_such_loss" in row["error"]
 
@@ -102,9 +104,14 @@ def test_resume_trains_only_the_missing_cells(tmp_path, monkeypatch):
     assert not list((tmp_path / "results_checkpoints").glob("*.pt"))  # cleaned after success
 
 
-def test_error_cells_are_retried(tmp_path):
+def test_error_cells_are_retried(tmp_path, monkeypatch):
     path = tmp_path / "r.jsonl"
-    cfg = tiny(losses=("no_such_loss",), seeds=(0,))
+    cfg = tiny(losses=("ce",), seeds=(0,))
+
+    def broken(spec):
+        raise RuntimeError("a loss that fails when it trains")
+
+    monkeypatch.setattr(ex, "build_loss", broken)
     run_grid(cfg, path, progress=False)
     run_grid(cfg, path, progress=False)
     assert [r["status"] for r in read_rows(path)] == ["error", "error"]

@@ -49,7 +49,7 @@ from ngl.losses import build_loss_spec, loss_spec_label, loss_specs_field
 from ngl.models import build_model
 from ngl.train import TrainConfig, train_model
 
-__all__ = ["GridConfig", "run_grid", "run_cell", "grid_cells", "loss_label", "load_results", "results_rows", "results_folder",
+__all__ = ["GridConfig", "run_grid", "run_cell", "grid_cells", "loss_label", "load_results", "results_rows", "results_folder", "in_cell_order",
            "DONE_STATUSES"]
 
 DONE_STATUSES = FINISHED
@@ -225,9 +225,19 @@ def load_results(path: str | os.PathLike, config: GridConfig | None = None,
     table = results_rows(path)
     rows = table.read() if latest else table.raw()
     if config is not None:
-        keys = {c["cell_key"] for c in grid_cells(config)}
-        rows = [r for r in rows if r.get("cell_key") in keys]
+        rows = in_cell_order(rows, [config])
     return pd.DataFrame(rows)
+
+
+def in_cell_order(rows: list[dict], configs: list[GridConfig]) -> list[dict]:
+    """The rows of the cells of ``configs``, in the grids' cell order (not the file's, which
+    a resumed or parallel run, or an edit that swaps lines, changes); others dropped."""
+    order: dict[str, int] = {}
+    for config in configs:
+        for c in grid_cells(config):
+            order.setdefault(c["cell_key"], len(order))
+    mine = [r for r in rows if r.get("cell_key") in order]
+    return sorted(mine, key=lambda r: order[r["cell_key"]])  # stable: a cell's rows keep order
 
 
 def _clean_checkpoints(folder: Path, cells: list[dict], finished: set) -> None:

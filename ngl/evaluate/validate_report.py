@@ -14,6 +14,7 @@ from statsmodels.stats.multitest import multipletests
 from ngl.evaluate.grid import (
     GridConfig,
     grid_cells,
+    in_cell_order,
     load_results,
 )
 from ngl.evaluate.ranking import rank_agreement
@@ -268,7 +269,10 @@ def _fidelity(config: ValidateConfig, grids: dict[str, GridConfig], results: pd.
 def report_of(config: ValidateConfig, plan: dict, out: Path,
               planned: dict[str, GridConfig]) -> ValidationReport:
     """The report of what the folder ``out`` holds now (partial while it runs)."""
+    # the planned cells in plan order: the report does not depend on the file's line order
     results = load_results(out / "results.jsonl")
+    if len(results):
+        results = pd.DataFrame(in_cell_order(results.to_dict("records"), list(planned.values())))
     table, transfer = _summaries(config, planned, results, plan)
     points, corr = _fidelity(config, planned, results, plan)
     done = set(results.loc[results["status"].isin(["ok", "nonfinite"]), "cell_key"]) if len(

@@ -80,7 +80,7 @@ class RunFileError(OSError):
 
 def _os_error(exc: OSError, path: Path, doing: str) -> RunFileError:
     name = errno.errorcode.get(exc.errno or 0, "")
-    where = exc.filename or path
+    where = path  # the file meant (a failed rename names its temp file)
     remedy = {"ENOSPC": "free some space and run the same command again: every complete row "
                         "so far is kept",
               "EROFS": "run it in a writable folder (or copy the folder)",

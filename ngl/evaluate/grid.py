@@ -42,7 +42,14 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from tqdm.auto import tqdm
 
 from ngl.data import load_cached
-from ngl.io.config import STRICT, ConfigMixin, OneOrMany, check_device, resolve_device
+from ngl.io.config import (
+    STRICT,
+    ConfigMixin,
+    OneOrMany,
+    check_device,
+    require_available,
+    resolve_device,
+)
 from ngl.io.runs import Rows, RunFolder, remove_stale_temps, versions
 from ngl.io.schemas import FINISHED, ResultRow
 from ngl.losses import build_loss_spec, loss_spec_label, loss_specs_field
@@ -269,6 +276,7 @@ def run_grid(config: GridConfig, results_path: str | os.PathLike,
     stop button; running the grid again continues with the cells not done).
     """
     results_path = Path(results_path)
+    require_available(config.resolved_device())  # one line, before anything is written
     with results_folder(results_path).lock():
         return _run_grid_locked(config, results_path, executor, progress, callback,
                                 checkpoint_dir, retry_errors, should_stop)

@@ -64,7 +64,7 @@ from ngl.gp.expression import LossExpression
 from ngl.gp.result import load_result
 from ngl.gp.sampling import sample_expressions
 from ngl.gp.sanity import check_candidate, make_probe
-from ngl.io.config import ConfigError, check_device, resolve_device
+from ngl.io.config import ConfigError, check_device, require_available, resolve_device
 from ngl.io.runs import RunFolder
 from ngl.losses import display_name
 from ngl.models import build_model
@@ -215,6 +215,7 @@ def calibrate(config: CalibrationConfig | None = None, out_dir: str | os.PathLik
     """
     config = config if config is not None else CalibrationConfig()
     check_device(device)
+    require_available(resolve_device(device))  # one line, before anything is written
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"chunk_size={chunk_size!r}: expected a positive integer")
     out = Path(out_dir) if out_dir is not None else calibration_dir(config)

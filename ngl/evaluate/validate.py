@@ -50,7 +50,7 @@ from ngl.evaluate.validate_report import (
     write_report,
 )
 from ngl.gp.result import SearchResult, load_result
-from ngl.io.config import ConfigError
+from ngl.io.config import ConfigError, require_available, resolve_device
 from ngl.io.records import read_json
 from ngl.io.runs import RunFolder
 
@@ -215,6 +215,7 @@ def validate(run_dir: str | os.PathLike, config: ValidateConfig | None = None,
     run now (``"main"``, ``"transfer:<d>/<m>"``, ``"fidelity"``); the report covers what exists.
     """
     config = config if config is not None else ValidateConfig()
+    require_available(resolve_device(config.device))  # one line, before anything is written
     result = load_result(run_dir)
     out = Path(out_dir) if out_dir is not None else validation_dir(result, config)
     # refused before anything is written: a config or a search for another folder, a search

@@ -23,6 +23,7 @@ from ngl.evaluate.tables import LOSS_NAMES, latex_escape
 from ngl.evaluate.validate_config import ValidateConfig
 from ngl.gp.expression import LossExpression
 from ngl.io.records import write_json_atomic, write_text_atomic
+from ngl.losses import display_name
 
 __all__ = ["ValidationReport", "verdicts", "fidelity_correlation", "report_of", "write_report"]
 
@@ -98,8 +99,39 @@ class ValidationReport:
         return [f["expression"] for f in self.plan["found"]]
 
     def names(self) -> dict[str, str]:
-        """Short display names: ``found #1``... for expressions, the label for references."""
+        """Short names of the found losses: ``found #1``... (their formulas go in notes)."""
         return {e: f"found #{i + 1}" for i, e in enumerate(self.found)}
+
+    def label(self, loss: str) -> str:
+        """What a table or figure prints for a loss: ``found #k`` for a found expression, the
+        display name for a reference (``"CE"``, ``"Focal (gamma=2.0)"``, ``"Label
+        smoothing"``), never a registry key."""
+        return self.names().get(loss) or display_name(loss)
+
+    @property
+    def test_images(self) -> int | None:
+        """How many test images each main-grid run was scored on (None before the first)."""
+        if not len(self.results) or "sizes" not in self.results:
+            return None
+        sizes = [s.get("test") for s in self.results["sizes"] if isinstance(s, dict)]
+        return int(min(sizes)) if sizes else None
+
+    def band_images(self) -> tuple[float, int] | None:
+        """(test images the paper's ±margin band spans, test images) when that is under 5:
+        a same/better/worse verdict then rests on a handful of images. None otherwise."""
+        n = self.test_images
+        if n is None or self.config.margin / 100 * n >= 5:
+            return None
+        return self.config.margin / 100 * n, n
+
+    def band_note(self) -> str | None:
+        """:meth:`band_images` in words (under the table and in the figure)."""
+        if self.band_images() is None:
+            return None
+        images, n = self.band_images()
+        return (f"the ±{self.config.margin:g} pp band is {images:.1f} test images "
+                f"(n_test = {n}): fewer than 5, so the paper's same/better/worse rule is at the "
+                "resolution of single images here")
 
     def wide(self) -> pd.DataFrame:
         """The held-out table with one extra column per transfer pair (paired change to CE)."""
@@ -133,7 +165,7 @@ class ValidationReport:
 
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, r in w.iterrows():
-            name = names.get(r["loss"], r["loss"])
+            name = self.label(r["loss"])
             fit = r.get("search_fitness", math.nan)
             cells = [name, f"{f(r['mean'])} ± {f(r['std'])} (n={int(r['n'])})",
                      f"{f(r['delta'], True)} [{f(r['delta_ci_low'], True)}, "
@@ -149,6 +181,8 @@ class ValidationReport:
         lines.append("")
         for e, n in names.items():
             lines.append(f"- {n}: `{e}`")
+        if self.band_note():
+            lines.append(f"- note: {self.band_note()}")
         if not self.plan.get("search_complete", True):
             lines.append(f"- the search was still running when these losses were chosen "
                          f"({self.plan['search_generations_seen']} generations seen)")
@@ -193,13 +227,18 @@ class ValidationReport:
             else:
                 ci = (f"{num(r['delta'], True)} [{num(r['delta_ci_low'], True)}, "
                       f"{num(r['delta_ci_high'], True)}]")
-            rows.append(" & ".join([latex_escape(names.get(r["loss"], r["loss"])), acc, ci,
+            rows.append(" & ".join([latex_escape(self.label(r["loss"])), acc, ci,
                                     pval(r["p_ttest"]), pval(r["p_holm"]),
                                     latex_escape(r["verdict"])]) + r" \\")
         rows.append(r"\bottomrule")
         for expression, name in names.items():
             formula = LossExpression.parse(expression).latex()
             rows.append(rf"\multicolumn{{6}}{{@{{}}l}}{{{latex_escape(name)}: ${formula}$}} \\")
+        if self.band_images():
+            images, n = self.band_images()
+            rows.append(rf"\multicolumn{{6}}{{@{{}}l}}{{\footnotesize Note: the $\pm$"
+                        rf"{self.config.margin:g}\,pp band is {images:.1f} test images "
+                        rf"($n_\mathrm{{test}}={n}$), under 5.}} \\")
         rows.append(r"\end{tabular}")
         return "\n".join(rows) + "\n"
 

@@ -12,6 +12,7 @@ from ngl.gp.expression import (
     MAX_SIZE,
     ExpressionLoss,
     LossExpression,
+    as_expression,
     compile_loss_text,
 )
 from ngl.gp.parse import (
@@ -98,6 +99,7 @@ from ngl.gp.worker import (
 from ngl.losses.registry import register_text_compiler
 
 __all__ = [
+    "as_expression",
     "TuneResult",
     "TuneSpec",
     "load_tuning",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sympy
 from gplearn._program import _Program
@@ -38,7 +39,8 @@ from ngl.gp.primitives import LEAVES, OPERATOR_ALIASES, OPERATORS, PrimitiveSet
 from ngl.losses.base import ElementwiseLoss
 from ngl.losses.registry import available_losses, loss_aliases
 
-__all__ = ["LossExpression", "ExpressionLoss", "MAX_DEPTH", "MAX_SIZE", "compile_loss_text"]
+__all__ = ["LossExpression", "ExpressionLoss", "MAX_DEPTH", "MAX_SIZE", "compile_loss_text",
+           "as_expression"]
 
 
 @dataclass(frozen=True, eq=True)
@@ -175,6 +177,10 @@ class LossExpression:
         return text_key(str(self))
 
     # -- text -----------------------------------------------------------------------------------
+    def __loss_expression__(self) -> LossExpression:
+        """The loss-expression protocol (:func:`as_expression`): it is one."""
+        return self
+
     def __str__(self) -> str:
         return format_infix(self._tree())
 
@@ -287,3 +293,18 @@ def compile_loss_text(text: str, **kwargs) -> nn.Module:
         f"{available_losses()}, aliases {sorted(loss_aliases())}) nor a loss expression over the "
         f"leaves {list(LEAVES)} such as 'exp(2.4 - y_pred*(1 + y_real))'"
     )
+
+
+def as_expression(obj: Any) -> LossExpression:
+    """Anything that is a loss expression, as one: a :class:`LossExpression`, its text, or an
+    object with ``__loss_expression__()`` (a hall-of-fame entry). The one protocol every
+    function taking an expression uses, instead of its own type checks."""
+    if isinstance(obj, LossExpression):
+        return obj
+    if isinstance(obj, str):
+        return LossExpression.parse(obj)
+    method = getattr(obj, "__loss_expression__", None)
+    if callable(method):
+        return as_expression(method())
+    raise TypeError(f"expected a loss expression (LossExpression, its text, or an object with "
+                    f"__loss_expression__(), e.g. a hall-of-fame entry), got {type(obj).__name__}")

@@ -50,6 +50,11 @@ class HallOfFameEntry:
     fitness_mean: float | None = None
     fitness_std: float | None = None
 
+    def __loss_expression__(self) -> LossExpression:
+        """The loss-expression protocol: an entry is accepted wherever an expression is
+        (``draw_tree``, ``plot_loss_shapes``, grid losses, ``get_loss``)."""
+        return self.expression
+
     def to_module(self, **kwargs) -> nn.Module:
         """The loss as a module, called like ``nn.CrossEntropyLoss``."""
         return self.expression.to_module(**kwargs)

@@ -38,7 +38,7 @@ from ngl.gp.expression import LossExpression
 from ngl.gp.spec import RunOptions, SearchSpec
 from ngl.gp.tune_state import cma_from_json, cma_to_json
 from ngl.gp.worker import evaluate_chunk
-from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin
+from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin, require_available
 from ngl.io.paths import runs_dir
 from ngl.io.records import SEAL, read_json, unseal, write_json_atomic
 from ngl.io.runs import Rows, RunFolder, RunFolderError, config_diff
@@ -190,6 +190,8 @@ def tune_constants(expression: str | LossExpression, search: SearchSpec,
                     generations=generations, population_size=population_size, sigma=sigma,
                     bounds=bounds, seed=seed)
     options = options or RunOptions()
+    if fitness is None:  # trained here: the device must exist (one line, nothing written)
+        require_available(options.resolved_device())
     run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "tune" / spec.key
     folder = tuning_folder(run_dir)
     old = _read_spec(folder)

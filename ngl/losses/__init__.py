@@ -5,10 +5,12 @@ from ngl.losses.base import (
     ElementwiseLoss,
 )
 from ngl.losses.registry import (
+    as_loss_module,
     available_losses,
     build_loss_spec,
     canonical_loss_name,
     display_name,
+    expression_text,
     get_loss,
     loss_aliases,
     loss_spec_label,
@@ -32,6 +34,8 @@ from ngl.losses.zoo import (
 )
 
 __all__ = [
+    "as_loss_module",
+    "expression_text",
     "BaikalLoss",
     "ClassificationLoss",
     "CrossEntropy",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,7 +22,8 @@ from ngl.losses.zoo import (
 
 __all__ = ["get_loss", "available_losses", "register_loss", "register_text_compiler",
            "per_sample_losses", "loss_aliases", "display_name", "DISPLAY_NAMES",
-           "normalise_loss_spec", "normalise_loss_specs", "loss_specs_field", "loss_spec_label", "build_loss_spec", "canonical_loss_name"]
+           "normalise_loss_spec", "normalise_loss_specs", "loss_specs_field", "loss_spec_label", "build_loss_spec", "canonical_loss_name",
+           "expression_text", "as_loss_module"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "ce": CrossEntropy,
@@ -103,8 +105,12 @@ def get_loss(name: str, **kwargs) -> nn.Module:
     that reads as a loss expression (``"1 - y_pred*y_real"``) is compiled, and a text that does
     not parse gets the parser's error with its position, not "unknown loss".
     """
+    text = expression_text(name)  # a loss expression object (e.g. a hall-of-fame entry)
+    if text is not None:
+        name = text
     if not isinstance(name, str):
-        raise TypeError(f"loss name must be a str, got {type(name).__name__}")
+        raise TypeError(f"loss name must be a str or a loss expression, got "
+                        f"{type(name).__name__}")
     key = _ALIASES.get(name.lower(), name.lower())
     if key in _REGISTRY:
         return _REGISTRY[key](**kwargs)
@@ -125,9 +131,15 @@ def display_name(key: str) -> str:
     Figures and tables label losses with it while their data keep the registry keys. Aliases
     resolve through the alias table; anything else (a found loss's formula, ``"#1"``, a name the
     caller chose such as ``"focal γ=2"``) comes back unchanged.
+
+    A row label of a dict spec (``"focal(gamma=2.0)"``, :func:`loss_spec_label`) is the
+    display name with its arguments: ``"Focal (gamma=2.0)"``.
     """
     text = str(key)
     low = text.lower()
+    m = re.fullmatch(r"([a-z0-9_]+)\((.+)\)", low)
+    if m and _ALIASES.get(m[1], m[1]) in DISPLAY_NAMES:  # a registered loss with arguments
+        return f"{DISPLAY_NAMES[_ALIASES.get(m[1], m[1])]} ({text[len(m[1]) + 1:-1]})"
     return DISPLAY_NAMES.get(_ALIASES.get(low, low), text)
 
 
@@ -137,8 +149,28 @@ LossSpec = str | Mapping[str, Any]
 ``"label"`` names it in tables), or loss-expression text."""
 
 
+def expression_text(obj: Any) -> str | None:
+    """The loss-expression text of anything that is a loss expression (the one protocol: an
+    object with ``__loss_expression__()``, e.g. ``LossExpression`` or a hall-of-fame entry),
+    else None. Every function that takes a loss accepts such an object through it."""
+    method = getattr(obj, "__loss_expression__", None)
+    return str(method()) if callable(method) else None
+
+
+def as_loss_module(obj: Any) -> nn.Module:
+    """A loss module from a module, a loss spec (name, dict, text) or a loss expression."""
+    if isinstance(obj, nn.Module):
+        return obj
+    text = expression_text(obj)
+    return build_loss_spec(text if text is not None else obj)
+
+
 def normalise_loss_spec(spec: LossSpec) -> str | dict:
-    """The canonical form of a loss spec: the text itself, or the dict with sorted keys."""
+    """The canonical form of a loss spec: the text itself, or the dict with sorted keys (a loss
+    expression object, such as a hall-of-fame entry, is its text)."""
+    text = expression_text(spec)
+    if text is not None:
+        return text
     if isinstance(spec, str):
         if not spec.strip():
             raise ValueError("empty loss name")
@@ -194,7 +226,7 @@ def loss_spec_label(spec: LossSpec) -> str:
 def build_loss_spec(spec: LossSpec, **overrides) -> nn.Module:
     """:func:`get_loss` for a loss spec (name, dict with ``name`` + kwargs, or expression text);
     ``overrides`` (e.g. ``validate=False``) win over the spec's own keyword arguments."""
-    if isinstance(spec, str):
+    if isinstance(spec, str) or expression_text(spec) is not None:
         return get_loss(spec, **overrides)
     kw = {k: v for k, v in spec.items() if k not in ("name", "label")}
     return get_loss(spec["name"], **{**kw, **overrides})

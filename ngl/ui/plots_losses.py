@@ -16,8 +16,8 @@ import torch
 from matplotlib.ticker import SymmetricalLogLocator
 from torch import nn
 
-from ngl.gp.expression import LossExpression
-from ngl.losses.registry import display_name, per_sample_losses
+from ngl.gp.expression import as_expression
+from ngl.losses.registry import as_loss_module, display_name, per_sample_losses
 from ngl.ui.plots_downstream import legend_outside, series_style
 from ngl.ui.style import TEXT_WIDTH
 
@@ -43,7 +43,7 @@ def loss_shape_data(losses: Mapping[str, nn.Module], num_classes: int = 10,
     rows = []
     for name, loss in losses.items():
         p.grad = None
-        vals = per_sample_losses(loss, logits, target)
+        vals = per_sample_losses(as_loss_module(loss), logits, target)
         (grad,) = torch.autograd.grad(vals.sum(), p, retain_graph=True)
         v = vals.detach().numpy()
         span = float(v.max() - v.min())
@@ -141,7 +141,7 @@ def tree_layout(expr) -> tuple[list[tuple[float, float, str]], list[tuple[int, i
         edges.extend((idx, k) for k in kid_ids)
         return idx
 
-    place(expr._tree(), 0)
+    place(as_expression(expr)._tree(), 0)
     return nodes, edges
 
 
@@ -150,7 +150,7 @@ _LEAF_COLOURS = {"y_pred": "#cfe2f3", "y_real": "#d9ead3", "logits": "#fce5cd", 
 
 def draw_tree(expr, ax=None, formula: bool = True) -> plt.Figure:
     """Draw an expression tree with matplotlib alone (no graphviz needed), formula as title."""
-    expr = LossExpression.parse(expr) if isinstance(expr, str) else expr
+    expr = as_expression(expr)
     nodes, edges = tree_layout(expr)
     width = max(x for x, _, _ in nodes) + 1
     height = -min(y for _, y, _ in nodes) + 1

@@ -65,12 +65,12 @@ def _need(*tools: str) -> None:
                     "texlive-latex-recommended poppler-utils)")
 
 
-def _document(body: str, encoding: str) -> str:
+def _document(body: str, encoding: str, packages: tuple[str, ...] = ()) -> str:
     fontenc = r"\usepackage[T1]{fontenc}" if encoding == "T1" else ""
     # \tracinglostchars: a glyph the font lacks is logged ("Missing character"), not dropped silently
     return "\n".join([r"\documentclass{article}", fontenc, r"\usepackage[utf8]{inputenc}",
-                      r"\usepackage{booktabs}", r"\tracinglostchars=1", r"\begin{document}",
-                      body, r"\end{document}", ""])
+                      r"\usepackage{booktabs}", *(rf"\usepackage{{{p}}}" for p in packages),
+                      r"\tracinglostchars=1", r"\begin{document}", body, r"\end{document}", ""])
 
 
 def _need_booktabs() -> None:
@@ -81,11 +81,11 @@ def _need_booktabs() -> None:
         pytest.skip("booktabs.sty not installed (apt-get install texlive-latex-recommended)")
 
 
-def compile_text(body: str, directory: Path, encoding: str) -> str:
+def compile_text(body: str, directory: Path, encoding: str, packages: tuple[str, ...] = ()) -> str:
     """Compile ``body`` in the minimal document; the PDF's text, whitespace collapsed."""
     _need_booktabs()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "doc.tex").write_text(_document(body, encoding), encoding="utf-8")
+    (directory / "doc.tex").write_text(_document(body, encoding, packages), encoding="utf-8")
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
                          cwd=directory, capture_output=True, timeout=TIMEOUT_S, check=False)
     log = (directory / "doc.log").read_text(encoding="latin-1")
@@ -148,6 +148,48 @@ def test_downstream_table_compiles_and_prints_numbers_and_p(downstream, tmp_path
     assert f"(−{abs(d_ls):.2f})" in text  # a real minus sign, not a hyphen
     # one seed: its mean, and no "nan" for the undefined std
     assert "90.31" in text and "nan" not in text.lower()
+
+
+LONG_FOUND = ("sin(y_real - -0.85329173645817236)*exp(y_pred/y_pred + 0.12345678912345678*y_real)"
+         " + log(1.9876543219876543 + y_pred*y_real) - cos(y_pred*0.33333333333333331)")
+
+
+@pytest.fixture(scope="module")
+def with_found() -> pd.DataFrame:
+    rows = [{"dataset": ds, "model": "small_cnn", "loss": loss, "seed": s, "status": "ok",
+             "test_accuracy": a}
+            for ds in ("digits", "fashion_mnist", "cifar10")
+            for loss, accs in (("ce", [0.95, 0.96, 0.94]), (LONG_FOUND, [0.951, 0.962, 0.94]),
+                               ("label_smoothing", [0.96, 0.97, 0.96]))
+            for s, a in enumerate(accs)]
+    return summarise(pd.DataFrame(rows), metric="test_accuracy", baseline="ce")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_grid_with_a_found_loss_fits_the_page(with_found, tmp_path, encoding):
+    """A found loss is "found #1" with a short formula note; with width the table fits the
+    text width (no overfull box in the log); a LaTeX caption is not escaped again."""
+    tex = to_latex(with_found, caption=r"Test accuracy of \texttt{dense\_cnn} ($n=3$)",
+                   caption_is_latex=True, label="tab:found", width=r"\linewidth")
+    assert LONG_FOUND not in tex and "found \\#1" in tex and "0.8533" in tex
+    assert "textbackslash" not in tex
+    text = compile_text(tex, tmp_path, encoding, packages=("graphicx",))
+    log = (tmp_path / "doc.log").read_text(encoding="latin-1")
+    assert "Overfull \\hbox" not in log, log[-2000:]
+    assert "found #1" in text and "Label smoothing" in text
+    assert shown("dense_cnn", encoding) in text  # the caption's own \_ printed once, not escaped
+    width = subprocess.run(["pdftotext", "-bbox", "doc.pdf", "-"], cwd=tmp_path,
+                           capture_output=True, timeout=60, check=True).stdout.decode()
+    xmax = max(float(x) for x in re.findall(r'xMax="([0-9.]+)"', width))
+    page = float(re.search(r'<page width="([0-9.]+)"', width).group(1))
+    assert xmax < page - 72 * 0.9, (xmax, page)  # inside the right margin (article: ~1.4 in)
+
+
+def test_the_found_formula_note_has_four_significant_digits(with_found):
+    tex = to_latex(with_found)
+    note = [line for line in tex.splitlines() if "found \\#1:" in line][0]
+    assert "0.8533" in note and "0.85329" not in note and "0.1235" in note
+    assert "1.988" in note and "0.3333" in note
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import pandas as pd
 
 from ngl.evaluate.summary import UNDEFINED, format_number
-from ngl.losses.registry import DISPLAY_NAMES
+from ngl.losses.registry import DISPLAY_NAMES, canonical_loss_name, display_name
 
-__all__ = ["format_table", "best_mask", "to_latex", "to_markdown", "latex_escape",
+__all__ = ["format_table", "best_mask", "to_latex", "to_markdown", "latex_escape", "found_names",
            "DATASET_NAMES", "LOSS_NAMES"]
 
 DATASET_NAMES = {
@@ -138,6 +138,22 @@ def latex_escape(text: object) -> str:
     return "".join(one(ch) for ch in str(text))
 
 
+def _formula_latex(text: str) -> str:
+    """A found loss for a table note: simplified (sympy) when that is shorter, 4 significant
+    digits; the stored text keeps full precision."""
+    from ngl.gp.expression import LossExpression
+
+    expr = LossExpression.parse(text)
+    plain, tidy = expr.latex(digits=4), expr.latex(simplify=True, digits=4)
+    return tidy if len(tidy) < len(plain) else plain
+
+
+def _formula_text(text: str) -> str:
+    from ngl.gp.expression import LossExpression
+
+    return LossExpression.parse(text).display(4)
+
+
 def _header(col: object) -> str:
     parts = col if isinstance(col, tuple) else (col,)
     return " / ".join(DATASET_NAMES.get(str(p), str(p)) for p in parts)
@@ -154,14 +170,43 @@ def _caption_note(summary: pd.DataFrame) -> str:
     return f"{metric}{unit}, mean ± std over {runs}; best of each column in bold{tail}."
 
 
+def found_names(labels) -> dict[str, str]:
+    """``{label: "found #k"}`` for the labels that are loss-expression text (a found loss, not
+    a registered name nor a label a user chose), numbered in the order given."""
+    from ngl.gp.expression import LossExpression  # evaluate sits above gp
+
+    out: dict[str, str] = {}
+    for lab in labels:
+        text = str(lab)
+        if text in out or canonical_loss_name(text) is not None or text in LOSS_NAMES:
+            continue
+        try:
+            LossExpression.parse(text)
+        except (ValueError, KeyError, TypeError):
+            continue  # "focal γ=2", "ce(gamma=1)": labels, not formulas
+        out[text] = f"found #{len(out) + 1}"
+    return out
+
+
+def _row_name(loss: object, found: dict[str, str], pretty: bool) -> str:
+    if not pretty:
+        return str(loss)
+    return found.get(str(loss)) or display_name(str(loss))
+
+
 def to_latex(summary: pd.DataFrame, caption: str | None = None, label: str | None = None,
              decimals: int = 2, show_delta: bool = True, pretty: bool = True,
              higher_is_better: bool = True, alpha: float | None = 0.05, show_ci: bool = False,
-             ) -> str:
+             width: str | None = None, caption_is_latex: bool = False) -> str:
     r"""A booktabs ``tabular`` (wrapped in ``table`` when ``caption``/``label`` is given); the
     change in brackets is the paired one (see :func:`format_table`).
 
-    Names and ``caption`` are plain text, escaped with :func:`latex_escape`. Needs only
+    Rows are named by display name (``"Label smoothing"``, ``"Focal (gamma=2.0)"``); a found
+    loss (expression text) is ``found #k`` and its formula (tidied, 4 significant digits) a
+    note row under the table. ``width`` (e.g. ``r"\linewidth"``) scales the tabular to that
+    width with ``\resizebox`` (needs ``\usepackage{graphicx}``), so a wide table fits a column
+    or a page. Names and a plain ``caption`` are escaped with :func:`latex_escape`; a caption
+    already written in LaTeX is passed with ``caption_is_latex=True`` and kept as it is. Needs
     ``\usepackage{booktabs}``; compiles with pdflatex in the T1 or the default OT1 font
     encoding (``tests/test_latex_exports.py`` compiles it)."""
     tab = format_table(summary, decimals=decimals, show_delta=show_delta, alpha=alpha,
@@ -174,18 +219,27 @@ def to_latex(summary: pd.DataFrame, caption: str | None = None, label: str | Non
         return t.replace("\x00B", r"\textbf{").replace("\x00E", "}")
 
     cols = list(tab.columns)
+    found = found_names(tab.index) if pretty else {}
     lines = [r"\begin{tabular}{l" + "r" * len(cols) + "}", r"\toprule",
              "Loss & " + " & ".join(latex_escape(_header(c)) for c in cols) + r" \\", r"\midrule"]
     for loss, row in tab.iterrows():
-        name = LOSS_NAMES.get(str(loss), str(loss)) if pretty else str(loss)
+        name = _row_name(loss, found, pretty)
         lines.append(latex_escape(name) + " & " + " & ".join(cell(v) for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines.append(r"\bottomrule")
+    for text, name in found.items():  # what each found loss is, short enough to read
+        formula = _formula_latex(text)
+        lines.append(rf"\multicolumn{{{len(cols) + 1}}}{{@{{}}l}}{{\footnotesize "
+                     rf"{latex_escape(name)}: ${formula}$}} \\")
+    lines.append(r"\end{tabular}")
     body = "\n".join(lines)
+    if width is not None:
+        body = rf"\resizebox{{{width}}}{{!}}{{%" + "\n" + body + "}"
     if caption is None and label is None:
         return body + "\n"
     head = [r"\begin{table}[t]", r"\centering"]
     cap = caption if caption is not None else _caption_note(summary)
-    head.append(r"\caption{" + latex_escape(cap) + "}")
+    head.append(r"\caption{" + (cap if caption_is_latex and caption is not None
+                                else latex_escape(cap)) + "}")
     if label:
         head.append(r"\label{" + label + "}")
     return "\n".join([*head, body, r"\end{table}"]) + "\n"
@@ -205,11 +259,15 @@ def to_markdown(summary: pd.DataFrame, decimals: int = 2, show_delta: bool = Tru
 
     lines = ["| loss | " + " | ".join(esc(_header(c)) for c in cols) + " |",
              "|---|" + "---:|" * len(cols)]
+    found = found_names(tab.index) if pretty else {}
     for loss, row in tab.iterrows():
-        name = LOSS_NAMES.get(str(loss), str(loss)) if pretty else str(loss)
+        name = _row_name(loss, found, pretty)
         lines.append(f"| {esc(name)} | " + " | ".join(esc(v).replace("*", r"\*")
                                                        .replace(r"\*\*", "**") for v in row) + " |")
     text = "\n".join(lines) + "\n"
+    if found:
+        text += "\n" + "\n".join(f"- {name}: `{_formula_text(t)}`" for t, name in found.items())
+        text += "\n"
     if note:
         text += "\n" + _caption_note(summary) + "\n"
     return text

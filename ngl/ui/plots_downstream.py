@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.legend import Legend
 
-from ngl.evaluate.tables import DATASET_NAMES
+from ngl.evaluate.tables import DATASET_NAMES, found_names
 from ngl.losses.registry import display_name
 from ngl.ui.style import TEXT_WIDTH
 
@@ -174,13 +174,16 @@ def plot_downstream_comparison(results: pd.DataFrame, metric: str = "test_accura
     else:
         fig = ax.figure
     width = 0.8 / max(len(losses), 1)
+    # a found loss (expression text) is "found #k" in the legend, its formula in a note below:
+    # a 100-character label would squeeze the axes to nothing
+    found = found_names(every)
     for k, name in enumerate(losses):
         s = stats[stats["loss"] == name].set_index("dataset").reindex(datasets)
         xs = np.arange(len(datasets)) - 0.4 + width * (k + 0.5)
         style = series_style(every.index(name))
         ax.errorbar(xs, s["mean"].to_numpy(), yerr=s["std"].to_numpy(), fmt=style["marker"],
                     color=style["color"], mfc="none", mew=0.9, ms=3.5, capsize=2, lw=0.8,
-                    label=display_name(name))
+                    label=found.get(name) or display_name(name))
     ax.set_xticks(np.arange(len(datasets)), [DATASET_NAMES.get(d, d) for d in datasets],
                   rotation=20 if len(datasets) > 4 else 0)
     unit = " (%)" if scale == 100.0 else ""
@@ -192,4 +195,16 @@ def plot_downstream_comparison(results: pd.DataFrame, metric: str = "test_accura
     else:
         ax.set_ylabel(metric.replace("_", " ") + unit)
     legend_outside(ax)
+    notes = [f"{n}: {_short_formula(e)}" for e, n in found.items()]
+    if notes:
+        fig.text(0.01, 0.0, "\n".join(notes), fontsize="xx-small", color="0.3", ha="left",
+                 va="top", transform=fig.transFigure, wrap=True)
     return fig
+
+
+def _short_formula(text: str, n: int = 80) -> str:
+    """A found loss for a figure note: 4 significant digits, at most ``n`` characters."""
+    from ngl.gp.expression import LossExpression
+
+    shown = LossExpression.parse(text).display(4)
+    return shown if len(shown) <= n else shown[:n - 1] + "…"

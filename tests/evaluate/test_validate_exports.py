@@ -69,3 +69,24 @@ def test_a_band_of_few_test_images_is_said(report):
 def test_no_note_when_the_band_is_wide(report, monkeypatch):
     monkeypatch.setattr(type(report), "test_images", property(lambda self: 10_000))
     assert report.band_note() is None and "Note:" not in report.to_latex()
+
+
+def test_a_downstream_figure_with_a_found_loss_keeps_its_axes():
+    """A 100-character formula as a legend label squeezed the axes to nothing: it is "found
+    #1" in the legend, its formula (4 significant digits) in a note."""
+    import pandas as pd
+
+    from ngl.ui.plots_downstream import plot_downstream_comparison
+
+    long = ("sin(y_real - -0.85329173645817236)*exp(y_pred/y_pred + 0.12345678912345678*y_real)"
+            " + log(1.9876543219876543 + y_pred*y_real)")
+    rows = [{"dataset": d, "loss": lo, "seed": s, "test_accuracy": 0.9 + 0.01 * s}
+            for d in ("digits", "fashion_mnist") for lo in ("ce", long, "ngl") for s in range(3)]
+    fig = plot_downstream_comparison(pd.DataFrame(rows), reference="ce")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else [
+        t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "found #1" in labels and long not in labels and "NGL" in labels
+    assert ax.get_ylabel() and ax.get_position().width > 0.3
+    assert any("0.8533" in t.get_text() for t in fig.texts)

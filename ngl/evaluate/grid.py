@@ -206,6 +206,20 @@ def run_cell(cell: Mapping, checkpoint_dir: str | None = None, progress: bool = 
     return row
 
 
+def short_loss_label(label: str, n: int = 32) -> str:
+    """A loss label for a progress bar or a log line: a found loss's formula tidied (4
+    significant digits) and cut to ``n`` characters; a short label as it is."""
+    if len(label) <= n:
+        return label
+    from ngl.gp.expression import LossExpression
+
+    try:
+        label = LossExpression.parse(label).display(4)
+    except (ValueError, KeyError):
+        pass
+    return label if len(label) <= n else label[:n - 1] + "…"
+
+
 def results_rows(path: str | os.PathLike) -> Rows:
     """A grid's results file as kernel rows: one per cell key, the last written counting (an
     error row is replaced by its retry)."""
@@ -305,7 +319,8 @@ def _run_grid_locked(config: GridConfig, results_path: Path, executor: Executor 
             Path(checkpoint_dir, f"{row['cell_key']}.pt").unlink(missing_ok=True)
         bar.update(1)
         acc = row.get("test_accuracy")
-        bar.set_postfix_str(f"{row['dataset']}/{row['model']}/{row['loss']}/s{row['seed']}: "
+        bar.set_postfix_str(f"{row['dataset']}/{row['model']}/{short_loss_label(row['loss'])}"
+                            f"/s{row['seed']}: "
                             f"{row['status']}" + (f" {acc:.4f}" if acc is not None else ""))
         if callback is not None:
             callback(row, load_results(results_path, config))

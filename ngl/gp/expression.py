@@ -11,6 +11,7 @@ what ``ngl.get_loss`` does with text that is not a registered loss name.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,6 +222,21 @@ class LossExpression:
         ``str(expression)`` stays the exact, stored and hashed form."""
         return format_display(self._tree(), digits)
 
+    def tidy(self, digits: int = 4) -> str:
+        """The shortest readable form for a table or a log: sympy's simplification
+        (``y_pred/y_pred`` gone, ``a - -c`` as ``a + c``, constants folded) with constants to
+        ``digits`` significant digits when it is shorter than :meth:`display`, else
+        :meth:`display`. Only for reading: ``str(expression)`` keeps full precision."""
+        shown = self.display(digits)
+        try:
+            expr = _simplified(str(self))
+        except Exception:  # noqa: BLE001 - a form sympy cannot simplify is shown as written
+            return shown
+        with sympy.evaluate(False):
+            expr = expr.xreplace({f: sympy.Float(f, digits) for f in expr.atoms(sympy.Float)})
+        text = sympy.sstr(expr, full_prec=False)
+        return text if len(text) < len(shown) else shown
+
     def latex(self, simplify: bool = False, digits: int = 4) -> str:
         """LaTeX of the tree as written (`display`'s constants and signs, fractions for ``/``),
         or of sympy's simplification of it."""
@@ -308,3 +324,9 @@ def as_expression(obj: Any) -> LossExpression:
         return as_expression(method())
     raise TypeError(f"expected a loss expression (LossExpression, its text, or an object with "
                     f"__loss_expression__(), e.g. a hall-of-fame entry), got {type(obj).__name__}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _simplified(text: str) -> sympy.Expr:
+    """sympy's simplification of an expression's text (cached: hall-of-fame tables redraw)."""
+    return LossExpression.parse(text).simplify()

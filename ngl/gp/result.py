@@ -26,11 +26,17 @@ from ngl.gp.rundir import (
     reference_rows,
     rescore_ident,
     rescore_rows,
+    search_folder,
 )
 from ngl.gp.spec import RunOptions, SearchSpec
 from ngl.losses.registry import canonical_loss_name, loss_spec_label
 
 __all__ = ["SearchResult", "HallOfFameEntry", "summarise_generations", "load_result"]
+
+
+KNOWN_CLASSES = {"digits": 10, "fashion_mnist": 10, "mnist": 10, "cifar10": 10,
+                 "cifar100": 100, "svhn": 10}
+"""Classes of the built-in datasets, for folders whose sittings do not record it (ngl 0.1)."""
 
 
 @dataclass(frozen=True)
@@ -152,12 +158,39 @@ class SearchResult:
         ok = ok.assign(_reached=reached).sort_values(
             ["_reached", "val_accuracy", "size", "generation"],
             ascending=[False, False, True, True]).drop(columns="_reached")
-        return ok.drop_duplicates("fingerprint").drop_duplicates("key").reset_index(drop=True)
+        ok = ok.drop_duplicates("fingerprint").drop_duplicates("key")
+        # near-duplicates: the same accuracy and CE to 1e-9 is the same training outcome
+        same = [ok["val_accuracy"].astype(float).round(9),
+                ok["val_ce"].astype(float).round(9) if "val_ce" in ok else ok["val_accuracy"]]
+        n_same = ok.groupby(same, dropna=False, sort=False)["key"].transform("size")
+        ok = ok.assign(n_same=n_same.astype(int))
+        return ok[~pd.concat(same, axis=1).duplicated()].reset_index(drop=True)
+
+    @property
+    def num_classes(self) -> int | None:
+        """The number of classes of the search's data (recorded with each sitting; None for a
+        folder of ngl 0.1 whose dataset is not one of the built-in ones)."""
+        for sitting in reversed(search_folder(self.run_dir).sittings()):
+            if isinstance(sitting.get("num_classes"), int):
+                return sitting["num_classes"]
+        return KNOWN_CLASSES.get(self.spec.dataset)
+
+    @property
+    def chance_level(self) -> float | None:
+        """Accuracy at or below which a loss has learnt nothing to speak of: 1.5 x the chance
+        rate 1/C (15 % with 10 classes). None when the number of classes is unknown."""
+        c = self.num_classes
+        return None if not c else 1.5 / c
 
     def hall_of_fame(self, n: int | None = None) -> pd.DataFrame:
         """Best distinct losses by search-validation accuracy (ties: smaller tree first); with
         successive halving, by the rung reached first, then accuracy there. ``formula`` is
-        the short display form of ``expression`` (:meth:`LossExpression.display`).
+        the tidied display form of ``expression`` (:meth:`LossExpression.tidy`: simplified,
+        4 significant digits); ``expression`` stays the exact, stored text.
+
+        Near-duplicates, losses with the very same search-validation accuracy and CE (the same
+        training run, told apart only by a tree the probe did not separate), are one entry;
+        ``n_same`` counts them. ``chance`` marks entries at or below :attr:`chance_level`.
 
         ``delta_ce`` is an entry's accuracy minus the CE reference's (NaN without one). With
         ``rescore > 0``: ``fitness_mean`` / ``fitness_std`` (sample std, ddof=1) / ``n_seeds``
@@ -175,8 +208,11 @@ class SearchResult:
         if self.spec.rescore > 0:
             ranked = self._with_rescores(ranked, ce)
         top = ranked.head(n or self.options.hall_of_fame_size).reset_index(drop=True)
+        chance = self.chance_level
         # the readable form for tables; "expression" stays the exact, stored text
-        return top.assign(formula=[LossExpression.parse(t).display() for t in top["expression"]])
+        return top.assign(formula=[LossExpression.parse(t).tidy() for t in top["expression"]],
+                          chance=(top["val_accuracy"].astype(float) <= chance) if chance
+                          else False)
 
     def _with_rescores(self, ranked: pd.DataFrame, ce: dict[int, float]) -> pd.DataFrame:
         plan = self.rescore_plan
@@ -234,9 +270,11 @@ class SearchResult:
                                                strict=True))
         return summary
 
-    def to_latex(self, n: int | None = None, caption: str | None = None) -> str:
-        r"""The hall of fame as a booktabs table for a paper (formula in math mode, accuracy in
-        %, size).
+    def to_latex(self, n: int | None = None, caption: str | None = None,
+                 include_chance: bool = False) -> str:
+        r"""The hall of fame as a booktabs table for a paper (formula in math mode, simplified
+        when that is shorter, 4 significant digits; accuracy in %, size). Chance-level entries
+        (:attr:`chance_level`) are left out unless ``include_chance``.
 
         ``caption`` is plain text, escaped like the default one (which names the dataset and
         model, e.g. ``fashion_mnist``). Needs only ``\usepackage{booktabs}``; compiles with
@@ -244,8 +282,13 @@ class SearchResult:
         """
         rows = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{rlrr}", r"\toprule",
                 r"rank & loss & search-val.\ acc.\ (\%) & size \\", r"\midrule"]
+        chance = self.chance_level
         for e in self.entries(n):
-            rows.append(f"{e.rank} & ${e.latex()}$ & {100 * e.val_accuracy:.2f} & {e.size} \\\\")
+            if chance is not None and e.val_accuracy <= chance and not include_chance:
+                continue
+            plain, tidy = e.latex(), e.expression.latex(simplify=True)
+            formula = tidy if len(tidy) < len(plain) else plain
+            rows.append(f"{e.rank} & ${formula}$ & {100 * e.val_accuracy:.2f} & {e.size} \\\\")
         cap = caption or (f"Hall of fame of search {self.spec.key} ({self.spec.dataset}, "
                           f"{self.spec.model}, {self.spec.budget.steps} steps); accuracy on the "
                           "search-validation split, not a held-out test result.")

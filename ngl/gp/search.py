@@ -96,6 +96,7 @@ class GPSearch(SideTrainings):
         self.variation = Variation(spec)
         self._stop = False
         self.probe = None
+        self.num_classes: int | None = None
 
     # paths
     @property
@@ -122,7 +123,7 @@ class GPSearch(SideTrainings):
         folder = search_folder(self.run_dir)
         folder.freeze(self.spec.to_dict())
         write_json_atomic(self.run_dir / OPTIONS, self.options.to_dict())
-        folder.record_sitting(self.options.to_dict())
+        folder.record_sitting(self.options.to_dict(), num_classes=self.num_classes)
 
     def _check_bracket(self, files: RunFiles) -> None:
         """A halving search written before ``halving.bracket`` existed bracketed by its chunk
@@ -267,6 +268,7 @@ class GPSearch(SideTrainings):
         # the number of classes fixes the probe batch of the sanity filter
         num_classes = load_search_data(spec.dataset, self.options.data_root, spec.n_train, spec.n_val,
                                  spec.data_seed, "cpu").num_classes
+        self.num_classes = num_classes  # recorded with the sitting: a result's chance level
         self.probe = make_probe(num_classes, n=spec.probe_size)
         ckpt_path = self.run_dir / CHECKPOINT
         ckpt = read_checkpoint(ckpt_path, spec) if ckpt_path.exists() else None

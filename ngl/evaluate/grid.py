@@ -23,6 +23,7 @@ the table row), or loss-expression text (``"exp(2.4092 - y_pred*(1 + y_real)) - 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -213,10 +214,8 @@ def short_loss_label(label: str, n: int = 32) -> str:
         return label
     from ngl.gp.expression import LossExpression
 
-    try:
+    with contextlib.suppress(ValueError, KeyError):  # a user's label: cut as it is
         label = LossExpression.parse(label).display(4)
-    except (ValueError, KeyError):
-        pass
     return label if len(label) <= n else label[:n - 1] + "…"
 
 

@@ -1,5 +1,6 @@
 """The GP loss search: primitives, loss expressions (parse, print, compile), sanity filter, search loop."""
 
+from ngl.gp.compare import compare
 from ngl.gp.compiler import (
     compile_program,
     generate_source,
@@ -99,6 +100,7 @@ from ngl.gp.worker import (
 from ngl.losses.registry import register_text_compiler
 
 __all__ = [
+    "compare",
     "as_expression",
     "TuneResult",
     "TuneSpec",

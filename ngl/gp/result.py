@@ -259,6 +259,23 @@ class SearchResult:
             raise ValueError(f"no candidate of {self.run_dir} trained successfully yet")
         return entries[0]
 
+    def pareto(self) -> pd.DataFrame:
+        """Accuracy vs expression size over the distinct trained losses, ``on_front`` marking
+        the Pareto front (:func:`ngl.gp.front.pareto_front`)."""
+        from ngl.gp.front import pareto_front
+
+        return pareto_front(self.evaluated)
+
+    def lineage(self, entry: object | None = None) -> pd.DataFrame:
+        """The ancestry of ``entry`` (a key, a hall-of-fame entry or expression; default the
+        best loss) through the stored parents (:func:`ngl.gp.lineage.lineage`)."""
+        from ngl.gp.lineage import lineage
+
+        target = self.best if entry is None else entry
+        key = target if isinstance(target, str) and target in set(self.history["key"]) else (
+            LossExpression.parse(str(getattr(target, "expression", target))).key)
+        return lineage(self.history, key)
+
     def generation_summary(self) -> pd.DataFrame:
         """:func:`summarise_generations` of the history; ``.attrs["references"]`` holds each
         trained reference's accuracy by label, which :func:`ngl.ui.plot_search_progress`

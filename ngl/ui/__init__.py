@@ -40,6 +40,7 @@ from ngl.ui.plots_calibration import (
     plot_calibration_cost,
     plot_calibration_scatter,
 )
+from ngl.ui.plots_compare import plot_compare, plot_pareto
 from ngl.ui.plots_downstream import (
     plot_downstream_comparison,
     plot_training_curves,
@@ -119,6 +120,8 @@ __all__ = [
     "plot_optimum_confidence",
     "plot_reliability_diagram",
     "plot_search_progress",
+    "plot_compare",
+    "plot_pareto",
     "reference_scores",
     "plot_sensitivity",
     "plot_training_curves",

@@ -54,9 +54,9 @@ def test_the_front_matches_a_brute_force_one():
         front = pareto_front(df)
         brute = _brute_front(front["size"].tolist(), front["val_accuracy"].tolist())
         # of equal points the front keeps one (the first): compare the distinct points
-        got = set(zip(front.loc[front["on_front"], "size"], front.loc[front["on_front"],
-                                                                        "val_accuracy"]))
-        want = set(zip(front.loc[brute, "size"], front.loc[brute, "val_accuracy"]))
+        on = front[front["on_front"]]
+        got = set(zip(on["size"], on["val_accuracy"], strict=True))
+        want = set(zip(front.loc[brute, "size"], front.loc[brute, "val_accuracy"], strict=True))
         assert got == want
 
 

@@ -41,7 +41,7 @@ from ngl.io.schemas import HistoryRow, SideRow
 from ngl.losses.registry import loss_spec_label
 
 __all__ = ["RunDirError", "RunFiles", "search_folder", "search_rows", "run_dir_lock", "config_diff", "read_run_files",
-           "read_checkpoint", "check_checkpoint_seal", "history_rows", "reference_rows", "rescore_rows",
+           "read_checkpoint", "check_checkpoint_seal", "check_bracket", "history_rows", "reference_rows", "rescore_rows",
            "read_rescore_plan", "planned_rescores", "rescore_seed", "rescore_ident", "rng_to_json", "rng_from_json", "SPEC", "OPTIONS",
            "HISTORY", "CHECKPOINT", "PRE_01_CONFIG", "REFERENCES", "RESCORE", "RESCORE_PLAN",
            "OFF_WHEN_ABSENT"]
@@ -101,6 +101,22 @@ def read_run_files(run_dir: Path) -> RunFiles:
     options = (_load(RunOptions, run_dir / OPTIONS) if (run_dir / OPTIONS).exists()
                else RunOptions())
     return RunFiles(spec, options, saved)
+
+
+def check_bracket(run_dir: Path, spec: SearchSpec, files: RunFiles) -> None:
+    """A halving search written before ``halving.bracket`` existed bracketed by its chunk
+    size; reading its spec gives bracket 16, which is right only if it ran with chunks of
+    16. Otherwise continuing it would mix two selection regimes: refused (loading works)."""
+    if spec.halving is None:
+        return
+    saved, written = files.options, files.written.get("halving")
+    if isinstance(written, dict) and "bracket" not in written \
+            and saved.chunk_size != spec.halving.bracket:
+        raise RunDirError(
+            f"{run_dir}: a halving search from before halving.bracket existed, run "
+            f"with chunk_size={saved.chunk_size}, so its brackets held {saved.chunk_size} "
+            f"candidates, not {spec.halving.bracket}; it loads (ngl.load) but cannot "
+            f"be continued; start again with halving.bracket={saved.chunk_size}")
 
 
 def rng_to_json(rng: np.random.RandomState) -> list:

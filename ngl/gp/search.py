@@ -43,7 +43,7 @@ from ngl.gp.rundir import (
     PRE_01_CONFIG,
     SPEC,
     RunDirError,
-    RunFiles,
+    check_bracket,
     check_checkpoint_seal,
     config_diff,
     history_rows,
@@ -115,7 +115,7 @@ class GPSearch(SideTrainings):
                     f"({config_diff(saved.to_dict(), self.spec.to_dict())}); "
                     "use another run directory, or resume this one (ngl.resume / python -m ngl "
                     "resume)")
-            self._check_bracket(files)
+            check_bracket(self.run_dir, self.spec, files)
 
     def _start_sitting(self) -> None:
         """Once every file has been checked: freeze the spec (first sitting), record the
@@ -124,21 +124,6 @@ class GPSearch(SideTrainings):
         folder.freeze(self.spec.to_dict())
         write_json_atomic(self.run_dir / OPTIONS, self.options.to_dict())
         folder.record_sitting(self.options.to_dict(), num_classes=self.num_classes)
-
-    def _check_bracket(self, files: RunFiles) -> None:
-        """A halving search written before ``halving.bracket`` existed bracketed by its chunk
-        size; reading its spec gives bracket 16, which is right only if it ran with chunks of
-        16. Otherwise continuing it would mix two selection regimes: refused (loading works)."""
-        if self.spec.halving is None:
-            return
-        saved, written = files.options, files.written.get("halving")
-        if isinstance(written, dict) and "bracket" not in written \
-                and saved.chunk_size != self.spec.halving.bracket:
-            raise RunDirError(
-                f"{self.run_dir}: a halving search from before halving.bracket existed, run "
-                f"with chunk_size={saved.chunk_size}, so its brackets held {saved.chunk_size} "
-                f"candidates, not {self.spec.halving.bracket}; it loads (ngl.load) but cannot "
-                f"be continued; start again with halving.bracket={saved.chunk_size}")
 
     def request_stop(self) -> None:
         """Stop after the current chunk (the checkpoint keeps everything done so far)."""

@@ -24,14 +24,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
 import ngl
-from ngl.gp import RunOptions, SearchResult, SearchSpec, read_run_files
-from ngl.gp.spec import OPTION_FIELDS, OPTION_HELP
+from ngl.gp import RunOptions, SearchSpec, read_run_files
+from ngl.gp.spec import OPTION_FIELDS, OPTION_HELP, SPEC_FIELDS
 from ngl.io.config import ConfigError, check_device, load_config_file, require_available
 from ngl.io.paths import search_run_dir
-from ngl.io.records import InUseError, RunFileError
+from ngl.io.records import InUseError, RunFileError, loads_strict
+from ngl.show import check_figure_path, print_summary, save_show_plot, show_search
 
 
 def _executor(address: str | None):
@@ -42,48 +41,6 @@ def _executor(address: str | None):
 
     client = Client(address)
     return client, client.get_executor()
-
-
-def _print_summary(summary: dict, _search) -> None:
-    print(f"[ngl] generation {int(summary['generation'])}: best {summary['best']:.4f}, "
-          f"median {summary['median']:.4f}, trained {int(summary['trained'])}, "
-          f"cached {int(summary['cache_hits'])}, rejected {int(summary['rejected'])}, "
-          f"{summary['wall_time_s']:.1f} s", flush=True)
-
-
-def _show(result: SearchResult) -> None:
-    with pd.option_context("display.width", 160, "display.max_colwidth", 80):
-        print(result.generation_summary().to_string(index=False))
-        refs = result.references
-        if len(refs):
-            print("\nreferences (trained once with the search's budget, seed and data; never in "
-                  "the population):")
-            print(refs.to_string(index=False))
-        hof = result.hall_of_fame()
-        if len(hof):
-            halving = result.spec.halving is not None
-            rescored = "fitness_mean" in hof and hof["fitness_mean"].notna().any()
-            ce = result.ce_reference
-            print("\nhall of fame (search-validation accuracy"
-                  + ("; successive halving: ranked by the rung reached, then accuracy" if halving
-                     else "")
-                  + (f"; delta_ce: minus the {ce!r} reference's" if ce else "")
-                  + ("; mean ± std over the search's seed and the rescoring seeds"
-                     + (", the rescored entries ranked by the mean" if result.rescore_done
-                        else " (rescoring not finished: resume completes it)")
-                     if rescored else "")
-                  + "; formulas to 4 significant digits, exact text in history.jsonl):")
-            if rescored:
-                hof = hof.assign(**{"mean ± std": [
-                    "" if m != m else f"{m:.4f} ± {s:.4f}" if s == s else f"{m:.4f}"
-                    for m, s in zip(hof["fitness_mean"], hof["fitness_std"], strict=True)]})
-            cols = ["val_accuracy", *(["rung"] if halving else []),
-                    *(["delta_ce"] if ce else []),
-                    *(["mean ± std", "n_seeds"] + (["delta_ce_mean"] if ce else [])
-                      if rescored else []),
-                    "size", "generation", "formula"]
-            print(hof[cols].to_string(index=False))
-    print(f"\nrun directory: {result.run_dir}  (complete: {result.complete})")
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -115,6 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _run_options(r)
     sh = sub.add_parser("show", help="summarise a search directory")
     sh.add_argument("run_dir")
+    sh.add_argument("--latex", action="store_true",
+                    help="print the hall of fame as a LaTeX table (booktabs) as well")
+    sh.add_argument("--plot", default=None, metavar="FILE",
+                    help="save the fitness figure to FILE (.pdf, .png, .svg) and the hall of "
+                         "fame as a LaTeX table beside it (FILE with .tex)")
+    sub.add_parser("example-validate-config", help="print a validation config to start from")
     sub.add_parser("example-spec", aliases=["example-config"], help="print a spec to start from")
     _validate_parser(sub)
     _calibrate_parser(sub)
@@ -143,7 +106,19 @@ def _run(args: argparse.Namespace) -> int:
         print(SearchSpec().to_json())
         return 0
     if args.cmd == "show":
-        _show(ngl.load(args.run_dir))
+        result = ngl.load(args.run_dir)
+        if args.plot is not None:  # checked before anything is printed or written
+            check_figure_path(args.plot)
+        show_search(result)
+        if args.latex:
+            print("\n" + result.to_latex())
+        if args.plot is not None:
+            save_show_plot(result, Path(args.plot))
+        return 0
+    if args.cmd == "example-validate-config":
+        from ngl.evaluate.validate import ValidateConfig
+
+        print(ValidateConfig().to_json())
         return 0
     if args.cmd == "validate":
         return _validate(args)
@@ -174,14 +149,14 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.cmd == "search":
             result = ngl.search(spec, args.run_dir, executor=executor, progress=not args.quiet,
-                                callback=_print_summary, **options)
+                                callback=print_summary, **options)
         else:
             result = ngl.resume(args.run_dir, executor=executor, progress=not args.quiet,
-                                callback=_print_summary, **options)
+                                callback=print_summary, **options)
     finally:
         if client is not None:
             client.close()
-    _show(result)
+    show_search(result)
     return 0
 
 
@@ -189,6 +164,7 @@ _VALIDATE_FLAGS = {"top_k": "--top-k", "seeds": "--seeds", "model": "--model",
                    "n_train": "--n-train", "n_val": "--n-val", "n_test": "--n-test",
                    "transfer": "--transfer", "fidelity_top": "--fidelity-top",
                    "fidelity_sample": "--fidelity-sample", "fidelity_seeds": "--fidelity-seeds",
+                   "references": "--references",
                    "device": "--device", "data_root": "--data-root"}
 
 
@@ -198,6 +174,9 @@ def _validate_parser(sub) -> None:
     v.add_argument("--config", default=None, help="JSON file of ValidateConfig fields")
     v.add_argument("--top-k", type=int, default=None, help="found losses to validate (5)")
     v.add_argument("--seeds", default=None, help="comma-separated training seeds (0,1,2,3,4)")
+    v.add_argument("--references", default=None,
+                   help="comma-separated reference losses, e.g. ce,ngl,focal,label_smoothing "
+                        "(a dict spec such as focal with gamma=1 goes in --config)")
     v.add_argument("--epochs", type=int, default=None, help="downstream epochs (4)")
     v.add_argument("--model", default=None, help="downstream model (dense_cnn)")
     v.add_argument("--n-train", type=int, default=None, help="training subset (all)")
@@ -224,10 +203,31 @@ def _int_list(text: str, flag: str) -> list[int]:
                           "e.g. 0,1,2,3,4") from None
 
 
+def _validate_config_file(path: str) -> dict:
+    """A ValidateConfig file; a search spec given by mistake is one line saying so, not a line
+    per unknown field."""
+    from ngl.evaluate.validate import ValidateConfig
+
+    try:
+        return load_config_file(ValidateConfig, path).to_dict()
+    except ConfigError as exc:
+        error = exc
+    try:
+        data = loads_strict(Path(path).read_bytes())
+    except (ValueError, OSError):
+        raise error from None
+    if isinstance(data, dict) and data and set(data) <= set(SPEC_FIELDS) and not (
+            set(data) <= set(ValidateConfig.__dataclass_fields__)):
+        raise ConfigError(f"{path}: this is a search spec (SearchSpec fields), not a "
+                          "validation config; `python -m ngl example-validate-config` prints "
+                          "one to start from") from None
+    raise error from None
+
+
 def _validate(args: argparse.Namespace) -> int:
     from ngl.evaluate.validate import ValidateConfig, validate
 
-    base = load_config_file(ValidateConfig, args.config).to_dict() if args.config else {}
+    base = _validate_config_file(args.config) if args.config else {}
     given: dict = {}
     for name in _VALIDATE_FLAGS:
         value = getattr(args, name)
@@ -237,6 +237,8 @@ def _validate(args: argparse.Namespace) -> int:
             value = _int_list(value, _VALIDATE_FLAGS[name])
         if name == "transfer":
             value = [] if value == ["none"] else value
+        if name == "references":
+            value = [t.strip() for t in value.split(",") if t.strip()]
         given[name] = value
     if args.epochs is not None:
         given["train"] = {**base.get("train", ValidateConfig().train.to_dict()),

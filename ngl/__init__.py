@@ -27,6 +27,7 @@ from ngl.gp import (
     SearchSpec,
     compare,
     preset,
+    register_operator,
     sample_expressions,
     tune_constants,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "LabelSmoothingCE",
     "LossExpression",
     "compare",
+    "register_operator",
     "PolyLoss",
     "PrimitiveSet",
     "RunOptions",

@@ -93,6 +93,7 @@ from ngl.gp.tune import (
     tune_constants,
     with_constants,
 )
+from ngl.gp.user_operators import register_operator, user_operators
 from ngl.gp.worker import (
     evaluate_chunk,
     evaluate_losses,
@@ -100,6 +101,8 @@ from ngl.gp.worker import (
 from ngl.losses.registry import register_text_compiler
 
 __all__ = [
+    "register_operator",
+    "user_operators",
     "compare",
     "as_expression",
     "TuneResult",

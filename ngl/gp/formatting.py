@@ -96,7 +96,9 @@ def _latex(t: tuple, digits: int) -> tuple[str, int]:
         template, prec = _LATEX_UNARY[node]
         return template.format(parts[0][0]), prec
     args = ", ".join(p[0] for p in parts)
-    return rf"{_LATEX_FUNCTIONS[node]}\left({args}\right)", _ATOM
+    name = _LATEX_FUNCTIONS.get(node) or OPERATORS[node].latex or (
+        r"\operatorname{" + node.replace("_", r"\_") + "}")  # a user operator
+    return rf"{name}\left({args}\right)", _ATOM
 
 
 def _negative_const(t: tuple) -> bool:

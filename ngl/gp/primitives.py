@@ -36,6 +36,9 @@ __all__ = [
     "available_operators",
     "available_leaves",
     "gplearn_functions",
+    "USER_HINT",
+    "ANY_INTERVAL",
+    "forget_gplearn_function",
 ]
 
 EPS = 1e-3  # gplearn's protection threshold for div and log
@@ -123,6 +126,7 @@ def _away_from_zero(a: Interval) -> bool:
 
 
 _ANY: Interval = (-INF, INF)
+ANY_INTERVAL = _ANY  #: what an operator without an interval rule may return
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,8 @@ class Primitive:
     bounds: Callable[..., Interval] = field(default=lambda *a: _ANY, repr=False)
     fast_fn: Callable[..., torch.Tensor] | None = field(default=None, repr=False)
     fast_ok: Callable[..., bool] | None = field(default=None, repr=False)
+    latex: str | None = None  # LaTeX of a function-style operator (default \operatorname{name})
+    user: bool = False  # registered at run time with register_operator
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
         if len(args) != self.arity:
@@ -218,11 +224,15 @@ def available_leaves() -> list[str]:
     return list(LEAVES)
 
 
+USER_HINT = "an operator of your own is registered first: ngl.register_operator(name, arity, ...)"
+
+
 def _check_names(kind: str, names: Iterable[str], known: Sequence[str]) -> tuple[str, ...]:
     out: list[str] = []
     for name in names:
         if not isinstance(name, str) or name not in known:
-            raise ValueError(f"unknown {kind} {name!r}; expected some of {list(known)}")
+            hint = f"; {USER_HINT}" if kind == "operator" else ""
+            raise ValueError(f"unknown {kind} {name!r}; expected some of {list(known)}{hint}")
         if name in out:
             raise ValueError(f"{kind} {name!r} is listed twice")
         out.append(name)
@@ -357,6 +367,9 @@ def gplearn_functions(names: Iterable[str]) -> list:
         out.append(_GPLEARN_CACHE[name])
     return out
 
+
+def forget_gplearn_function(name: str) -> None:
+    _GPLEARN_CACHE.pop(name, None)  # an operator registered anew
 
 PRESETS: dict[str, PrimitiveSet] = {
     # What the paper names: +, -, x, /, sqrt, log, exp, sin, cos ("etc."); leaves y_pred,

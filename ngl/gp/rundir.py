@@ -34,14 +34,15 @@ import numpy as np
 
 from ngl.gp.expression import LossExpression
 from ngl.gp.spec import RunOptions, SearchSpec
+from ngl.gp.user_operators import user_operators
 from ngl.io.config import ConfigError, load_config_file
 from ngl.io.records import JSONError, read_json, unseal
-from ngl.io.runs import Rows, RunFolder, RunFolderError, config_diff
+from ngl.io.runs import SITTINGS, Rows, RunFolder, RunFolderError, config_diff
 from ngl.io.schemas import HistoryRow, SideRow
 from ngl.losses.registry import loss_spec_label
 
 __all__ = ["RunDirError", "RunFiles", "search_folder", "search_rows", "run_dir_lock", "config_diff", "read_run_files",
-           "read_checkpoint", "check_checkpoint_seal", "check_bracket", "history_rows", "reference_rows", "rescore_rows",
+           "read_checkpoint", "check_checkpoint_seal", "check_bracket", "check_user_operators", "history_rows", "reference_rows", "rescore_rows",
            "read_rescore_plan", "planned_rescores", "rescore_seed", "rescore_ident", "rng_to_json", "rng_from_json", "SPEC", "OPTIONS",
            "HISTORY", "CHECKPOINT", "PRE_01_CONFIG", "REFERENCES", "RESCORE", "RESCORE_PLAN",
            "OFF_WHEN_ABSENT"]
@@ -117,6 +118,24 @@ def check_bracket(run_dir: Path, spec: SearchSpec, files: RunFiles) -> None:
             f"with chunk_size={saved.chunk_size}, so its brackets held {saved.chunk_size} "
             f"candidates, not {spec.halving.bracket}; it loads (ngl.load) but cannot "
             f"be continued; start again with halving.bracket={saved.chunk_size}")
+
+
+def check_user_operators(run_dir: Path, spec: SearchSpec) -> dict[str, dict]:
+    """The user-registered operators of ``spec`` (:func:`ngl.gp.primitives.user_operators`),
+    checked against what the folder's sittings recorded: resuming with another function under
+    the same name would change the search silently, so it is refused in one line. (An operator
+    not registered at all is refused when the spec is read.)"""
+    now = user_operators(spec.primitive_set.operators)
+    recorded: dict[str, dict] = {}
+    for sitting in search_folder(run_dir).sittings():
+        recorded.update(sitting.get("user_operators") or {})
+    for name, rec in recorded.items():
+        if name in now and now[name]["fingerprint"] != rec.get("fingerprint"):
+            raise RunDirError(
+                f"{run_dir / SITTINGS}: operator {name!r} is registered with another function "
+                "than the one this search ran with (its values on the check arguments differ); "
+                "register the same function to resume, or start a new run directory")
+    return now
 
 
 def rng_to_json(rng: np.random.RandomState) -> list:

@@ -45,6 +45,7 @@ from ngl.gp.rundir import (
     RunDirError,
     check_bracket,
     check_checkpoint_seal,
+    check_user_operators,
     config_diff,
     history_rows,
     read_checkpoint,
@@ -116,6 +117,7 @@ class GPSearch(SideTrainings):
                     "use another run directory, or resume this one (ngl.resume / python -m ngl "
                     "resume)")
             check_bracket(self.run_dir, self.spec, files)
+        self._user_ops = check_user_operators(self.run_dir, self.spec)
 
     def _start_sitting(self) -> None:
         """Once every file has been checked: freeze the spec (first sitting), record the
@@ -123,7 +125,8 @@ class GPSearch(SideTrainings):
         folder = search_folder(self.run_dir)
         folder.freeze(self.spec.to_dict())
         write_json_atomic(self.run_dir / OPTIONS, self.options.to_dict())
-        folder.record_sitting(self.options.to_dict(), num_classes=self.num_classes)
+        folder.record_sitting(self.options.to_dict(), num_classes=self.num_classes,
+                              user_operators=self._user_ops)
 
     def request_stop(self) -> None:
         """Stop after the current chunk (the checkpoint keeps everything done so far)."""

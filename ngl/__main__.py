@@ -56,6 +56,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=int if isinstance(default, int) else str, default=None,
                            help=helptext)
     p.add_argument("--dask-scheduler", default=None, help="address of a Dask scheduler")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write TensorBoard events into DIR (tensorboard --logdir DIR)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -146,13 +148,22 @@ def _run(args: argparse.Namespace) -> int:
         print(f"[ngl] search {spec.key} in {run_dir}; after an interruption: "
               f"python -m ngl resume {run_dir}", flush=True)
     client, executor = _executor(args.dask_scheduler)
+    callback = print_summary
+    if args.tensorboard:
+        from ngl.ui.tensorboard import TensorBoardLogger
+
+        logger = TensorBoardLogger(args.tensorboard)
+
+        def callback(summary, search):  # the printed line, then the events
+            print_summary(summary, search)
+            logger(summary, search)
     try:
         if args.cmd == "search":
             result = ngl.search(spec, args.run_dir, executor=executor, progress=not args.quiet,
-                                callback=print_summary, **options)
+                                callback=callback, **options)
         else:
             result = ngl.resume(args.run_dir, executor=executor, progress=not args.quiet,
-                                callback=print_summary, **options)
+                                callback=callback, **options)
     finally:
         if client is not None:
             client.close()

@@ -45,7 +45,10 @@ SEED = 0
 
 # %%
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+import sympy
+import torch
 from IPython.display import Math, display
 
 import ngl
@@ -54,6 +57,22 @@ from ngl.gp import LEAVES, OPERATORS
 from ngl.io import runs_dir
 
 ngl.setup(seed=SEED, style="paper")
+
+# %% [markdown]
+# ## An operator of your own
+# `ngl.register_operator` adds an operator with its torch form (training), numpy form (gplearn)
+# and sympy form (formulas); the three are checked to agree on fixed arguments, and a wrong one is
+# refused. Once registered it is on offer below, in the picker, in sampling and in searches.
+# A search's run directory records it, so a search using it is resumed only where the same
+# function is registered again (notebook 02 runs in its own kernel: register it there too).
+
+# %%
+ngl.register_operator(
+    "softplus", 1, torch.nn.functional.softplus, lambda a: np.logaddexp(0.0, a),
+    lambda a: sympy.log(1 + sympy.exp(a)), interval=lambda a: (0.0, float("inf")),
+    protected=True, description="softplus log(1 + exp(a)) (registered in this notebook)")
+example = ngl.LossExpression.parse("softplus(y_pred*y_real) - y_pred*y_real")
+display(Math(example.latex()))
 
 # %% [markdown]
 # ## The operators and leaves on offer

@@ -75,6 +75,7 @@ from ngl.ui.style import (
     save_table,
     set_style,
 )
+from ngl.ui.tensorboard import TensorBoardLogger
 from ngl.ui.widget_kit import (
     error_html,
     error_text,
@@ -84,6 +85,7 @@ from ngl.ui.widget_kit import (
 )
 
 __all__ = [
+    "TensorBoardLogger",
     "KIND_COLORS",
     "KIND_MARKERS",
     "plot_calibration_cost",

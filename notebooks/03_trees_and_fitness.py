@@ -32,6 +32,7 @@ import os
 QUICK = os.environ.get("NGL_QUICK") == "1"
 SEARCH_DIR = None  # a run directory such as "runs/search/<key>"; None: the latest one
 TOP_K = 4 if QUICK else 8  # hall-of-fame trees to draw
+COMPARE = 3  # the latest searches to compare side by side (0: none)
 NUM_CLASSES = 10  # for the loss-shape plots
 SEED = 0
 
@@ -109,6 +110,35 @@ ui.save_figure(fig, "fitness_vs_size", config=fig_config)
 plt.show()
 
 # %% [markdown]
+# The Pareto front (PySR's view of a search): each distinct trained loss by size and accuracy;
+# the marked losses are those no smaller-or-equal tree beats. A loss off the front has a smaller
+# rival that scores at least as well.
+
+# %%
+front = result.pareto()
+fig = ui.plot_pareto(front)
+ui.save_figure(fig, "pareto_front", config=fig_config)
+plt.show()
+front[front["on_front"]][["size", "val_accuracy", "generation", "expression"]]
+
+# %% [markdown]
+# ## Comparing searches
+# The latest searches under `runs/search/` side by side (another seed, budget or primitive set):
+# each is named once in the legend, its references dashed in its colour.
+
+# %%
+others = ui.search_runs()[:COMPARE]
+if search_dir not in others:
+    others = [search_dir, *others][:COMPARE]
+if len(others) >= 2:
+    compared = ngl.compare(others)
+    fig = ui.plot_compare(compared)
+    ui.save_figure(fig, "search_comparison", config=fig_config)
+    plt.show()
+else:
+    print("one search so far: run another (notebook 02, another seed) to compare")
+
+# %% [markdown]
 # Why candidates were rejected before training, per generation:
 
 # %%
@@ -126,6 +156,15 @@ result.history.pivot_table(index="generation", columns="status", values="key", a
 # %%
 hof = result.hall_of_fame()
 hof[["val_accuracy", "val_ce", "size", "depth", "generation", "origin", "formula"]]
+
+# %% [markdown]
+# Where the best loss came from: its ancestors through the stored parents, the operation that made
+# each (`origin`) and its score.
+
+# %%
+lineage = result.lineage()
+lineage.assign(formula=[ngl.LossExpression.parse(e).tidy() for e in lineage["expression"]])[
+    ["depth", "generation", "origin", "val_accuracy", "formula"]]
 
 # %% [markdown]
 # As trees: inner nodes are operators, leaves are the prediction `y_pred` (blue), the one-hot

@@ -104,3 +104,12 @@ def test_it_trains_in_a_search_and_resumes(tmp_path, monkeypatch, capsys):
     assert main(["show", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert "unknown operator 'softplus'" in err and "ngl.register_operator" in err
+
+
+def test_the_picker_offers_it_and_returns_it():
+    from ngl.ui import primitive_set_picker
+
+    picker = primitive_set_picker("paper", n_samples=0)
+    assert "softplus" in picker.op_boxes and not picker.op_boxes["softplus"].value
+    picker.op_boxes["softplus"].value = True
+    assert "softplus" in picker.value.operators

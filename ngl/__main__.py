@@ -63,6 +63,9 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ngl", description=__doc__.splitlines()[0])
+    ap.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                    help="import MODULE first, e.g. one that calls ngl.register_operator "
+                         "(before the command: python -m ngl --import my_ops show RUN)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("search", help="run (or continue) a GP loss search")
     s.add_argument("--spec", "--config", dest="spec", required=True,
@@ -85,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _calibrate_parser(sub)
     args = ap.parse_args(argv)
     try:
+        _import_modules(args.imports)
         return _run(args)
     except (ValueError, OSError, InUseError) as exc:
         # a user error (a config, a damaged or edited run file, a read-only folder, a full
@@ -92,6 +96,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # traceback, nothing written; anything else is a bug and keeps its traceback
         print(f"ngl {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _import_modules(names: list[str]) -> None:
+    """The ``--import`` modules (user operators, losses), imported before anything runs."""
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"--import {name}: {exc}") from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -167,6 +182,8 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+        if args.tensorboard:
+            logger.close()
     show_search(result)
     return 0
 

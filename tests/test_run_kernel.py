@@ -73,7 +73,7 @@ def test_a_row_out_of_range_is_refused_naming_file_line_and_field(tmp_path, line
     from ngl.io.schemas import HistoryRow
 
     good = {"run": "k", "generation": 0, "index": 0, "expression": "y_pred", "status": "ok",
-            "fitness": 0.5, "val_accuracy": 0.5}
+            "fitness": 0.5, "val_accuracy": 0.5, "key": "a", "fingerprint": "f"}
     bad = {**good, "index": 1, **json.loads(line)}
     path = tmp_path / "history.jsonl"
     path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
@@ -124,7 +124,7 @@ def test_a_rows_file_that_is_a_directory_is_one_line(tmp_path):
 
 def test_rows_repair_a_torn_tail_before_appending(tmp_path):
     path = tmp_path / "r.jsonl"
-    path.write_text('{"i": 0}\n{"i": 1')  # killed mid-write
+    path.write_text('{"i": 0}\n{"i": 1')  # killed mid-write (rows of ngl 0.1: no seals)
     rows = Rows(path, lambda r: r["i"])
     assert [r["i"] for r in rows.read()] == [0]
     rows.append([{"i": 1}])
@@ -191,21 +191,27 @@ def test_a_damaged_plan_is_one_line(tmp_path, text):
 
 def test_a_row_changed_after_it_was_written_is_refused(tmp_path):
     """Rows carry a digest of their content: a value edited in range (which no range check can
-    see) is refused; a row written without one (ngl 0.1, by hand) is read as it is."""
+    see) is refused, and so is a row whose seal was removed after a sealed one; rows written
+    without one before any seal (ngl 0.1) are read as they are."""
     path = tmp_path / "r.jsonl"
+    path.write_text('{"k": 0, "acc": 0.4}\n')  # a row of ngl 0.1
     rows = Rows(path, lambda r: r["k"], what="cell's row")
     rows.append([{"k": 1, "acc": 0.5}, {"k": 2, "acc": 0.6}])
-    assert [r["acc"] for r in rows.read()] == [0.5, 0.6]  # the digest is not part of the row
-    assert all("sha" in json.loads(line) for line in path.read_text().splitlines())
-    path.write_text(path.read_text().replace('"acc": 0.6', '"acc": 0.7'))
+    assert [r["acc"] for r in rows.read()] == [0.4, 0.5, 0.6]  # the digest is not in the row
+    assert ["sha" in json.loads(line) for line in path.read_text().splitlines()] == [
+        False, True, True]
+    good = path.read_text()
+    path.write_text(good.replace('"acc": 0.6', '"acc": 0.7'))
     with pytest.raises(RunFolderError) as err:
         rows.read()
-    assert str(err.value).startswith(f"{path}: line 2 was changed after ngl wrote it")
-    with path.open("a") as fh:
-        fh.write('{"k": 3, "acc": 0.1}\n')
-    lines = path.read_text().splitlines()
-    path.write_text(lines[0] + "\n" + lines[2] + "\n")
-    assert [r["acc"] for r in rows.read()] == [0.5, 0.1]
+    assert str(err.value).startswith(f"{path}: line 3 was changed after ngl wrote it")
+    lines = good.splitlines()
+    row = json.loads(lines[2])
+    del row["sha"]
+    path.write_text("\n".join([*lines[:2], json.dumps(row)]) + "\n")
+    with pytest.raises(RunFolderError, match=r"line 3 was changed after ngl wrote it \(its sha "
+                                             r"field is gone"):
+        rows.read()
 
 
 def test_a_sealed_plan_edited_in_range_is_refused(tmp_path):
@@ -251,27 +257,42 @@ def test_every_long_job_has_a_kernel_folder(tmp_path):
     assert isinstance(proxy_rows(tmp_path), Rows)
 
 
+RAW = {"exclusive_lock", "append_rows", "read_rows"}
+
+
+def raw_record_imports(source: str) -> list[str]:
+    """Imports of the raw record functions in ``source``: ``from ngl.io[.records] import x``
+    and ``import ngl.io.records`` (whose attributes would be the same functions)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ngl.io"):
+            found += [a.name for a in node.names if a.name in RAW or a.name == "records"]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("ngl.io.records")]
+    return found
+
+
 def test_no_job_writes_rows_or_locks_by_itself():
     """Locks and row files go through the kernel: outside ``ngl/io`` nothing imports the raw
     record functions (a job with its own copy would drift from the others again)."""
-    raw = {"exclusive_lock", "append_rows", "read_rows"}
     offenders = []
     for path in sorted((ROOT / "ngl").rglob("*.py")):
         if path.parts[-2] == "io":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ngl.io"):
-                offenders += [f"{path.relative_to(ROOT)}: {a.name}" for a in node.names
-                              if a.name in raw]
+        offenders += [f"{path.relative_to(ROOT)}: {n}" for n in raw_record_imports(
+            path.read_text())]
     assert offenders == []
 
 
-def test_the_check_has_teeth(tmp_path):
-    """The scan above finds an import of a raw record function (a control)."""
-    tree = ast.parse("from ngl.io.records import append_rows\n")
-    found = [a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-             for a in n.names if a.name in {"append_rows"}]
-    assert found == ["append_rows"]
+@pytest.mark.parametrize("source", [
+    "from ngl.io.records import append_rows\n",
+    "from ngl.io import read_rows\n",
+    "import ngl.io.records as r\n",
+    "from ngl.io import records\n",
+])
+def test_the_check_has_teeth(source):
+    """The very scanner above finds each way of reaching the raw functions (a control)."""
+    assert raw_record_imports(source)
 
 
 # -- a search through the kernel -----------------------------------------------------------------

@@ -417,3 +417,58 @@ def test_the_search_and_the_kernel_report_the_cli_errors_the_api_raises(made, tm
     with pytest.raises(ConfigError) as err:
         ngl.load(run)
     assert "\n" not in str(err.value)
+
+
+# -- from a fresh-eyes review ---------------------------------------------------------------------
+def test_an_edited_spec_is_named_not_the_rows_it_orphans(made, tmp_path, capsys):
+    """generations 2 -> 1 makes generation-1 rows out of range *and* of another spec: the
+    message names spec.json (the edit), not "repair or remove that line" (valid rows)."""
+    run = copy(made["a"], tmp_path / "run")
+    spec = json.loads((run / "spec.json").read_text())
+    (run / "spec.json").write_text(json.dumps({**spec, "generations": 1}))
+    err = one_line_error(capsys, ["show", str(run)], "spec.json was changed")
+    assert "repair or remove" not in err
+
+
+def test_a_tuning_objective_that_returns_nan_scores_zero(tmp_path):
+    from ngl.gp.tune import load_tuning, tune_constants
+
+    def nan_sometimes(texts):
+        return [{"val_accuracy": math.nan if i % 2 else 0.5, "status": "ok"}
+                for i, _ in enumerate(texts)]
+
+    res = tune_constants("0.5*y_pred + -0.5*y_real", SearchSpec(), tmp_path / "t", generations=2,
+                         progress=False, fitness=nan_sometimes)
+    again = load_tuning(tmp_path / "t")  # readable: the rows pass their own schema
+    assert res.complete and again.complete
+    bad = again.history[again.history["status"] == "nonfinite"]
+    assert len(bad) and (bad["val_accuracy"] == 0.0).all()
+
+
+def test_a_newline_less_tail_the_reader_skips_is_cut_not_completed(tmp_path):
+    from ngl.io.records import append_rows, read_rows
+
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"k": 1}\n{"k": 2, "k": 3}')  # complete JSON to json.loads, refused here
+    assert read_rows(path) == [{"k": 1}]
+    append_rows(path, [{"k": 4}])
+    assert read_rows(path) == [{"k": 1}, {"k": 4}]
+
+
+def test_a_validation_with_damaged_results_writes_no_sitting(made, tmp_path, capsys):
+    out = copy(made["val"], tmp_path / "val")
+    before = (out / "sittings.jsonl").read_bytes()
+    rewrite_line(out / "results.jsonl", 0, lambda line: line[:30])
+    one_line_error(capsys, ["validate", str(made["a"]), "--config", str(made["cfg"]), "--out",
+                            str(out), "--quiet"], "results.jsonl: line 1")
+    assert (out / "sittings.jsonl").read_bytes() == before
+
+
+def test_a_sealed_plan_without_its_seal_is_refused(made, tmp_path, capsys):
+    out = copy(made["val"], tmp_path / "val")
+    plan = json.loads((out / "plan.json").read_text())
+    plan.pop("sha")
+    plan["found"][0]["search_fitness"] = 0.95
+    (out / "plan.json").write_text(json.dumps(plan))
+    one_line_error(capsys, ["validate", str(made["a"]), "--config", str(made["cfg"]), "--out",
+                            str(out), "--quiet"], "plan.json", "sha field is gone")

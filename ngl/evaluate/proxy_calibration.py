@@ -42,6 +42,7 @@ from ngl.data import load_cached
 from ngl.evaluate.grid import (
     build_loss,
     loss_label,
+    results_rows,
     run_grid,
 )
 
@@ -229,6 +230,8 @@ def calibrate(config: CalibrationConfig | None = None, out_dir: str | os.PathLik
             plan["search_key"] = load_result(config.run_dir).spec.key
     folder = calibration_folder(out)
     with folder.lock():
+        proxy_rows(out).read()  # damaged rows refused before anything is written
+        results_rows(out / "target.jsonl").read()
         folder.freeze(plan)
         folder.record_sitting({"device": device, "data_root": data_root,
                                "chunk_size": chunk_size, "proxies_only": proxies_only})

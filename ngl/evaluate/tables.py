@@ -139,13 +139,11 @@ def latex_escape(text: object) -> str:
 
 
 def _formula_latex(text: str) -> str:
-    """A found loss for a table note: simplified (sympy) when that is shorter, 4 significant
-    digits; the stored text keeps full precision."""
+    """A found loss for a table note: simplified (sympy) when that is shorter and computes the
+    trained function, 4 significant digits; the stored text keeps full precision."""
     from ngl.gp.expression import LossExpression
 
-    expr = LossExpression.parse(text)
-    plain, tidy = expr.latex(digits=4), expr.latex(simplify=True, digits=4)
-    return tidy if len(tidy) < len(plain) else plain
+    return LossExpression.parse(text).tidy_latex(4)  # simplified only where faithful
 
 
 def _formula_text(text: str) -> str:

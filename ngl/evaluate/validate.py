@@ -32,6 +32,7 @@ import pandas as pd
 from ngl.evaluate.grid import (
     GridConfig,
     loss_label,
+    results_rows,
     run_grid,
 )
 
@@ -227,6 +228,7 @@ def validate(run_dir: str | os.PathLike, config: ValidateConfig | None = None,
                           f"{list(plan_grids(config, fresh))}")
     folder = validation_folder(out)
     with folder.lock():
+        results_rows(out / "results.jsonl").read()  # damaged rows refused before any write
         plan = _read_plan(out, config, result)
         if plan is None:
             plan = fresh

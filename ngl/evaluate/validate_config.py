@@ -79,7 +79,7 @@ class ValidateConfig(ConfigMixin):
     fidelity_top: Annotated[int, Field(ge=0, le=10_000)] = 10
     fidelity_sample: Annotated[int, Field(ge=0, le=10_000)] = 10
     fidelity_seeds: _SEEDS = (0,)
-    margin: Annotated[float, Field(ge=0, le=1)] = SAME_AS_CE_BAND
+    margin: Annotated[float, Field(ge=0, le=100)] = SAME_AS_CE_BAND
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
     bootstrap_resamples: Annotated[int, Field(ge=100, le=100_000)] = 2000
     data_root: str | None = None

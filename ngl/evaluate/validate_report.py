@@ -93,6 +93,7 @@ class ValidationReport:
     fidelity: pd.DataFrame
     fidelity_stats: dict[str, float]
     complete: bool
+    main_keys: frozenset = frozenset()  # the cells of the main grid
 
     @property
     def found(self) -> list[str]:
@@ -113,7 +114,10 @@ class ValidationReport:
         """How many test images each main-grid run was scored on (None before the first)."""
         if not len(self.results) or "sizes" not in self.results:
             return None
-        sizes = [s.get("test") for s in self.results["sizes"] if isinstance(s, dict)]
+        main = self.results
+        if self.main_keys and "cell_key" in main:  # the main grid (not transfer, fidelity)
+            main = main[main["cell_key"].isin(self.main_keys)]
+        sizes = [s.get("test") for s in main["sizes"] if isinstance(s, dict)]
         return int(min(sizes)) if sizes else None
 
     def band_images(self) -> tuple[float, int] | None:
@@ -317,7 +321,8 @@ def report_of(config: ValidateConfig, plan: dict, out: Path,
     done = set(results.loc[results["status"].isin(["ok", "nonfinite"]), "cell_key"]) if len(
         results) else set()
     complete = all(_keys(g) <= done for g in planned.values())
-    return ValidationReport(config, plan, out, results, table, transfer, points, corr, complete)
+    return ValidationReport(config, plan, out, results, table, transfer, points, corr, complete,
+                            frozenset(_keys(planned["main"])) if "main" in planned else frozenset())
 
 
 def write_report(report: ValidationReport) -> None:

@@ -41,7 +41,7 @@ from ngl.losses.base import ElementwiseLoss
 from ngl.losses.registry import available_losses, loss_aliases
 
 __all__ = ["LossExpression", "ExpressionLoss", "MAX_DEPTH", "MAX_SIZE", "compile_loss_text",
-           "as_expression"]
+           "as_expression", "faithful_simplification"]
 
 
 @dataclass(frozen=True, eq=True)
@@ -225,17 +225,28 @@ class LossExpression:
     def tidy(self, digits: int = 4) -> str:
         """The shortest readable form for a table or a log: sympy's simplification
         (``y_pred/y_pred`` gone, ``a - -c`` as ``a + c``, constants folded) with constants to
-        ``digits`` significant digits when it is shorter than :meth:`display`, else
-        :meth:`display`. Only for reading: ``str(expression)`` keeps full precision."""
+        ``digits`` significant digits when it is shorter than :meth:`display` *and* computes
+        the trained (protected) function on probe inputs, else :meth:`display`. sympy
+        simplifies as if division, log and sqrt were unprotected (``y_pred*y_real/y_real`` is
+        ``y_pred`` to it, but 1 where ``y_real`` = 0 here): such a form is never shown. Only for
+        reading: ``str(expression)`` keeps full precision."""
         shown = self.display(digits)
-        try:
-            expr = _simplified(str(self))
-        except Exception:  # noqa: BLE001 - a form sympy cannot simplify is shown as written
+        expr = faithful_simplification(str(self))
+        if expr is None:
             return shown
         with sympy.evaluate(False):
             expr = expr.xreplace({f: sympy.Float(f, digits) for f in expr.atoms(sympy.Float)})
         text = sympy.sstr(expr, full_prec=False)
-        return text if len(text) < len(shown) else shown
+        return text if len(text) < 0.9 * len(shown) else shown  # a mere reordering is not worth it
+
+    def tidy_latex(self, digits: int = 4) -> str:
+        """LaTeX of :meth:`tidy`'s form: the simplification when it is faithful and shorter,
+        else the tree as written."""
+        plain = self.latex(digits=digits)
+        if faithful_simplification(str(self)) is None:
+            return plain
+        tidy = self.latex(simplify=True, digits=digits)
+        return tidy if len(tidy) < 0.9 * len(plain) else plain
 
     def latex(self, simplify: bool = False, digits: int = 4) -> str:
         """LaTeX of the tree as written (`display`'s constants and signs, fractions for ``/``),
@@ -327,6 +338,33 @@ def as_expression(obj: Any) -> LossExpression:
 
 
 @functools.lru_cache(maxsize=4096)
-def _simplified(text: str) -> sympy.Expr:
-    """sympy's simplification of an expression's text (cached: hall-of-fame tables redraw)."""
-    return LossExpression.parse(text).simplify()
+def faithful_simplification(text: str) -> sympy.Expr | None:
+    """sympy's simplification of an expression when it computes what the trained expression
+    computes (protected operators and all) on probe inputs: softmax probabilities of random
+    logits against one-hot and soft targets, to 1e-6. None when it does not, or when sympy
+    cannot simplify it (cached: hall-of-fame tables redraw)."""
+    import numpy as np
+    import torch
+
+    expr = LossExpression.parse(text)
+    try:
+        simple = expr.simplify()
+        names = [n for n in LEAVES if sympy.Symbol(n, real=True) in simple.free_symbols]
+        fn = sympy.lambdify([sympy.Symbol(n, real=True) for n in names], simple, "numpy")
+    except Exception:  # noqa: BLE001 - a form sympy cannot handle is shown as written
+        return None
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 10, generator=gen, dtype=torch.float64) * 3
+    hard = torch.nn.functional.one_hot(torch.randint(0, 10, (64,), generator=gen), 10).double()
+    soft = torch.softmax(torch.randn(64, 10, generator=gen, dtype=torch.float64), -1)
+    for y in (hard, soft):
+        with torch.no_grad():
+            want = expr.compile()(z, y).double().numpy()
+        leaves = {"y_pred": torch.softmax(z, -1), "y_real": y, "logits": z,
+                  "log_pred": torch.log_softmax(z, -1)}
+        with np.errstate(all="ignore"):
+            got = np.broadcast_to(np.asarray(fn(*(leaves[n].numpy() for n in names)),
+                                             dtype=float), want.shape)
+        if not np.allclose(got, want, rtol=1e-6, atol=1e-9, equal_nan=True):
+            return None
+    return simple

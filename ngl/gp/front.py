@@ -1,6 +1,7 @@
 """Accuracy against expression size across a search's trained candidates, the Pareto front
 marked (PySR's view of a search): a loss is on the front when no other loss is at least as
-accurate with a tree at most as large, and strictly better in one of the two."""
+accurate with a tree at most as large, and strictly better in one of the two. Of several losses
+with the very same size and accuracy, one (the most accurate-first, earliest) is marked."""
 
 from __future__ import annotations
 

@@ -125,8 +125,7 @@ def _away_from_zero(a: Interval) -> bool:
     return a[0] > EPS or a[1] < -EPS
 
 
-_ANY: Interval = (-INF, INF)
-ANY_INTERVAL = _ANY  #: what an operator without an interval rule may return
+_ANY = ANY_INTERVAL = (-INF, INF)  # what an operator without an interval rule may return
 
 
 @dataclass(frozen=True)
@@ -224,7 +223,7 @@ def available_leaves() -> list[str]:
     return list(LEAVES)
 
 
-USER_HINT = "an operator of your own is registered first: ngl.register_operator(name, arity, ...)"
+USER_HINT = "register an operator of your own first (ngl.register_operator; CLI: --import MODULE)"
 
 
 def _check_names(kind: str, names: Iterable[str], known: Sequence[str]) -> tuple[str, ...]:
@@ -370,6 +369,7 @@ def gplearn_functions(names: Iterable[str]) -> list:
 
 def forget_gplearn_function(name: str) -> None:
     _GPLEARN_CACHE.pop(name, None)  # an operator registered anew
+
 
 PRESETS: dict[str, PrimitiveSet] = {
     # What the paper names: +, -, x, /, sqrt, log, exp, sin, cos ("etc."); leaves y_pred,

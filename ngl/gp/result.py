@@ -288,7 +288,7 @@ class SearchResult:
         return summary
 
     def to_latex(self, n: int | None = None, caption: str | None = None,
-                 include_chance: bool = False) -> str:
+                 include_chance: bool = False, tidy: bool = True) -> str:
         r"""The hall of fame as a booktabs table for a paper (formula in math mode, simplified
         when that is shorter, 4 significant digits; accuracy in %, size). Chance-level entries
         (:attr:`chance_level`) are left out unless ``include_chance``.
@@ -303,8 +303,8 @@ class SearchResult:
         for e in self.entries(n):
             if chance is not None and e.val_accuracy <= chance and not include_chance:
                 continue
-            plain, tidy = e.latex(), e.expression.latex(simplify=True)
-            formula = tidy if len(tidy) < len(plain) else plain
+            # simplified only where it is faithful; tidy=False: the tree as written
+            formula = e.expression.tidy_latex() if tidy else e.latex()
             rows.append(f"{e.rank} & ${formula}$ & {100 * e.val_accuracy:.2f} & {e.size} \\\\")
         cap = caption or (f"Hall of fame of search {self.spec.key} ({self.spec.dataset}, "
                           f"{self.spec.model}, {self.spec.budget.steps} steps); accuracy on the "

@@ -220,7 +220,7 @@ def check_checkpoint_seal(path: Path, ckpt: dict) -> dict:
     """``ckpt`` without its seal, checked after every more specific check: a checkpoint edited
     after ngl wrote it is refused (its state would silently change the search)."""
     try:
-        return unseal(ckpt)
+        return unseal(ckpt, required=(path.parent / SITTINGS).exists())
     except JSONError as exc:
         raise RunDirError(f"{path} was {exc}; move {path.name} aside and run again: the search "
                           "is then rebuilt exactly from the history") from None
@@ -265,7 +265,7 @@ def read_rescore_plan(run_dir: Path, spec: SearchSpec) -> dict | None:
         raise RunDirError(f"{path} was written by another spec (run key {plan.get('run')!r}, "
                           f"{SPEC} has {spec.key}); restore {SPEC} or use a new run directory")
     try:
-        return unseal(plan)
+        return unseal(plan, required=(path.parent / SITTINGS).exists())
     except JSONError as exc:
         raise RunDirError(f"{path} was {exc}; {what_to_do}") from None
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -41,7 +42,7 @@ from ngl.gp.worker import evaluate_chunk
 from ngl.io.config import STRICT, AsTuple, ConfigError, ConfigMixin, require_available
 from ngl.io.paths import runs_dir
 from ngl.io.records import SEAL, read_json, unseal, write_json_atomic
-from ngl.io.runs import Rows, RunFolder, RunFolderError, config_diff
+from ngl.io.runs import SITTINGS, Rows, RunFolder, RunFolderError, config_diff
 from ngl.io.schemas import TuneRow
 
 __all__ = ["TuneSpec", "TuneResult", "tune_constants", "with_constants", "load_tuning",
@@ -195,7 +196,7 @@ def tune_constants(expression: str | LossExpression, search: SearchSpec,
     run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "tune" / spec.key
     folder = tuning_folder(run_dir)
     old = _read_spec(folder)
-    if old is not None and old != spec:
+    if old is not None and old.key != spec.key:  # the key is what decides the tuning
         raise ConfigError(f"{folder.spec_path}: this folder tunes another spec (key {old.key}, "
                           f"asked {spec.key}: {config_diff(old.to_dict(), spec.to_dict())}); "
                           "use another run_dir")
@@ -228,10 +229,14 @@ def _read_spec(folder: RunFolder) -> TuneSpec | None:
 
 def _rows(gen: int, values: list[np.ndarray], texts: list[str], results: list[dict],
           split: str) -> list[dict]:
-    return [{"generation": gen, "index": i, "constants": [float(v) for v in x],
-             "expression": t, "val_accuracy": float(r["val_accuracy"]), "status": r["status"],
-             "split": split}
-            for i, (x, t, r) in enumerate(zip(values, texts, results, strict=True))]
+    rows = []
+    for i, (x, t, r) in enumerate(zip(values, texts, results, strict=True)):
+        acc, status = float(r["val_accuracy"]), r["status"]
+        if not math.isfinite(acc):  # a non-finite candidate scores 0, as in the search
+            acc, status = 0.0, "nonfinite"
+        rows.append({"generation": gen, "index": i, "constants": [float(v) for v in x],
+                     "expression": t, "val_accuracy": acc, "status": status, "split": split})
+    return rows
 
 
 def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool,
@@ -262,18 +267,23 @@ def _run(spec: TuneSpec, run_dir: Path, fitness: Fitness, progress: bool,
         for gen in range(done + 1, spec.generations):
             xs = [cma.ask() for _ in range(cma.population_size)]
             texts = [str(with_constants(expr, idx, x)) for x in xs]
-            rows = history.get(gen)
-            if rows is not None and len(rows) == len(xs) and not np.allclose(
-                    [r["constants"] for r in rows], xs, rtol=0, atol=1e-12):
+            kept = {r["index"]: r for r in history.get(gen, []) if r["index"] < len(xs)}
+            if any(not np.allclose(r["constants"], xs[i], rtol=0, atol=1e-12)
+                   for i, r in kept.items()):
                 raise ConfigError(f"{run_dir}/history.jsonl: generation {gen} holds other "
                                   "constants than the restored CMA-ES asks for; the folder was "
                                   "written by another run")
-            if rows is None or len(rows) != len(xs):
+            if len(kept) != len(xs):
+                # trained as one pass (common random numbers); a row already written (a torn
+                # generation) is kept as it is, and CMA-ES is told the kept value
                 t0 = time.perf_counter()
-                rows = _rows(gen, xs, texts, fitness(texts), split)
-                for r in rows:
-                    r["wall_s"] = (time.perf_counter() - t0) / len(rows)
-                table.append(rows)
+                fresh = _rows(gen, xs, texts, fitness(texts), split)
+                new = [r for r in fresh if r["index"] not in kept]
+                for r in new:
+                    r["wall_s"] = (time.perf_counter() - t0) / len(fresh)
+                table.append(new)
+                kept.update({r["index"]: r for r in new})
+            rows = [kept[i] for i in range(len(xs))]
             cma.tell([(x, -float(r["val_accuracy"])) for x, r in zip(xs, rows, strict=True)])
             write_json_atomic(ckpt_path, {"generation": gen, "spec_key": spec.key,
                                           "cma": cma_to_json(cma)}, sealed=True)
@@ -298,7 +308,7 @@ def _read_checkpoint(path: Path, spec: TuneSpec, fresh: CMA) -> tuple[CMA, int]:
         if ckpt["spec_key"] != spec.key:
             raise ValueError(f"spec_key = {ckpt['spec_key']!r}, tune_spec.json has {spec.key}")
         cma = cma_from_json(ckpt["cma"], fresh)
-        unseal(ckpt)  # last: the checks above say more
+        unseal(ckpt, required=(path.parent / SITTINGS).exists())  # last: the above say more
         return cma, gen
     except (ValueError, OSError) as exc:
         raise RunFolderError(f"{path} is not a valid tuning checkpoint ({exc}); "

@@ -78,16 +78,32 @@ def register_operator(name: str, arity: int, torch_fn: Callable[..., torch.Tenso
     with np.errstate(all="ignore"):
         s = np.broadcast_to(np.asarray(expr(*args), dtype=float), t.shape)
     fin = np.isfinite(t)
+    if n.shape != t.shape or not np.isfinite(n[fin]).all():
+        raise ValueError(f"{name}: numpy_fn is not finite where torch_fn is; the three forms "
+                         "must compute the same function")
+    if s.shape != t.shape or np.isfinite(s[fin]).sum() < 0.5 * fin.sum():
+        raise ValueError(f"{name}: sympy_fn is not finite on most check arguments where "
+                         "torch_fn is; the three forms must compute the same function")
     for form, values in (("numpy_fn", n), ("sympy_fn", s)):
         both = fin & np.isfinite(values)
         # the sympy form is the idealised one: compared where it is finite, off the guards
-        if values.shape != t.shape or not np.allclose(values[both], t[both], rtol=1e-6,
-                                                      atol=1e-9):
+        if not np.allclose(values[both], t[both], rtol=1e-6, atol=1e-9):
             raise ValueError(f"{name}: {form} disagrees with torch_fn on the check arguments; "
                              "the three forms must compute the same function")
     if protected and not fin.all():
         raise ValueError(f"{name}: protected=True, but torch_fn is not finite on every check "
                          "argument")
+    if interval is not None:  # the compiler trusts it to choose unprotected fast paths
+        whole = interval(*((float(a.min()), float(a.max())) for a in args))
+        points = [interval(*((float(a[k]), float(a[k])) for a in args)) for k in range(t.size)]
+        tol = 1e-9 + 1e-9 * np.abs(t)
+        inside = (t >= np.array([p[0] for p in points]) - tol) & (t <= np.array(
+            [p[1] for p in points]) + tol) & (t >= whole[0] - tol) & (t <= whole[1] + tol)
+        if not inside[fin].all():
+            k = int(np.flatnonzero(fin & ~inside)[0])
+            raise ValueError(f"{name}: interval does not hold torch_fn's value "
+                             f"{t[k]:.6g} at {tuple(float(a[k]) for a in args)}; it must "
+                             "bound every output")
     prim = Primitive(name, arity, torch_fn, numpy_fn, sympy_fn,
                      description or f"{name} (registered)",
                      bounds=interval if interval is not None else (lambda *a: ANY_INTERVAL),

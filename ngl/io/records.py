@@ -58,10 +58,14 @@ def seal(obj: Mapping) -> dict:
     return d
 
 
-def unseal(obj: Any) -> Any:
+def unseal(obj: Any, required: bool = False) -> Any:
     """``obj`` without its digest, after checking it (:class:`JSONError` when it was changed
-    after ngl wrote it); anything that is not a sealed object is returned as it is."""
+    after ngl wrote it). Without a seal: returned as it is (ngl 0.1), unless ``required`` (a
+    folder this version wrote, where deleting the seal would hide an edit)."""
     if not isinstance(obj, dict) or SEAL not in obj:
+        if required:
+            raise JSONError(f"changed after ngl wrote it (its {SEAL} field is gone; this "
+                            "version seals everything it writes)")
         return obj
     d = {k: v for k, v in obj.items() if k != SEAL}
     if obj[SEAL] != hashlib.sha256(_canonical(d)).hexdigest()[:16]:
@@ -140,10 +144,10 @@ def _repair_tail(path: Path) -> None:
     if data.endswith(b"\n"):
         return
     cut = data.rfind(b"\n") + 1
-    try:
-        json.loads(data[cut:])
+    try:  # read as the reader reads: a tail the reader skips is cut, not completed
+        loads_strict(data[cut:])
         complete = True
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except JSONError:
         complete = False
     with open(path, "rb+") as fh:
         if complete:

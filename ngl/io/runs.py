@@ -122,21 +122,28 @@ class Rows:
         except OSError as exc:
             raise RunFolderError(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
         out, tampered = [], []
+        sealed = False  # once ngl sealed a row of the file, every later row must be sealed too
         for n, r in raw:
+            raw_row = r
             if not isinstance(r, dict):
                 raise RunFolderError(f"{self.path}: line {n} is {json.dumps(r)[:60]}, not a JSON "
                                      f"object; repair or remove that line (each line is one "
                                      f"{self.what}; a removed row is run again)")
+            foreign = self.owner is not None and r.get(self.owner_field) != self.owner
             if self.schema is not None:
+                # a well-formed row of another spec is checked without this spec's sizes: the
+                # "spec edited since the start" message says more than a range would
+                context = {} if foreign else dict(self.context or {})
                 try:
                     self.schema.model_validate({k: v for k, v in r.items() if k != SEAL},
-                                               context=dict(self.context or {}))
+                                               context=context)
                 except ValidationError as exc:
                     raise RunFolderError(f"{self.path}: line {n}: {describe_error(exc)}; repair "
                                          f"or remove that line (each line is one {self.what}; "
                                          "a removed row is run again)") from None
-            try:
-                r = unseal(r)
+            try:  # after a sealed row, a row without one had its seal removed (rows of
+                r = unseal(r, required=sealed)  # ngl 0.1 come first, before any seal)
+                sealed = sealed or SEAL in raw_row
             except JSONError as exc:
                 tampered.append((n, str(exc)))
                 r = {k: v for k, v in r.items() if k != SEAL}
@@ -179,7 +186,13 @@ class Rows:
             self._refuse_foreign({r.get(self.owner_field) for _, r in rows} - {self.owner})
         self._refuse_tampered(tampered)
         for n, r in rows:
-            key = self.ident(r)
+            try:
+                key = self.ident(r)
+                hash(key)
+            except (KeyError, TypeError) as exc:  # a field the identity needs is gone or odd
+                raise RunFolderError(f"{self.path}: line {n} has no valid identity ({exc!r}); "
+                                     f"repair or remove that line (each line is one "
+                                     f"{self.what}; a removed row is run again)") from None
             if key not in out:
                 out[key] = (n, r)
                 continue
@@ -297,8 +310,8 @@ class RunFolder:
         folders only): an edit after ngl wrote it is refused."""
         if not self.sealed:
             return data
-        try:
-            return unseal(data)
+        try:  # a folder with sittings was written by this version: its seal must be there
+            return unseal(data, required=(self.path / SITTINGS).exists())
         except JSONError as exc:
             raise RunFolderError(f"{self.spec_path}: this {kind} was {exc}; {remedy}") from None
 

@@ -89,6 +89,8 @@ class HistoryRow(RowModel):
     generation: Index
     index: Index
     expression: str
+    key: str
+    fingerprint: str | None = None
     status: str
     fitness: Finite
     val_accuracy: Number | None = None
@@ -125,6 +127,8 @@ class HistoryRow(RowModel):
     def _scored(self) -> HistoryRow:
         if self.status == "ok" and self.val_accuracy is None:
             raise ValueError("status 'ok' needs a val_accuracy")
+        if self.status in FINISHED and self.fingerprint is None:
+            raise ValueError(f"status {self.status!r} needs a fingerprint (the cache key)")
         return self
 
 
@@ -135,6 +139,9 @@ class SideRow(RowModel):
 
     run: str
     status: str
+    kind: str | None = None
+    key: str | None = None
+    loss: str | None = None
     val_accuracy: Number | None = None
     val_ce: Number | None = None
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None

@@ -25,16 +25,20 @@ class TensorBoardLogger:
     ``logdir``. ``figures=False`` skips the per-generation figure (it costs a render)."""
 
     def __init__(self, logdir: str | os.PathLike, figures: bool = True, hall_of_fame: int = 10):
-        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+        import torch.utils.tensorboard  # noqa: F401 - refused now if tensorboard is missing
 
         self.logdir = Path(logdir)
-        self.writer = SummaryWriter(log_dir=str(self.logdir))
+        self.writer = None  # made at the first generation: nothing is written before a run
         self.figures = figures
         self.hall_of_fame = hall_of_fame
 
     def __call__(self, summary: dict, search) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
         from ngl.gp.result import load_result
 
+        if self.writer is None:
+            self.writer = SummaryWriter(log_dir=str(self.logdir))
         gen = int(summary["generation"])
         w = self.writer
         for name in SCALARS:
@@ -65,4 +69,5 @@ class TensorBoardLogger:
         w.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()

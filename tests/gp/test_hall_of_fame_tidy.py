@@ -72,3 +72,16 @@ def test_progress_bars_show_a_short_form():
     assert short_loss_label("focal(gamma=2.0)") == "focal(gamma=2.0)"
     short = short_loss_label(long)
     assert len(short) <= 32 and short.startswith("sin(y_real + 0.8533)") and "…" in short
+
+
+def test_a_simplification_that_changes_the_trained_function_is_never_shown():
+    """sympy reads y_pred*y_real/y_real as y_pred; the protected division gives 1 where
+    y_real = 0 (every wrong class of a one-hot target): not the same loss."""
+    import torch
+
+    e = LossExpression.parse("y_pred*y_real/y_real")
+    z = torch.zeros(1, 2, dtype=torch.float64)
+    values = e.compile()(z, torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+    assert values.tolist() == [[0.5, 1.0]]  # not y_pred = [0.5, 0.5]
+    assert e.tidy() == "y_pred*y_real/y_real" and "frac" in e.tidy_latex()
+    assert LossExpression.parse("y_pred/y_pred + y_real").tidy() == "y_real + 1"

@@ -104,6 +104,17 @@ def test_it_trains_in_a_search_and_resumes(tmp_path, monkeypatch, capsys):
     assert main(["show", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert "unknown operator 'softplus'" in err and "ngl.register_operator" in err
+    assert "--import MODULE" in err
+    # on the command line, a module that registers it: the search shows and resumes
+    (tmp_path / "my_ops.py").write_text(
+        "import numpy as np, sympy, torch.nn.functional as F\nimport ngl\n"
+        "ngl.register_operator('softplus', 1, F.softplus, lambda a: np.logaddexp(0.0, a),\n"
+        "                      lambda a: sympy.log(1 + sympy.exp(a)))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["--import", "my_ops", "show", str(run)]) == 0
+    assert main(["--import", "my_ops", "resume", str(run), "--quiet"]) == 0
+    assert main(["--import", "no_such_module_xyz", "show", str(run)]) == 2
+    assert "--import no_such_module_xyz" in capsys.readouterr().err
 
 
 def test_the_picker_offers_it_and_returns_it():
@@ -113,3 +124,16 @@ def test_the_picker_offers_it_and_returns_it():
     assert "softplus" in picker.op_boxes and not picker.op_boxes["softplus"].value
     picker.op_boxes["softplus"].value = True
     assert "softplus" in picker.value.operators
+
+
+@pytest.mark.parametrize(("kw", "says"), [
+    ({"numpy_fn": lambda a: np.full_like(a, np.nan)}, "numpy_fn is not finite where torch_fn is"),
+    ({"sympy_fn": lambda a: sympy.log(-1 - a**2)}, "sympy_fn is not finite on most"),
+    ({"interval": lambda a: (0.0, 1.0)}, "interval does not hold torch_fn's value"),
+])
+def test_forms_that_are_never_compared_or_a_wrong_interval_are_refused(kw, says):
+    base = dict(name="softplus2", arity=1, torch_fn=F.softplus,
+                numpy_fn=lambda a: np.logaddexp(0.0, a), sympy_fn=_softplus_sympy)
+    with pytest.raises(ValueError, match=says):
+        ngl.register_operator(**{**base, **kw})
+    assert "softplus2" not in OPERATORS

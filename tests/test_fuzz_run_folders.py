@@ -153,6 +153,13 @@ def _check(capsys, code: int, damaged: Path, same) -> None:
     assert damaged.name in err, f"the damaged file is not named: {err}"
 
 
+def _draw(data, src: Path) -> tuple[Path, Path]:
+    """A copy of ``src`` with one file damaged as hypothesis draws it: (temp dir, that file)."""
+    name = data.draw(st.sampled_from(_files(src)), label="file")
+    op = data.draw(st.sampled_from(OPS), label="op")
+    return _damaged_copy(src, name, op, data.draw(st.integers(0, 2**32 - 1)))
+
+
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -162,9 +169,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
 @given(data=st.data())
 def test_a_damaged_search_folder(folders, capsys, data):
     src = folders["search"]
-    name = data.draw(st.sampled_from(_files(src)), label="file")
-    op = data.draw(st.sampled_from(OPS), label="op")
-    tmp, damaged = _damaged_copy(src, name, op, data.draw(st.integers(0, 2**32 - 1)))
+    tmp, damaged = _draw(data, src)
     try:
         run = damaged.parent if damaged.parent.name == src.name else tmp / src.name
         code = main(["show", str(run)])
@@ -180,9 +185,7 @@ def test_a_damaged_search_folder(folders, capsys, data):
 @given(data=st.data())
 def test_a_damaged_validation_folder(folders, capsys, data):
     src = folders["validation"]
-    name = data.draw(st.sampled_from(_files(src)), label="file")
-    op = data.draw(st.sampled_from(OPS), label="op")
-    tmp, damaged = _damaged_copy(src, name, op, data.draw(st.integers(0, 2**32 - 1)))
+    tmp, damaged = _draw(data, src)
     try:
         out = tmp / src.name
         code = main(["validate", str(folders["search"]), "--config", str(folders["cfg"]),
@@ -199,9 +202,7 @@ def test_a_damaged_grid_folder(folders, capsys, data):
     """The grid has no command of its own: through the Python API a user error is ngl's own
     one-line error (a ValueError or OSError), exactly what the CLI prints."""
     src = folders["grid"]
-    name = data.draw(st.sampled_from(_files(src)), label="file")
-    op = data.draw(st.sampled_from(OPS), label="op")
-    tmp, damaged = _damaged_copy(src, name, op, data.draw(st.integers(0, 2**32 - 1)))
+    tmp, damaged = _draw(data, src)
     try:
         path = tmp / src.name / "results.jsonl"
         try:

@@ -124,12 +124,17 @@ NB04_CAPTION = ("Test accuracy (%) with adam (lr 0.001, 3 epochs); mean ± std o
                 "change against CE in brackets – best in bold, * paired t-test p < 0.05.")
 
 
-@pytest.fixture(scope="module")
-def downstream() -> pd.DataFrame:
+def _summary(acc: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    """dataset -> loss -> accuracies over seeds, summarised against CE."""
     rows = [{"dataset": ds, "model": "small_cnn", "loss": loss, "seed": s, "status": "ok",
              "test_accuracy": a}
-            for ds, per in ACC.items() for loss, accs in per.items() for s, a in enumerate(accs)]
+            for ds, per in acc.items() for loss, accs in per.items() for s, a in enumerate(accs)]
     return summarise(pd.DataFrame(rows), metric="test_accuracy", baseline="ce")
+
+
+@pytest.fixture(scope="module")
+def downstream() -> pd.DataFrame:
+    return _summary(ACC)
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
@@ -151,18 +156,14 @@ def test_downstream_table_compiles_and_prints_numbers_and_p(downstream, tmp_path
 
 
 LONG_FOUND = ("sin(y_real - -0.85329173645817236)*exp(y_pred/y_pred + 0.12345678912345678*y_real)"
-         " + log(1.9876543219876543 + y_pred*y_real) - cos(y_pred*0.33333333333333331)")
+              " + log(1.9876543219876543 + y_pred*y_real) - cos(y_pred*0.33333333333333331)")
 
 
 @pytest.fixture(scope="module")
 def with_found() -> pd.DataFrame:
-    rows = [{"dataset": ds, "model": "small_cnn", "loss": loss, "seed": s, "status": "ok",
-             "test_accuracy": a}
-            for ds in ("digits", "fashion_mnist", "cifar10")
-            for loss, accs in (("ce", [0.95, 0.96, 0.94]), (LONG_FOUND, [0.951, 0.962, 0.94]),
-                               ("label_smoothing", [0.96, 0.97, 0.96]))
-            for s, a in enumerate(accs)]
-    return summarise(pd.DataFrame(rows), metric="test_accuracy", baseline="ce")
+    per = {"ce": [0.95, 0.96, 0.94], LONG_FOUND: [0.951, 0.962, 0.94],
+           "label_smoothing": [0.96, 0.97, 0.96]}
+    return _summary({ds: per for ds in ("digits", "fashion_mnist", "cifar10")})
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

@@ -81,5 +81,8 @@ def show_search(result: SearchResult) -> None:
                     *(["mean ± std", "n_seeds"] + (["delta_ce_mean"] if ce else [])
                       if rescored else []),
                     "size", "generation", "formula"]
+            if "chance" in hof and hof["chance"].any():  # marked, as in the hall of fame
+                hof = hof.assign(chance=hof["chance"].map({True: "chance", False: ""}))
+                cols.insert(-1, "chance")
             print(hof[cols].to_string(index=False))
     print(f"\nrun directory: {result.run_dir}  (complete: {result.complete})")

@@ -12,8 +12,9 @@ def lineage(history: pd.DataFrame, key: str, max_depth: int = 50) -> pd.DataFram
     """The ancestry of the candidate ``key`` (its first appearance), one row per ancestor:
     ``depth`` (0: the loss itself), ``generation``, ``key``, ``expression``, ``origin`` (which
     operation made it: init, seed, crossover, mutation, reproduction...), ``parents`` and
-    ``val_accuracy``. An ancestor reached twice (through both parents) is listed once."""
-    cols = ["depth", "generation", "key", "expression", "origin", "parents", "val_accuracy"]
+    ``status`` (a rejected ancestor has no accuracy) and ``val_accuracy``. An ancestor reached twice (through both parents) is listed once."""
+    cols = ["depth", "generation", "key", "expression", "origin", "parents", "status",
+            "val_accuracy"]
     if not len(history) or key not in set(history["key"]):
         raise KeyError(f"no candidate with key {key!r} in this search's history")
     first = history.sort_values(["generation", "index"]).drop_duplicates(["generation", "key"])
@@ -30,6 +31,6 @@ def lineage(history: pd.DataFrame, key: str, max_depth: int = 50) -> pd.DataFram
         r = at.iloc[0]
         rows.append({"depth": depth, "generation": gen, "key": k, "expression": r["expression"],
                      "origin": r["origin"], "parents": list(r["parents"] or []),
-                     "val_accuracy": r.get("val_accuracy")})
+                     "status": r.get("status"), "val_accuracy": r.get("val_accuracy")})
         frontier += [(depth + 1, gen - 1, p) for p in (r["parents"] or []) if gen > 0]
     return pd.DataFrame(rows, columns=cols)

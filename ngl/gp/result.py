@@ -19,6 +19,7 @@ from torch import nn
 
 from ngl.gp.expression import LossExpression
 from ngl.gp.rundir import (
+    check_user_operators,
     history_rows,
     planned_rescores,
     read_rescore_plan,
@@ -297,15 +298,23 @@ class SearchResult:
         model, e.g. ``fashion_mnist``). Needs only ``\usepackage{booktabs}``; compiles with
         pdflatex in the T1 or the default OT1 font encoding (``tests/test_latex_exports.py``).
         """
-        rows = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{rlrr}", r"\toprule",
-                r"rank & loss & search-val.\ acc.\ (\%) & size \\", r"\midrule"]
+        entries = self.entries(n)
+        # rescored: the mean over seeds the hall of fame is ranked by, beside the one-seed score
+        # (which alone would carry the winner's curse into a paper)
+        mean = any(e.fitness_mean is not None for e in entries)
+        rows = [r"\begin{table}[t]", r"\centering",
+                r"\begin{tabular}{rl" + ("rr" if mean else "r") + "r}", r"\toprule",
+                r"rank & loss & search-val.\ acc.\ (\%)"
+                + (r" & mean of seeds (\%)" if mean else "") + r" & size \\", r"\midrule"]
         chance = self.chance_level
-        for e in self.entries(n):
+        for e in entries:
             if chance is not None and e.val_accuracy <= chance and not include_chance:
                 continue
             # simplified only where it is faithful; tidy=False: the tree as written
             formula = e.expression.tidy_latex() if tidy else e.latex()
-            rows.append(f"{e.rank} & ${formula}$ & {100 * e.val_accuracy:.2f} & {e.size} \\\\")
+            m = ("" if not mean else " & --" if e.fitness_mean is None
+                 else f" & {100 * e.fitness_mean:.2f}")
+            rows.append(f"{e.rank} & ${formula}$ & {100 * e.val_accuracy:.2f}{m} & {e.size} \\\\")
         cap = caption or (f"Hall of fame of search {self.spec.key} ({self.spec.dataset}, "
                           f"{self.spec.model}, {self.spec.budget.steps} steps); accuracy on the "
                           "search-validation split, not a held-out test result.")
@@ -373,6 +382,7 @@ def load_result(run_dir: str | Path) -> SearchResult:
     run_dir = Path(run_dir)
     files = read_run_files(run_dir)
     spec = files.spec
+    check_user_operators(run_dir, spec)  # another function under a user operator's name
     history = pd.DataFrame(history_rows(run_dir, spec))
     complete = False
     if len(history):

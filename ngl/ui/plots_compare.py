@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from ngl.losses import display_name
 from ngl.ui.plots_downstream import legend_outside, series_style
@@ -55,5 +56,6 @@ def plot_pareto(front: pd.DataFrame, ax=None) -> plt.Figure:
     ax.scatter(on["size"], 100 * on["val_accuracy"], s=18, color="C0", zorder=3,
                label="Pareto front")
     ax.set(xlabel="expression size (nodes)", ylabel="search-validation acc. (%)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # node counts are whole
     ax.legend(fontsize="x-small")
     return fig

@@ -83,6 +83,7 @@ def test_lineage_follows_the_stored_parents(runs):
         for p in r["parents"]:
             assert p in set(h.loc[h["generation"] == r["generation"] - 1, "key"])
     assert lin["depth"].is_monotonic_increasing and len(lin) >= 1
+    assert lin["status"].iloc[0] == "ok"  # a rejected ancestor says so (no accuracy)
 
 
 def test_compare_gives_a_labelled_tidy_frame_and_figure(runs):

@@ -85,3 +85,12 @@ def test_a_simplification_that_changes_the_trained_function_is_never_shown():
     assert values.tolist() == [[0.5, 1.0]]  # not y_pred = [0.5, 0.5]
     assert e.tidy() == "y_pred*y_real/y_real" and "frac" in e.tidy_latex()
     assert LossExpression.parse("y_pred/y_pred + y_real").tidy() == "y_real + 1"
+
+
+def test_show_marks_chance_level_entries(result, capsys):
+    from ngl.show import show_search
+
+    show_search(result)
+    out = capsys.readouterr().out
+    line = [x for x in out.splitlines() if "exp(y_pred)" in x]
+    assert line and "chance" in line[0]

@@ -358,3 +358,14 @@ def test_fitness_plots_draw_each_reference_as_a_labelled_dashed_line(searched):
     # notebook 02's panel
     runner = search_runner(searched.spec, searched.run_dir)
     assert runner.references == pytest.approx(dict(accs))
+
+
+def test_the_paper_table_carries_the_mean_over_seeds_when_rescored(searched):
+    """The hall of fame is ranked by the rescored mean: the LaTeX table shows it beside the
+    one-seed score (alone, that score would carry the winner's curse into a paper)."""
+    result = searched
+    tex = result.to_latex(include_chance=True)
+    assert "mean of seeds" in tex
+    for e in result.entries():
+        if e.fitness_mean is not None:
+            assert f"{100 * e.fitness_mean:.2f}" in tex

@@ -99,6 +99,8 @@ def test_it_trains_in_a_search_and_resumes(tmp_path, monkeypatch, capsys):
     assert main(["resume", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert "operator 'softplus' is registered with another function" in err and "\n" not in err
+    assert main(["show", str(run)]) == 2  # nor shown with another function's formulas
+    assert "registered with another function" in capsys.readouterr().err
     # not registered at all: the spec cannot be read, and the message says how to register it
     monkeypatch.delitem(OPERATORS, "softplus")
     assert main(["show", str(run)]) == 2
